@@ -1,0 +1,57 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * Maps and helpers shared by every object. The Go loader loads the connect
+ * object first and hands its "events" and "lost" maps to the DNS object
+ * (MapReplacements), so all records meet in one ring, in kernel order.
+ */
+#ifndef TCPCONNECT_COMMON_BPF_H
+#define TCPCONNECT_COMMON_BPF_H
+
+#include "tcpconnect.h"
+
+/* Set by the loader before load; both are read-only afterwards. */
+const volatile __u32 self_tgid = 0;    /* connects of this tgid are left out; 0 = none */
+const volatile __u64 wakeup_bytes = 0; /* wake the reader only once this much data waits */
+
+/* The one ring buffer: connect and DNS records. Size set by the loader. */
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 1 << 23);
+} events SEC(".maps");
+
+/* Records that found no room in the ring, per CPU, by enum tc_lost_index. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, TC_LOST_MAX);
+	__type(key, __u32);
+	__type(value, __u64);
+} lost SEC(".maps");
+
+static __always_inline void tc_count_lost(__u32 index)
+{
+	__u64 *v = bpf_map_lookup_elem(&lost, &index);
+
+	if (v)
+		*v += 1; /* per-CPU slot: no atomic needed */
+}
+
+/*
+ * Submit without waking the reader, unless the data waiting in the ring has
+ * passed the threshold: the reader polls on a short timer, so latency stays
+ * bounded and the workload pays no wakeup per event.
+ */
+static __always_inline void tc_submit(void *rec)
+{
+	__u64 flags = BPF_RB_NO_WAKEUP;
+
+	if (bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= wakeup_bytes)
+		flags = BPF_RB_FORCE_WAKEUP;
+	bpf_ringbuf_submit(rec, flags);
+}
+
+static __always_inline int tc_is_self(void)
+{
+	return self_tgid && (__u32)(bpf_get_current_pid_tgid() >> 32) == self_tgid;
+}
+
+#endif

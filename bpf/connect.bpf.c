@@ -1,0 +1,187 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+/*
+ * The connect hook in four attach modes. All of them end in tc_emit() with the
+ * destination taken from the kernel's own copy of the sockaddr, so the same
+ * connect gives the same record in every mode.
+ */
+#include <linux/bpf.h>
+#include "kernel.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
+#include <bpf/bpf_core_read.h>
+#include <bpf/bpf_endian.h>
+
+#include "common.bpf.h"
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+/* Puts the record type into BTF (bpf2go -type); lives in .rodata, never read. */
+const struct tc_connect_event *const tc_connect_event_btf = 0;
+
+/* Fill the process fields from the current task. Works in every program type used here. */
+static __always_inline void tc_fill_task(struct tc_connect_event *e)
+{
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	__u64 uid_gid = bpf_get_current_uid_gid();
+	struct file *exe;
+
+	e->ts_ns = bpf_ktime_get_boot_ns();
+	e->tgid = pid_tgid >> 32;
+	e->tid = (__u32)pid_tgid;
+	e->uid = (__u32)uid_gid;
+	e->gid = uid_gid >> 32;
+	e->cgroup_id = bpf_get_current_cgroup_id();
+	e->ptgid = BPF_CORE_READ(task, real_parent, tgid);
+	e->start_time_ns = BPF_CORE_READ(task, group_leader, start_time);
+	e->netns = BPF_CORE_READ(task, nsproxy, net_ns, ns.inum);
+	bpf_get_current_comm(e->comm, sizeof(e->comm));
+	exe = BPF_CORE_READ(task, mm, exe_file);
+	if (exe)
+		bpf_probe_read_kernel_str(e->exe, sizeof(e->exe),
+					  BPF_CORE_READ(exe, f_path.dentry, d_name.name));
+	else
+		e->exe[0] = 0;
+}
+
+/*
+ * Reserve, fill and submit one record. addr is a 16-byte
+ * v6 address in network order; AF_INET callers pass it v4-mapped (::ffff:a.b.c.d),
+ * and any v4-mapped address is reported as AF_INET.
+ */
+static __always_inline void tc_emit(__u8 hook, __u8 family, __u16 dport, const __u32 addr[4])
+{
+	struct tc_connect_event *e;
+
+	if (family == AF_INET6 && addr[0] == 0 && addr[1] == 0 &&
+	    addr[2] == bpf_htonl(0x0000ffff))
+		family = AF_INET;
+
+	e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+	if (!e) {
+		tc_count_lost(TC_LOST_CONNECT);
+		return;
+	}
+	e->type = TC_EVENT_CONNECT;
+	e->family = family;
+	e->hook = hook;
+	e->_pad0 = 0;
+	e->dport = dport;
+	e->_pad1 = 0;
+	__builtin_memset(e->daddr, 0, sizeof(e->daddr));
+	if (family == AF_INET)
+		__builtin_memcpy(e->daddr, &addr[3], 4);
+	else
+		__builtin_memcpy(e->daddr, addr, 16);
+	tc_fill_task(e);
+	tc_submit(e);
+}
+
+/*
+ * security_socket_connect(sock, address, addrlen), shared by the lsm, fentry and
+ * kprobe programs. Keeps what the cgroup hooks would see: TCP stream sockets in
+ * TCP_CLOSE (a repeated connect on a connecting socket never reaches the
+ * network), an AF_INET/AF_INET6 address of the socket's own family and of a
+ * length the kernel accepts. AF_UNSPEC (disconnect) falls out here too.
+ */
+static __always_inline void tc_socket_connect(struct socket *sock, struct sockaddr *address,
+					      int addrlen, __u8 hook)
+{
+	__u32 addr[4] = {};
+	unsigned short family;
+	struct sock *sk;
+	__u16 port;
+
+	if (tc_is_self())
+		return;
+	if (BPF_CORE_READ(sock, type) != SOCK_STREAM)
+		return;
+	sk = BPF_CORE_READ(sock, sk);
+	if (!sk || BPF_CORE_READ(sk, sk_protocol) != IPPROTO_TCP)
+		return;
+	if (BPF_CORE_READ(sk, __sk_common.skc_state) != TCP_CLOSE)
+		return;
+	family = BPF_CORE_READ(address, sa_family);
+	if (family != BPF_CORE_READ(sk, __sk_common.skc_family))
+		return;
+
+	if (family == AF_INET) {
+		struct sockaddr_in *sin = (struct sockaddr_in *)address;
+
+		if (addrlen < (int)sizeof(struct sockaddr_in))
+			return;
+		port = BPF_CORE_READ(sin, sin_port);
+		addr[3] = BPF_CORE_READ(sin, sin_addr.s_addr);
+		addr[2] = bpf_htonl(0x0000ffff);
+	} else if (family == AF_INET6) {
+		struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)address;
+
+		if (addrlen < 24) /* SIN6_LEN_RFC2133 */
+			return;
+		port = BPF_CORE_READ(sin6, sin6_port);
+		bpf_probe_read_kernel(addr, sizeof(addr), &sin6->sin6_addr);
+	} else {
+		return;
+	}
+	tc_emit(hook, family, bpf_ntohs(port), addr);
+}
+
+/* lsm: the BPF LSM hook itself; needs "bpf" in the kernel's active LSM list. */
+SEC("lsm/socket_connect")
+int BPF_PROG(tc_lsm_connect, struct socket *sock, struct sockaddr *address, int addrlen, int ret)
+{
+	tc_socket_connect(sock, address, addrlen, TC_HOOK_LSM);
+	return ret;
+}
+
+/* fentry: the same LSM entry point through a BTF trampoline; no lsm= needed. */
+SEC("fentry/security_socket_connect")
+int BPF_PROG(tc_fentry_connect, struct socket *sock, struct sockaddr *address, int addrlen)
+{
+	tc_socket_connect(sock, address, addrlen, TC_HOOK_FENTRY);
+	return 0;
+}
+
+/* kprobe: the same function for kernels without BTF trampolines. */
+SEC("kprobe/security_socket_connect")
+int BPF_KPROBE(tc_kprobe_connect, struct socket *sock, struct sockaddr *address, int addrlen)
+{
+	tc_socket_connect(sock, address, addrlen, TC_HOOK_KPROBE);
+	return 0;
+}
+
+/*
+ * cgroup/connect4: runs in the TCP pre-connect path on the kernel's copy of the
+ * address, for every socket under the cgroup it is attached to (the v2 root).
+ * Always allows the connect.
+ */
+SEC("cgroup/connect4")
+int tc_cgroup_connect4(struct bpf_sock_addr *ctx)
+{
+	__u32 addr[4] = {};
+
+	if (ctx->type != SOCK_STREAM || ctx->protocol != IPPROTO_TCP ||
+	    ctx->user_family != AF_INET || tc_is_self())
+		return 1;
+	addr[2] = bpf_htonl(0x0000ffff);
+	addr[3] = ctx->user_ip4;
+	tc_emit(TC_HOOK_CGROUP, AF_INET, bpf_ntohs((__u16)ctx->user_port), addr);
+	return 1;
+}
+
+/* cgroup/connect6: as connect4, for AF_INET6 sockets (v4-mapped included). */
+SEC("cgroup/connect6")
+int tc_cgroup_connect6(struct bpf_sock_addr *ctx)
+{
+	__u32 addr[4];
+
+	if (ctx->type != SOCK_STREAM || ctx->protocol != IPPROTO_TCP ||
+	    ctx->user_family != AF_INET6 || tc_is_self())
+		return 1;
+	addr[0] = ctx->user_ip6[0];
+	addr[1] = ctx->user_ip6[1];
+	addr[2] = ctx->user_ip6[2];
+	addr[3] = ctx->user_ip6[3];
+	tc_emit(TC_HOOK_CGROUP, AF_INET6, bpf_ntohs((__u16)ctx->user_port), addr);
+	return 1;
+}

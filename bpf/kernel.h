@@ -1,0 +1,130 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * The few kernel types the programs read, declared with preserve_access_index so
+ * that every access is relocated against the running kernel's BTF (CO-RE). Only
+ * the fields used are declared; their order and offsets here do not matter.
+ */
+#ifndef TCPCONNECT_KERNEL_H
+#define TCPCONNECT_KERNEL_H
+
+/* Tell bpf_tracing.h that the kernel's own struct pt_regs is declared here. */
+#define __VMLINUX_H__
+
+#define AF_UNSPEC 0
+#define AF_INET 2
+#define AF_INET6 10
+#define SOCK_STREAM 1
+#define IPPROTO_TCP 6
+#define IPPROTO_UDP 17
+#define TCP_CLOSE 7
+
+#pragma clang attribute push(__attribute__((preserve_access_index)), apply_to = record)
+
+/* x86-64 kernel registers, for BPF_KPROBE (bpf_tracing.h reads the kernel's names). */
+struct pt_regs {
+	unsigned long r15, r14, r13, r12, bp, bx, r11, r10, r9, r8;
+	unsigned long ax, cx, dx, si, di, orig_ax, ip, cs, flags, sp, ss;
+};
+
+typedef struct {
+	unsigned int val;
+} kuid_t;
+
+typedef struct {
+	unsigned int val;
+} kgid_t;
+
+struct cred {
+	kuid_t uid;
+	kgid_t gid;
+};
+
+struct ns_common {
+	unsigned int inum;
+};
+
+struct net {
+	struct ns_common ns;
+};
+
+struct nsproxy {
+	struct net *net_ns;
+};
+
+struct qstr {
+	const unsigned char *name;
+};
+
+struct dentry {
+	struct qstr d_name;
+};
+
+struct path {
+	struct dentry *dentry;
+};
+
+struct file {
+	struct path f_path;
+};
+
+struct mm_struct {
+	struct file *exe_file;
+};
+
+struct task_struct {
+	int pid;
+	int tgid;
+	struct task_struct *real_parent;
+	struct task_struct *group_leader;
+	unsigned long long start_time;
+	const struct cred *cred;
+	struct nsproxy *nsproxy;
+	struct mm_struct *mm;
+};
+
+struct sock_common {
+	unsigned short skc_family;
+	volatile unsigned char skc_state;
+};
+
+struct sock {
+	struct sock_common __sk_common;
+	unsigned short sk_protocol;
+	unsigned short sk_type;
+};
+
+struct socket {
+	short type;
+	struct sock *sk;
+};
+
+#pragma clang attribute pop
+
+/* User ABI (uapi) socket addresses: fixed layouts, no relocation needed. */
+struct sockaddr {
+	unsigned short sa_family;
+};
+
+struct in6_addr {
+	union {
+		__u8 u6_addr8[16];
+		__u32 u6_addr32[4];
+	} in6_u;
+};
+
+struct sockaddr_in {
+	unsigned short sin_family;
+	__u16 sin_port;
+	struct {
+		__u32 s_addr;
+	} sin_addr;
+};
+
+struct sockaddr_in6 {
+	unsigned short sin6_family;
+	__u16 sin6_port;
+	__u32 sin6_flowinfo;
+	struct in6_addr sin6_addr;
+};
+
+#endif

@@ -1,0 +1,80 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * Records shared by the kernel programs and the Go decoder (internal/event).
+ * Every record starts with a one-byte type so that one ring buffer can carry
+ * connects and DNS packets in the order the kernel saw them. Layouts are fixed:
+ * the Go side decodes them at fixed offsets and a test checks those offsets
+ * against the bpf2go-generated types.
+ */
+#ifndef TCPCONNECT_H
+#define TCPCONNECT_H
+
+#define TC_COMM_LEN 16
+#define TC_EXE_LEN 64
+/* DNS payload copied per packet: at least the 1232-byte EDNS default. */
+#define TC_DNS_MAX_PAYLOAD 1536
+
+enum tc_event_type {
+	TC_EVENT_CONNECT = 1,
+	TC_EVENT_DNS = 2,
+};
+
+/* Which program produced a connect record. */
+enum tc_hook {
+	TC_HOOK_LSM = 1,
+	TC_HOOK_FENTRY = 2,
+	TC_HOOK_KPROBE = 3,
+	TC_HOOK_CGROUP = 4,
+};
+
+/* Indexes of the per-CPU loss counters (map "lost"). */
+enum tc_lost_index {
+	TC_LOST_CONNECT = 0,
+	TC_LOST_DNS = 1,
+	TC_LOST_MAX = 4,
+};
+
+/* One outbound TCP connect attempt. 152 bytes. */
+struct tc_connect_event {
+	__u8 type;            /* TC_EVENT_CONNECT */
+	__u8 family;          /* AF_INET or AF_INET6 (v4-mapped v6 is reported as AF_INET) */
+	__u8 hook;            /* enum tc_hook */
+	__u8 _pad0;
+	__u16 dport;          /* host byte order */
+	__u16 _pad1;
+	__u64 ts_ns;          /* CLOCK_BOOTTIME */
+	__u64 cgroup_id;      /* cgroup v2 id of the task */
+	__u64 start_time_ns;  /* thread-group leader start time, for process caches */
+	__u32 tgid;
+	__u32 tid;
+	__u32 ptgid;          /* real parent's tgid */
+	__u32 uid;
+	__u32 gid;
+	__u32 netns;          /* network namespace inode number */
+	__u8 daddr[16];       /* v4 in the first 4 bytes, network byte order */
+	char comm[TC_COMM_LEN];
+	char exe[TC_EXE_LEN]; /* basename of the executable file (mm->exe_file) */
+};
+
+/* One DNS packet (port 53) seen by cgroup_skb: addresses, context, bounded payload. 1616 bytes. */
+struct tc_dns_event {
+	__u8 type;            /* TC_EVENT_DNS */
+	__u8 direction;       /* 0 ingress (answer), 1 egress (query) */
+	__u8 ip_version;      /* 4 or 6 */
+	__u8 l4proto;         /* IPPROTO_UDP or IPPROTO_TCP */
+	__u16 sport;          /* host byte order */
+	__u16 dport;          /* host byte order */
+	__u16 payload_len;    /* bytes of payload copied */
+	__u16 orig_len;       /* L4 payload length in the packet */
+	__u32 tgid;           /* egress only: sending task, 0 when unknown */
+	__u64 ts_ns;          /* CLOCK_BOOTTIME */
+	__u64 cgroup_id;      /* cgroup v2 id of the socket */
+	__u64 sock_cookie;    /* socket cookie */
+	__u32 netns;          /* egress only: sender's network namespace inode, 0 when unknown */
+	__u32 _pad1;
+	__u8 saddr[16];
+	__u8 daddr[16];
+	__u8 payload[TC_DNS_MAX_PAYLOAD];
+};
+
+#endif
