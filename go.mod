@@ -3,6 +3,7 @@ module github.com/tcpconnect/tcpconnect
 go 1.26.8
 
 require (
+	github.com/cavaliergopher/cpio v1.0.1 // indirect
 	github.com/cespare/xxhash/v2 v2.3.0 // indirect
 	github.com/cilium/ebpf v0.22.0 // indirect
 	github.com/go-logr/logr v1.4.4 // indirect

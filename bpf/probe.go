@@ -1,0 +1,381 @@
+// Package bpf holds the kernel programs (compiled by bpf2go and committed) and
+// the loader that attaches them in one of four modes and reads their ring buffer.
+package bpf
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
+	"github.com/cilium/ebpf/ringbuf"
+	"github.com/cilium/ebpf/rlimit"
+)
+
+// Mode is an attach mode of the connect hook.
+type Mode string
+
+// The attach modes. Auto tries LSM, fentry, kprobe and cgroup in that order.
+const (
+	ModeAuto   Mode = "auto"
+	ModeLSM    Mode = "lsm"
+	ModeFentry Mode = "fentry"
+	ModeKprobe Mode = "kprobe"
+	ModeCgroup Mode = "cgroup"
+)
+
+// AutoOrder returns the modes that ModeAuto tries, in order.
+func AutoOrder() []Mode { return []Mode{ModeLSM, ModeFentry, ModeKprobe, ModeCgroup} }
+
+// ParseMode checks a mode name.
+func ParseMode(s string) (Mode, error) {
+	switch m := Mode(s); m {
+	case ModeAuto, ModeLSM, ModeFentry, ModeKprobe, ModeCgroup:
+		return m, nil
+	}
+	return "", fmt.Errorf("unknown attach mode %q (want auto, lsm, fentry, kprobe or cgroup)", s)
+}
+
+// Lost-counter indexes (enum tc_lost_index).
+const (
+	lostConnect = 0
+	lostDNS     = 1
+)
+
+// Options configure Open.
+type Options struct {
+	// Mode is the attach mode; empty means ModeAuto.
+	Mode Mode
+	// CgroupPath is the cgroup v2 directory the cgroup programs attach to.
+	// Empty means the first cgroup2 mount in /proc/self/mountinfo.
+	CgroupPath string
+	// RingBytes is the ring buffer size: a power of two, at least one page.
+	RingBytes int
+	// WakeupBytes wakes the reader once this much data waits in the ring; below
+	// it the kernel submits without a wakeup and the reader polls. 0 means a
+	// quarter of the ring.
+	WakeupBytes int
+	// ExcludeTGID leaves this process's connects out in the kernel (0: none).
+	ExcludeTGID uint32
+	// DNS attaches the cgroup_skb programs that copy DNS packets into the ring.
+	DNS bool
+}
+
+// Attempt is one mode that Open tried, with the reason it failed (nil: used).
+type Attempt struct {
+	Mode Mode
+	Err  error
+}
+
+// Probe is the loaded and attached set of programs and the ring reader.
+type Probe struct {
+	mode     Mode
+	attempts []Attempt
+	events   *ebpf.Map
+	lost     *ebpf.Map
+	progs    []*ebpf.Program
+	closers  []io.Closer // links, programs, maps: closed in reverse order
+	reader   *ringbuf.Reader
+}
+
+// Open loads the programs, attaches them in the requested mode and opens the
+// ring reader. In ModeAuto it takes the first mode that loads and attaches;
+// Attempts tells why each earlier one failed. An explicitly requested mode
+// that fails returns an error naming the mode and the kernel's reason.
+func Open(opts Options) (*Probe, error) {
+	if opts.Mode == "" {
+		opts.Mode = ModeAuto
+	}
+	if _, err := ParseMode(string(opts.Mode)); err != nil {
+		return nil, err
+	}
+	if opts.RingBytes == 0 {
+		opts.RingBytes = 8 << 20
+	}
+	if opts.RingBytes < os.Getpagesize() || opts.RingBytes&(opts.RingBytes-1) != 0 {
+		return nil, fmt.Errorf("ring size %d: must be a power of two and at least %d", opts.RingBytes, os.Getpagesize())
+	}
+	if opts.WakeupBytes <= 0 || opts.WakeupBytes > opts.RingBytes {
+		opts.WakeupBytes = opts.RingBytes / 4
+	}
+	if opts.CgroupPath == "" && (opts.Mode == ModeAuto || opts.Mode == ModeCgroup || opts.DNS) {
+		p, err := CgroupV2Mount()
+		if err != nil && (opts.Mode == ModeCgroup || opts.DNS) {
+			return nil, err
+		}
+		opts.CgroupPath = p
+	}
+	// Kernels before 5.11 charge BPF memory to RLIMIT_MEMLOCK.
+	if err := rlimit.RemoveMemlock(); err != nil {
+		return nil, fmt.Errorf("remove memlock limit: %w", err)
+	}
+
+	modes := []Mode{opts.Mode}
+	if opts.Mode == ModeAuto {
+		modes = AutoOrder()
+	}
+	p := &Probe{}
+	for _, m := range modes {
+		err := p.attachConnect(m, opts)
+		p.attempts = append(p.attempts, Attempt{Mode: m, Err: err})
+		if err == nil {
+			p.mode = m
+			break
+		}
+		p.closeAll()
+		if opts.Mode != ModeAuto {
+			return nil, fmt.Errorf("attach mode %s: %w", m, err)
+		}
+	}
+	if p.mode == "" {
+		return nil, fmt.Errorf("attach mode auto: no mode could attach: %w", p.attemptErrors())
+	}
+	if opts.DNS {
+		if err := p.attachDNS(opts); err != nil {
+			p.closeAll()
+			return nil, fmt.Errorf("dns capture: %w", err)
+		}
+	}
+	r, err := ringbuf.NewReader(p.events)
+	if err != nil {
+		p.closeAll()
+		return nil, fmt.Errorf("ring reader: %w", err)
+	}
+	p.reader = r
+	return p, nil
+}
+
+func (p *Probe) attemptErrors() error {
+	var errs []error
+	for _, a := range p.attempts {
+		if a.Err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", a.Mode, a.Err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// connectSet is what one attach mode needs from the connect object.
+type connectSet struct {
+	Events *ebpf.Map `ebpf:"events"`
+	Lost   *ebpf.Map `ebpf:"lost"`
+}
+
+func (p *Probe) attachConnect(m Mode, opts Options) error {
+	spec, err := loadConnect()
+	if err != nil {
+		return fmt.Errorf("load spec: %w", err)
+	}
+	spec.Maps["events"].MaxEntries = uint32(opts.RingBytes)
+	if err := spec.Variables["self_tgid"].Set(opts.ExcludeTGID); err != nil {
+		return fmt.Errorf("set self_tgid: %w", err)
+	}
+	if err := spec.Variables["wakeup_bytes"].Set(uint64(opts.WakeupBytes)); err != nil {
+		return fmt.Errorf("set wakeup_bytes: %w", err)
+	}
+	var names []string
+	switch m {
+	case ModeLSM:
+		names = []string{"tc_lsm_connect"}
+	case ModeFentry:
+		names = []string{"tc_fentry_connect"}
+	case ModeKprobe:
+		names = []string{"tc_kprobe_connect"}
+	case ModeCgroup:
+		if opts.CgroupPath == "" {
+			return errors.New("no cgroup v2 mount found (mount cgroup2 or set cgroup_path)")
+		}
+		names = []string{"tc_cgroup_connect4", "tc_cgroup_connect6"}
+	default:
+		return fmt.Errorf("unknown mode %q", m)
+	}
+	// Load only the programs this mode needs: the others may be refused here.
+	keep := make(map[string]*ebpf.ProgramSpec, len(names))
+	for _, n := range names {
+		keep[n] = spec.Programs[n]
+	}
+	spec.Programs = keep
+	coll, err := ebpf.NewCollection(spec)
+	if err != nil {
+		return fmt.Errorf("load programs: %w", err)
+	}
+	var set connectSet
+	if err := coll.Assign(&set); err != nil {
+		coll.Close()
+		return fmt.Errorf("assign maps: %w", err)
+	}
+	progs := make([]*ebpf.Program, len(names))
+	for i, n := range names {
+		progs[i] = coll.DetachProgram(n)
+	}
+	coll.Close() // the maps and programs we took are ours now
+	p.events, p.lost = set.Events, set.Lost
+	p.closers = append(p.closers, set.Events, set.Lost)
+	for _, prog := range progs {
+		p.progs = append(p.progs, prog)
+		p.closers = append(p.closers, prog)
+	}
+
+	switch m {
+	case ModeLSM:
+		l, err := link.AttachLSM(link.LSMOptions{Program: progs[0]})
+		if err != nil {
+			return fmt.Errorf("attach lsm/socket_connect: %w", err)
+		}
+		p.closers = append(p.closers, l)
+	case ModeFentry:
+		l, err := link.AttachTracing(link.TracingOptions{Program: progs[0]})
+		if err != nil {
+			return fmt.Errorf("attach fentry/security_socket_connect: %w", err)
+		}
+		p.closers = append(p.closers, l)
+	case ModeKprobe:
+		l, err := link.Kprobe("security_socket_connect", progs[0], nil)
+		if err != nil {
+			return fmt.Errorf("attach kprobe/security_socket_connect: %w", err)
+		}
+		p.closers = append(p.closers, l)
+	case ModeCgroup:
+		for i, at := range []ebpf.AttachType{ebpf.AttachCGroupInet4Connect, ebpf.AttachCGroupInet6Connect} {
+			l, err := link.AttachCgroup(link.CgroupOptions{Path: opts.CgroupPath, Attach: at, Program: progs[i]})
+			if err != nil {
+				return fmt.Errorf("attach %s to %s: %w", names[i], opts.CgroupPath, err)
+			}
+			p.closers = append(p.closers, l)
+		}
+	}
+	return nil
+}
+
+// Mode returns the attach mode in use.
+func (p *Probe) Mode() Mode { return p.mode }
+
+// Attempts returns each mode tried, in order, with its error (nil: in use).
+func (p *Probe) Attempts() []Attempt { return p.attempts }
+
+// ProgramIDs returns the kernel IDs of the loaded programs.
+func (p *Probe) ProgramIDs() ([]ebpf.ProgramID, error) {
+	ids := make([]ebpf.ProgramID, 0, len(p.progs))
+	for _, prog := range p.progs {
+		info, err := prog.Info()
+		if err != nil {
+			return nil, fmt.Errorf("program info: %w", err)
+		}
+		id, ok := info.ID()
+		if !ok {
+			return nil, errors.New("program info: kernel gives no ID")
+		}
+		ids = append(ids, id)
+	}
+	return ids, nil
+}
+
+// SetDeadline bounds how long ReadInto waits for data. Records submitted
+// without a wakeup are returned once the deadline passes.
+func (p *Probe) SetDeadline(t time.Time) { p.reader.SetDeadline(t) }
+
+// ReadInto reads the next record into rec, reusing its buffer. It returns
+// os.ErrDeadlineExceeded when the deadline passed and the ring is empty, and
+// an error wrapping ringbuf.ErrClosed after Close.
+func (p *Probe) ReadInto(rec *ringbuf.Record) error { return p.reader.ReadInto(rec) }
+
+// Lost is the number of records that found the ring full, summed over CPUs.
+type Lost struct {
+	Connect uint64
+	DNS     uint64
+}
+
+// Lost reads the kernel's loss counters.
+func (p *Probe) Lost() (Lost, error) {
+	var l Lost
+	for i, dst := range []*uint64{&l.Connect, &l.DNS} {
+		var perCPU []uint64
+		if err := p.lost.Lookup(uint32(i), &perCPU); err != nil {
+			return Lost{}, fmt.Errorf("read loss counter %d: %w", i, err)
+		}
+		for _, v := range perCPU {
+			*dst += v
+		}
+	}
+	return l, nil
+}
+
+// Close detaches every program and frees every map and the reader. It also
+// interrupts a blocked ReadInto.
+func (p *Probe) Close() error {
+	var errs []error
+	if p.reader != nil {
+		if err := p.reader.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("close ring reader: %w", err))
+		}
+		p.reader = nil
+	}
+	if err := p.closeAll(); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+func (p *Probe) closeAll() error {
+	var errs []error
+	for i := len(p.closers) - 1; i >= 0; i-- {
+		if err := p.closers[i].Close(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	p.closers, p.progs, p.events, p.lost = nil, nil, nil, nil
+	return errors.Join(errs...)
+}
+
+// CgroupV2Mount returns the first cgroup2 mount point in /proc/self/mountinfo.
+func CgroupV2Mount() (string, error) {
+	f, err := os.Open("/proc/self/mountinfo")
+	if err != nil {
+		return "", fmt.Errorf("find cgroup v2 mount: %w", err)
+	}
+	defer f.Close()
+	return parseCgroup2Mount(f)
+}
+
+func parseCgroup2Mount(r io.Reader) (string, error) {
+	s := bufio.NewScanner(r)
+	for s.Scan() {
+		// id parent major:minor root mountpoint options [optional...] - fstype source superopts
+		fields := strings.Fields(s.Text())
+		for i, f := range fields {
+			if f == "-" && i+1 < len(fields) && i >= 4 {
+				if fields[i+1] == "cgroup2" {
+					return unescapeMount(fields[4]), nil
+				}
+				break
+			}
+		}
+	}
+	if err := s.Err(); err != nil {
+		return "", fmt.Errorf("read mountinfo: %w", err)
+	}
+	return "", errors.New("no cgroup v2 (cgroup2) mount found: mount one, e.g. mount -t cgroup2 none /sys/fs/cgroup")
+}
+
+// unescapeMount undoes the octal escapes (\040 for space) of mountinfo paths.
+func unescapeMount(s string) string {
+	if !strings.Contains(s, `\`) {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+3 < len(s) {
+			v := (int(s[i+1]-'0') << 6) | (int(s[i+2]-'0') << 3) | int(s[i+3]-'0')
+			b.WriteByte(byte(v))
+			i += 3
+			continue
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}

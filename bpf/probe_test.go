@@ -1,0 +1,214 @@
+package bpf
+
+import (
+	"errors"
+	"net"
+	"net/netip"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/ringbuf"
+	"golang.org/x/sys/unix"
+
+	"github.com/tcpconnect/tcpconnect/internal/event"
+	"github.com/tcpconnect/tcpconnect/internal/privtest"
+)
+
+func TestParseCgroup2Mount(t *testing.T) {
+	tests := []struct {
+		name, in, want string
+		wantErr        bool
+	}{
+		{"hybrid", "25 1 0:22 / /sys/fs/cgroup ro - tmpfs tmpfs ro\n30 25 0:26 / /sys/fs/cgroup/unified rw,nosuid shared:9 - cgroup2 cgroup2 rw\n", "/sys/fs/cgroup/unified", false},
+		{"unified", "35 24 0:30 / /sys/fs/cgroup rw,nosuid,nodev,noexec,relatime shared:9 - cgroup2 cgroup2 rw,nsdelegate\n", "/sys/fs/cgroup", false},
+		{"escaped", `35 24 0:30 / /mnt/my\040cg rw - cgroup2 none rw` + "\n", "/mnt/my cg", false},
+		{"none", "22 1 0:5 / /proc rw - proc proc rw\n", "", true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := parseCgroup2Mount(strings.NewReader(tt.in))
+			if (err != nil) != tt.wantErr || got != tt.want {
+				t.Fatalf("got %q, %v; want %q, err=%v", got, err, tt.want, tt.wantErr)
+			}
+		})
+	}
+}
+
+func TestParseMode(t *testing.T) {
+	for _, m := range append(AutoOrder(), ModeAuto) {
+		if got, err := ParseMode(string(m)); err != nil || got != m {
+			t.Errorf("ParseMode(%q) = %q, %v", m, got, err)
+		}
+	}
+	if _, err := ParseMode("tracepoint"); err == nil || !strings.Contains(err.Error(), "tracepoint") {
+		t.Errorf("ParseMode(tracepoint) error = %v, want one naming the value", err)
+	}
+}
+
+// TestRecordLayout checks the Go decoder's offsets against the C layout that
+// bpf2go generated from bpf/tcpconnect.h.
+func TestRecordLayout(t *testing.T) {
+	var c connectTcConnectEvent
+	if got := int(sizeofConnect(&c)); got != event.ConnectSize {
+		t.Fatalf("sizeof(tc_connect_event) = %d, decoder wants %d", got, event.ConnectSize)
+	}
+	raw := make([]byte, event.ConnectSize)
+	raw[0] = event.TypeConnect
+	raw[1] = event.AFInet6
+	raw[2] = byte(event.HookCgroup)
+	putConnect(raw, connectTcConnectEvent{Dport: 443, TsNs: 11, CgroupId: 22, StartTimeNs: 33,
+		Tgid: 44, Tid: 45, Ptgid: 46, Uid: 47, Gid: 48, Netns: 49,
+		Daddr: [16]uint8{0x20, 0x01, 0x0d, 0xb8, 15: 1}})
+	var got event.Connect
+	if err := event.DecodeConnect(raw, &got); err != nil {
+		t.Fatal(err)
+	}
+	want := netip.MustParseAddr("2001:db8::1")
+	if got.DstPort != 443 || got.BootTimeNs != 11 || got.CgroupID != 22 || got.StartTimeNs != 33 ||
+		got.TGID != 44 || got.TID != 45 || got.PPID != 46 || got.UID != 47 || got.GID != 48 ||
+		got.NetNS != 49 || got.Dst != want || got.Hook != event.HookCgroup {
+		t.Fatalf("decoded %+v", got)
+	}
+}
+
+func openForTest(t *testing.T, opts Options) *Probe {
+	t.Helper()
+	privtest.Require(t)
+	m, err := ParseMode(privtest.Mode())
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts.Mode = m
+	p, err := Open(opts)
+	if err != nil {
+		t.Fatalf("Open(%s): %v", m, err)
+	}
+	for _, a := range p.Attempts() {
+		t.Logf("attach %s: %v", a.Mode, a.Err)
+	}
+	return p
+}
+
+// readConnects drains connect records until pred has seen what it wants or
+// the timeout passes; it returns the records that pred accepted.
+func readConnects(t *testing.T, p *Probe, timeout time.Duration, pred func(*event.Connect) bool, n int) []event.Connect {
+	t.Helper()
+	var out []event.Connect
+	var rec ringbuf.Record
+	end := time.Now().Add(timeout)
+	for time.Now().Before(end) && len(out) < n {
+		if len(out) > 0 {
+			// Seen one: look a little longer for duplicates, then stop.
+			if short := time.Now().Add(300 * time.Millisecond); short.Before(end) {
+				end = short
+			}
+		}
+		p.SetDeadline(time.Now().Add(50 * time.Millisecond))
+		for {
+			err := p.ReadInto(&rec)
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				break
+			}
+			if err != nil {
+				t.Fatalf("read: %v", err)
+			}
+			if event.Type(rec.RawSample) != event.TypeConnect {
+				continue
+			}
+			var c event.Connect
+			if err := event.DecodeConnect(rec.RawSample, &c); err != nil {
+				t.Fatal(err)
+			}
+			if pred(&c) {
+				out = append(out, c)
+			}
+		}
+	}
+	return out
+}
+
+func TestProbeConnects(t *testing.T) {
+	p := openForTest(t, Options{})
+	defer p.Close()
+	ids, err := p.ProgramIDs()
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	tests := []struct {
+		name    string
+		network string
+		listen  string
+		dial    func(addr netip.AddrPort) string
+		want    netip.Addr
+	}{
+		{"ipv4", "tcp4", "127.0.0.1:0", func(a netip.AddrPort) string { return a.String() }, netip.MustParseAddr("127.0.0.1")},
+		{"ipv6", "tcp6", "[::1]:0", func(a netip.AddrPort) string { return a.String() }, netip.MustParseAddr("::1")},
+		{"v4mapped", "tcp", "127.0.0.1:0", func(a netip.AddrPort) string {
+			return netip.AddrPortFrom(netip.AddrFrom16(a.Addr().As16()), a.Port()).String()
+		}, netip.MustParseAddr("127.0.0.1")},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ln, err := net.Listen(tt.network, tt.listen)
+			if err != nil {
+				t.Skipf("no %s listener here: %v", tt.network, err)
+			}
+			defer ln.Close()
+			ap := ln.Addr().(*net.TCPAddr).AddrPort()
+			if err := rawConnect(netip.MustParseAddrPort(tt.dial(ap)), tt.name == "v4mapped"); err != nil {
+				t.Fatalf("connect: %v", err)
+			}
+			got := readConnects(t, p, 3*time.Second, func(c *event.Connect) bool {
+				return c.DstPort == ap.Port() && int(c.TGID) == os.Getpid()
+			}, 2)
+			if len(got) != 1 {
+				t.Fatalf("got %d records for the connect, want 1: %+v", len(got), got)
+			}
+			if got[0].Dst != tt.want || got[0].Hook.String() != string(p.Mode()) {
+				t.Errorf("record dst=%s hook=%s, want dst=%s hook=%s", got[0].Dst, got[0].Hook, tt.want, p.Mode())
+			}
+			if exe := string(got[0].Exe()); !strings.HasPrefix(exe, "bpf.test") {
+				t.Errorf("exe = %q, want bpf.test", exe)
+			}
+		})
+	}
+
+	if err := p.Close(); err != nil {
+		t.Fatalf("close: %v", err)
+	}
+	live := map[ebpf.ProgramID]bool{}
+	for id := ebpf.ProgramID(0); ; {
+		next, err := ebpf.ProgramGetNextID(id)
+		if err != nil {
+			break
+		}
+		live[next] = true
+		id = next
+	}
+	for _, id := range ids {
+		if live[id] {
+			t.Errorf("program %d still loaded after Close", id)
+		}
+	}
+}
+
+// rawConnect connects with plain system calls, so that a v4-mapped address
+// reaches the kernel on an AF_INET6 socket (Go's dialer unmaps it).
+func rawConnect(ap netip.AddrPort, inet6 bool) error {
+	family := unix.AF_INET6
+	var sa unix.Sockaddr = &unix.SockaddrInet6{Port: int(ap.Port()), Addr: ap.Addr().As16()}
+	if !inet6 && ap.Addr().Is4() {
+		family = unix.AF_INET
+		sa = &unix.SockaddrInet4{Port: int(ap.Port()), Addr: ap.Addr().As4()}
+	}
+	fd, err := unix.Socket(family, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	return unix.Connect(fd, sa)
+}

@@ -1,0 +1,38 @@
+// Package privtest holds the rules that privileged tests share: when they run,
+// when they skip, and which attach mode they use.
+package privtest
+
+import (
+	"os"
+	"testing"
+)
+
+// Environment variables that steer privileged tests.
+const (
+	// EnvRequire, set to 1 (CI, the VM harness), turns a skip into a failure.
+	EnvRequire = "TCPCONNECT_REQUIRE_PRIVILEGED"
+	// EnvAttach picks the attach mode (auto, lsm, fentry, kprobe, cgroup).
+	EnvAttach = "TCPCONNECT_ATTACH"
+)
+
+// Require skips t with the reason when it cannot run privileged tests here
+// (not root), or fails it when EnvRequire=1 says it must run.
+func Require(t testing.TB) {
+	t.Helper()
+	if os.Geteuid() == 0 {
+		return
+	}
+	reason := "privileged test: needs root (CAP_BPF, CAP_PERFMON, CAP_NET_ADMIN, CAP_SYS_ADMIN) to load and attach eBPF programs"
+	if os.Getenv(EnvRequire) == "1" {
+		t.Fatalf("%s, and %s=1 forbids skipping", reason, EnvRequire)
+	}
+	t.Skip(reason)
+}
+
+// Mode returns the attach mode to test: EnvAttach, or "auto".
+func Mode() string {
+	if m := os.Getenv(EnvAttach); m != "" {
+		return m
+	}
+	return "auto"
+}
