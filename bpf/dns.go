@@ -1,9 +1,44 @@
 package bpf
 
-import "errors"
+import (
+	"fmt"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
+)
 
 // attachDNS loads the cgroup_skb programs that copy DNS packets into the
-// shared ring and attaches them to the cgroup v2 root.
+// shared ring (the connect object's "events" and "lost" maps) and attaches
+// them to the cgroup v2 root.
 func (p *Probe) attachDNS(opts Options) error {
-	return errors.New("TODO")
+	spec, err := loadDns()
+	if err != nil {
+		return fmt.Errorf("load spec: %w", err)
+	}
+	if err := spec.Variables["wakeup_bytes"].Set(uint64(opts.WakeupBytes)); err != nil {
+		return fmt.Errorf("set wakeup_bytes: %w", err)
+	}
+	var objs dnsPrograms
+	err = spec.LoadAndAssign(&objs, &ebpf.CollectionOptions{
+		MapReplacements: map[string]*ebpf.Map{"events": p.events, "lost": p.lost},
+	})
+	if err != nil {
+		return fmt.Errorf("load programs: %w", err)
+	}
+	p.progs = append(p.progs, objs.TcDnsIngress, objs.TcDnsEgress)
+	p.closers = append(p.closers, objs.TcDnsIngress, objs.TcDnsEgress)
+	for _, a := range []struct {
+		prog *ebpf.Program
+		at   ebpf.AttachType
+	}{
+		{objs.TcDnsIngress, ebpf.AttachCGroupInetIngress},
+		{objs.TcDnsEgress, ebpf.AttachCGroupInetEgress},
+	} {
+		l, err := link.AttachCgroup(link.CgroupOptions{Path: opts.CgroupPath, Attach: a.at, Program: a.prog})
+		if err != nil {
+			return fmt.Errorf("attach %s to %s: %w", a.at, opts.CgroupPath, err)
+		}
+		p.closers = append(p.closers, l)
+	}
+	return nil
 }
