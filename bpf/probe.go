@@ -41,12 +41,6 @@ func ParseMode(s string) (Mode, error) {
 	return "", fmt.Errorf("unknown attach mode %q (want auto, lsm, fentry, kprobe or cgroup)", s)
 }
 
-// Lost-counter indexes (enum tc_lost_index).
-const (
-	lostConnect = 0
-	lostDNS     = 1
-)
-
 // Options configure Open.
 type Options struct {
 	// Mode is the attach mode; empty means ModeAuto.
@@ -293,6 +287,7 @@ type Lost struct {
 // Lost reads the kernel's loss counters.
 func (p *Probe) Lost() (Lost, error) {
 	var l Lost
+	// Indexes as enum tc_lost_index: 0 connect, 1 DNS.
 	for i, dst := range []*uint64{&l.Connect, &l.DNS} {
 		var perCPU []uint64
 		if err := p.lost.Lookup(uint32(i), &perCPU); err != nil {

@@ -1,0 +1,68 @@
+# tcpconnect: build, run and test. Every target installs what it needs (as root).
+SHELL := /bin/bash
+GO ?= go
+BUILD := _build
+COLLECTOR := $(BUILD)/otelcol-tcpconnect
+OCB_VERSION := v0.165.0
+GOBIN := $(shell $(GO) env GOPATH)/bin
+OCB := $(GOBIN)/builder
+CONFIG ?= config/default.yaml
+# Debian packages: clang/llvm/libbpf for `make generate`, qemu/busybox for the
+# VM tests, curl/wget/iproute2 as real clients in the tests.
+APT_PACKAGES := clang-19 llvm-19 libbpf-dev bpftool qemu-system-x86 busybox-static curl wget iproute2 cpio xz-utils
+# Packages whose tests need no kernel privileges.
+UNIT_PKGS := ./internal/... ./dns/... ./receiver/... ./bpf/...
+
+.PHONY: all deps generate check-generate build run test unit lint e2e vmtest fuzz bench clean
+
+all: build
+
+# deps installs the Debian packages that are missing (needs root and apt).
+deps:
+	@missing=$$(for p in $(APT_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		if [ "$$(id -u)" != 0 ]; then echo "missing packages: $$missing (run make deps as root)"; exit 1; fi; \
+		echo "installing: $$missing"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+# generate rebuilds the committed bpf2go objects and mdatagen output.
+generate: deps
+	$(GO) generate ./...
+
+# check-generate fails when the committed generated code differs from a fresh build.
+check-generate: generate
+	@git diff --exit-code --stat -- bpf receiver/internal || { echo "generated code is stale: run make generate and commit"; exit 1; }
+
+$(OCB):
+	$(GO) install go.opentelemetry.io/collector/cmd/builder@$(OCB_VERSION)
+
+# build makes the collector distribution with ocb into _build/otelcol-tcpconnect.
+build: $(OCB)
+	CGO_ENABLED=0 $(OCB) --config builder-config.yaml
+
+# run builds the collector and runs it as root with the default config.
+run: build
+	@if [ "$$(id -u)" != 0 ]; then echo "tcpconnect loads eBPF programs: run as root (sudo make run)"; exit 1; fi
+	$(COLLECTOR) --config $(CONFIG)
+
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+	$(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...
+
+# unit runs every Go test of the module; as root it includes the privileged
+# (native, cgroup mode) tests. TCPCONNECT_REQUIRE_PRIVILEGED=1 makes a skip fail.
+unit:
+	$(GO) test -count=1 $(UNIT_PKGS)
+
+e2e: build
+	TCPCONNECT_COLLECTOR=$(CURDIR)/$(COLLECTOR) $(GO) test -count=1 -v ./e2e/
+
+fuzz:
+	$(GO) test -run '^$$' -fuzz FuzzParse -fuzztime 10s ./dns/
+
+test: deps lint check-generate unit fuzz e2e vmtest
+
+clean:
+	rm -rf $(BUILD)
