@@ -20,6 +20,85 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 /* Puts the record type into BTF (bpf2go -type); lives in .rodata, never read. */
 const struct tc_connect_event *const tc_connect_event_btf = 0;
 
+/* Set by the loader: enum tc_filter_flag bits of the filters in use. */
+const volatile __u32 filter_flags = 0;
+
+/* Destination CIDRs to keep (when TC_FILTER_INCLUDE_CIDR) and to drop. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, 1024);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct tc_cidr_key);
+	__type(value, __u8);
+} include_cidr SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, 1024);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct tc_cidr_key);
+	__type(value, __u8);
+} exclude_cidr SEC(".maps");
+
+/* Destination port -> 1 include, 2 exclude. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1024);
+	__type(key, __u16);
+	__type(value, __u8);
+} ports SEC(".maps");
+
+/* Task comm (NUL-padded) -> 1 include, 2 exclude. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1024);
+	__type(key, char[TC_COMM_LEN]);
+	__type(value, __u8);
+} comms SEC(".maps");
+
+#define TC_MARK_INCLUDE 1
+#define TC_MARK_EXCLUDE 2
+
+/*
+ * The user's filters, before anything is reserved: what they leave out costs
+ * a few map lookups and no user-space work. Returns 1 to keep the connect.
+ */
+static __always_inline int tc_keep(__u16 dport, const __u32 addr[4])
+{
+	__u32 flags = filter_flags;
+	struct tc_cidr_key key;
+	__u8 *mark;
+
+	if (!flags)
+		return 1;
+	if (flags & (TC_FILTER_INCLUDE_PORT | TC_FILTER_EXCLUDE_PORT)) {
+		mark = bpf_map_lookup_elem(&ports, &dport);
+		if ((flags & TC_FILTER_INCLUDE_PORT) && !(mark && *mark == TC_MARK_INCLUDE))
+			return 0;
+		if (mark && *mark == TC_MARK_EXCLUDE)
+			return 0;
+	}
+	if (flags & (TC_FILTER_INCLUDE_CIDR | TC_FILTER_EXCLUDE_CIDR)) {
+		key.prefixlen = 128;
+		__builtin_memcpy(key.addr, addr, 16);
+		if ((flags & TC_FILTER_INCLUDE_CIDR) && !bpf_map_lookup_elem(&include_cidr, &key))
+			return 0;
+		if ((flags & TC_FILTER_EXCLUDE_CIDR) && bpf_map_lookup_elem(&exclude_cidr, &key))
+			return 0;
+	}
+	if (flags & (TC_FILTER_INCLUDE_COMM | TC_FILTER_EXCLUDE_COMM)) {
+		char comm[TC_COMM_LEN] = {};
+
+		bpf_get_current_comm(comm, sizeof(comm));
+		mark = bpf_map_lookup_elem(&comms, comm);
+		if ((flags & TC_FILTER_INCLUDE_COMM) && !(mark && *mark == TC_MARK_INCLUDE))
+			return 0;
+		if (mark && *mark == TC_MARK_EXCLUDE)
+			return 0;
+	}
+	return 1;
+}
+
 /* Fill the process fields from the current task. Works in every program type used here. */
 static __always_inline void tc_fill_task(struct tc_connect_event *e)
 {
@@ -47,7 +126,7 @@ static __always_inline void tc_fill_task(struct tc_connect_event *e)
 }
 
 /*
- * Reserve, fill and submit one record. addr is a 16-byte
+ * Filter, then reserve, fill and submit one record. addr is a 16-byte
  * v6 address in network order; AF_INET callers pass it v4-mapped (::ffff:a.b.c.d),
  * and any v4-mapped address is reported as AF_INET.
  */
@@ -58,6 +137,10 @@ static __always_inline void tc_emit(__u8 hook, __u8 family, __u16 dport, const _
 	if (family == AF_INET6 && addr[0] == 0 && addr[1] == 0 &&
 	    addr[2] == bpf_htonl(0x0000ffff))
 		family = AF_INET;
+	if (!tc_keep(dport, addr)) {
+		tc_count_lost(TC_FILTERED);
+		return;
+	}
 
 	e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
 	if (!e) {

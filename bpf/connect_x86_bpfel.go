@@ -13,6 +13,12 @@ import (
 	"github.com/cilium/ebpf"
 )
 
+type connectTcCidrKey struct {
+	_         structs.HostLayout
+	Prefixlen uint32
+	Addr      [16]uint8
+}
+
 type connectTcConnectEvent struct {
 	_           structs.HostLayout
 	Type        uint8
@@ -39,13 +45,18 @@ type connectTcConnectEvent struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
+	connectMapComms             = "comms"
 	connectMapEvents            = "events"
+	connectMapExcludeCidr       = "exclude_cidr"
+	connectMapIncludeCidr       = "include_cidr"
 	connectMapLost              = "lost"
+	connectMapPorts             = "ports"
 	connectProgTcCgroupConnect4 = "tc_cgroup_connect4"
 	connectProgTcCgroupConnect6 = "tc_cgroup_connect6"
 	connectProgTcFentryConnect  = "tc_fentry_connect"
 	connectProgTcKprobeConnect  = "tc_kprobe_connect"
 	connectProgTcLsmConnect     = "tc_lsm_connect"
+	connectVarFilterFlags       = "filter_flags"
 	connectVarSelfTgid          = "self_tgid"
 	connectVarTcConnectEventBtf = "tc_connect_event_btf"
 	connectVarWakeupBytes       = "wakeup_bytes"
@@ -104,14 +115,19 @@ type connectProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type connectMapSpecs struct {
-	Events *ebpf.MapSpec `ebpf:"events"`
-	Lost   *ebpf.MapSpec `ebpf:"lost"`
+	Comms       *ebpf.MapSpec `ebpf:"comms"`
+	Events      *ebpf.MapSpec `ebpf:"events"`
+	ExcludeCidr *ebpf.MapSpec `ebpf:"exclude_cidr"`
+	IncludeCidr *ebpf.MapSpec `ebpf:"include_cidr"`
+	Lost        *ebpf.MapSpec `ebpf:"lost"`
+	Ports       *ebpf.MapSpec `ebpf:"ports"`
 }
 
 // connectVariableSpecs contains global variables before they are loaded into the kernel.
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type connectVariableSpecs struct {
+	FilterFlags       *ebpf.VariableSpec `ebpf:"filter_flags"`
 	SelfTgid          *ebpf.VariableSpec `ebpf:"self_tgid"`
 	TcConnectEventBtf *ebpf.VariableSpec `ebpf:"tc_connect_event_btf"`
 	WakeupBytes       *ebpf.VariableSpec `ebpf:"wakeup_bytes"`
@@ -137,14 +153,22 @@ func (o *connectObjects) Close() error {
 //
 // It can be passed to loadConnectObjects or ebpf.CollectionSpec.LoadAndAssign.
 type connectMaps struct {
-	Events *ebpf.Map `ebpf:"events"`
-	Lost   *ebpf.Map `ebpf:"lost"`
+	Comms       *ebpf.Map `ebpf:"comms"`
+	Events      *ebpf.Map `ebpf:"events"`
+	ExcludeCidr *ebpf.Map `ebpf:"exclude_cidr"`
+	IncludeCidr *ebpf.Map `ebpf:"include_cidr"`
+	Lost        *ebpf.Map `ebpf:"lost"`
+	Ports       *ebpf.Map `ebpf:"ports"`
 }
 
 func (m *connectMaps) Close() error {
 	return _ConnectClose(
+		m.Comms,
 		m.Events,
+		m.ExcludeCidr,
+		m.IncludeCidr,
 		m.Lost,
+		m.Ports,
 	)
 }
 
@@ -152,6 +176,7 @@ func (m *connectMaps) Close() error {
 //
 // It can be passed to loadConnectObjects or ebpf.CollectionSpec.LoadAndAssign.
 type connectVariables struct {
+	FilterFlags       *ebpf.Variable `ebpf:"filter_flags"`
 	SelfTgid          *ebpf.Variable `ebpf:"self_tgid"`
 	TcConnectEventBtf *ebpf.Variable `ebpf:"tc_connect_event_btf"`
 	WakeupBytes       *ebpf.Variable `ebpf:"wakeup_bytes"`

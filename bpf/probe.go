@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/netip"
 	"os"
 	"strings"
 	"time"
@@ -58,6 +59,113 @@ type Options struct {
 	ExcludeTGID uint32
 	// DNS attaches the cgroup_skb programs that copy DNS packets into the ring.
 	DNS bool
+	// Filter leaves connects out in the kernel, before they reach the ring.
+	Filter Filter
+}
+
+// Filter selects connects in the kernel. Empty include lists keep everything;
+// an exclude match always drops. Filtered connects are counted (Lost.Filtered).
+type Filter struct {
+	IncludeCIDRs []netip.Prefix
+	ExcludeCIDRs []netip.Prefix
+	IncludePorts []uint16
+	ExcludePorts []uint16
+	// Process names are matched against the task's comm: at most 15 bytes.
+	IncludeComms []string
+	ExcludeComms []string
+}
+
+// Bits of filter_flags (enum tc_filter_flag) and port/comm marks.
+const (
+	filterIncludeCIDR = 1 << 0
+	filterIncludePort = 1 << 1
+	filterExcludePort = 1 << 2
+	filterIncludeComm = 1 << 3
+	filterExcludeComm = 1 << 4
+	filterExcludeCIDR = 1 << 5
+	markInclude       = 1
+	markExclude       = 2
+	commLen           = 16
+)
+
+func (f *Filter) flags() uint32 {
+	var v uint32
+	for _, b := range []struct {
+		on  bool
+		bit uint32
+	}{
+		{len(f.IncludeCIDRs) > 0, filterIncludeCIDR}, {len(f.ExcludeCIDRs) > 0, filterExcludeCIDR},
+		{len(f.IncludePorts) > 0, filterIncludePort}, {len(f.ExcludePorts) > 0, filterExcludePort},
+		{len(f.IncludeComms) > 0, filterIncludeComm}, {len(f.ExcludeComms) > 0, filterExcludeComm},
+	} {
+		if b.on {
+			v |= b.bit
+		}
+	}
+	return v
+}
+
+// cidrKey is struct tc_cidr_key: IPv4 prefixes are stored v4-mapped.
+type cidrKey struct {
+	PrefixLen uint32
+	Addr      [16]byte
+}
+
+func newCIDRKey(p netip.Prefix) cidrKey {
+	p = p.Masked()
+	bits := p.Bits()
+	if p.Addr().Is4() {
+		bits += 96
+	}
+	return cidrKey{PrefixLen: uint32(bits), Addr: p.Addr().As16()}
+}
+
+func commKey(s string) [commLen]byte {
+	var k [commLen]byte
+	copy(k[:commLen-1], s)
+	return k
+}
+
+// fill writes the filter into the kernel maps.
+func (f *Filter) fill(set *connectSet) error {
+	one := uint8(1)
+	for _, c := range []struct {
+		m     *ebpf.Map
+		cidrs []netip.Prefix
+	}{{set.IncludeCIDR, f.IncludeCIDRs}, {set.ExcludeCIDR, f.ExcludeCIDRs}} {
+		for _, p := range c.cidrs {
+			if !p.IsValid() {
+				return fmt.Errorf("filter: invalid prefix %v", p)
+			}
+			if err := c.m.Put(newCIDRKey(p), one); err != nil {
+				return fmt.Errorf("filter: add %s: %w", p, err)
+			}
+		}
+	}
+	for _, l := range []struct {
+		ports []uint16
+		mark  uint8
+	}{{f.IncludePorts, markInclude}, {f.ExcludePorts, markExclude}} {
+		for _, port := range l.ports {
+			if err := set.Ports.Put(port, l.mark); err != nil {
+				return fmt.Errorf("filter: add port %d: %w", port, err)
+			}
+		}
+	}
+	for _, l := range []struct {
+		comms []string
+		mark  uint8
+	}{{f.IncludeComms, markInclude}, {f.ExcludeComms, markExclude}} {
+		for _, c := range l.comms {
+			if len(c) == 0 || len(c) > commLen-1 {
+				return fmt.Errorf("filter: process name %q: must be 1 to %d bytes (the kernel's comm)", c, commLen-1)
+			}
+			if err := set.Comms.Put(commKey(c), l.mark); err != nil {
+				return fmt.Errorf("filter: add process name %q: %w", c, err)
+			}
+		}
+	}
+	return nil
 }
 
 // Attempt is one mode that Open tried, with the reason it failed (nil: used).
@@ -156,8 +264,12 @@ func (p *Probe) attemptErrors() error {
 
 // connectSet is what one attach mode needs from the connect object.
 type connectSet struct {
-	Events *ebpf.Map `ebpf:"events"`
-	Lost   *ebpf.Map `ebpf:"lost"`
+	Events      *ebpf.Map `ebpf:"events"`
+	Lost        *ebpf.Map `ebpf:"lost"`
+	IncludeCIDR *ebpf.Map `ebpf:"include_cidr"`
+	ExcludeCIDR *ebpf.Map `ebpf:"exclude_cidr"`
+	Ports       *ebpf.Map `ebpf:"ports"`
+	Comms       *ebpf.Map `ebpf:"comms"`
 }
 
 func (p *Probe) attachConnect(m Mode, opts Options) error {
@@ -171,6 +283,9 @@ func (p *Probe) attachConnect(m Mode, opts Options) error {
 	}
 	if err := spec.Variables["wakeup_bytes"].Set(uint64(opts.WakeupBytes)); err != nil {
 		return fmt.Errorf("set wakeup_bytes: %w", err)
+	}
+	if err := spec.Variables["filter_flags"].Set(opts.Filter.flags()); err != nil {
+		return fmt.Errorf("set filter_flags: %w", err)
 	}
 	var names []string
 	switch m {
@@ -207,12 +322,21 @@ func (p *Probe) attachConnect(m Mode, opts Options) error {
 	for i, n := range names {
 		progs[i] = coll.DetachProgram(n)
 	}
-	coll.Close() // the maps and programs we took are ours now
+	// Assign gave us the maps; the programs hold their own references to the
+	// filter maps, so those are closed right after filling.
+	coll.Close()
 	p.events, p.lost = set.Events, set.Lost
 	p.closers = append(p.closers, set.Events, set.Lost)
 	for _, prog := range progs {
 		p.progs = append(p.progs, prog)
 		p.closers = append(p.closers, prog)
+	}
+	err = opts.Filter.fill(&set)
+	for _, m := range []*ebpf.Map{set.IncludeCIDR, set.ExcludeCIDR, set.Ports, set.Comms} {
+		m.Close()
+	}
+	if err != nil {
+		return err
 	}
 
 	switch m {
@@ -282,13 +406,15 @@ func (p *Probe) ReadInto(rec *ringbuf.Record) error { return p.reader.ReadInto(r
 type Lost struct {
 	Connect uint64
 	DNS     uint64
+	// Filtered counts connects the user's filters left out: not a loss.
+	Filtered uint64
 }
 
 // Lost reads the kernel's loss counters.
 func (p *Probe) Lost() (Lost, error) {
 	var l Lost
-	// Indexes as enum tc_lost_index: 0 connect, 1 DNS.
-	for i, dst := range []*uint64{&l.Connect, &l.DNS} {
+	// Indexes as enum tc_lost_index: 0 connect, 1 DNS, 2 filtered.
+	for i, dst := range []*uint64{&l.Connect, &l.DNS, &l.Filtered} {
 		var perCPU []uint64
 		if err := p.lost.Lookup(uint32(i), &perCPU); err != nil {
 			return Lost{}, fmt.Errorf("read loss counter %d: %w", i, err)

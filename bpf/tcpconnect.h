@@ -31,7 +31,24 @@ enum tc_hook {
 enum tc_lost_index {
 	TC_LOST_CONNECT = 0,
 	TC_LOST_DNS = 1,
+	TC_FILTERED = 2, /* not a loss: connects the user's filters left out */
 	TC_LOST_MAX = 4,
+};
+
+/* Bits of the filter_flags variable: which optional filters are active. */
+enum tc_filter_flag {
+	TC_FILTER_INCLUDE_CIDR = 1 << 0, /* keep only destinations in include_cidr */
+	TC_FILTER_INCLUDE_PORT = 1 << 1, /* keep only ports marked include */
+	TC_FILTER_EXCLUDE_PORT = 1 << 2, /* drop ports marked exclude */
+	TC_FILTER_INCLUDE_COMM = 1 << 3, /* keep only comms marked include */
+	TC_FILTER_EXCLUDE_COMM = 1 << 4, /* drop comms marked exclude */
+	TC_FILTER_EXCLUDE_CIDR = 1 << 5, /* drop destinations in exclude_cidr */
+};
+
+/* Key of the CIDR tries: IPv4 is stored v4-mapped (::ffff:a.b.c.d, prefix + 96). */
+struct tc_cidr_key {
+	__u32 prefixlen;
+	__u8 addr[16];
 };
 
 /* One outbound TCP connect attempt. 152 bytes. */
