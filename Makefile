@@ -13,7 +13,14 @@ APT_PACKAGES := clang-19 llvm-19 libbpf-dev bpftool qemu-system-x86 busybox-stat
 # Packages whose tests need no kernel privileges.
 UNIT_PKGS := ./internal/... ./dns/... ./receiver/... ./bpf/...
 
-.PHONY: all deps generate check-generate build run test unit lint e2e vmtest fuzz bench clean
+# VM tests: Debian kernels pinned in internal/vmtest/kernels.go, every attach mode.
+VM_KERNELS ?= all
+VM_MODES ?= lsm,fentry,kprobe,cgroup,auto
+VM_TIMEOUT ?= 20m
+# Only the tests that need a kernel run in the VM (they need no testdata).
+VM_TEST_RUN ?= Probe|Priv
+
+.PHONY: all deps vmtest vmtest-fetch generate check-generate build run test unit lint e2e vmtest fuzz bench clean
 
 all: build
 
@@ -58,6 +65,23 @@ unit:
 
 e2e: build
 	TCPCONNECT_COLLECTOR=$(CURDIR)/$(COLLECTOR) $(GO) test -count=1 -v ./e2e/
+
+vmtest-fetch:
+	$(GO) run ./cmd/vmtest -kernels $(VM_KERNELS) -fetch-only
+
+# vmtest boots each pinned kernel once under qemu (TCG) and runs the privileged
+# tests in every attach mode, plus the guest sanity check.
+vmtest: deps
+	mkdir -p $(BUILD)/vm
+	CGO_ENABLED=0 $(GO) test -c -o $(BUILD)/vm/guestcheck.test ./internal/vmtest/guestcheck
+	CGO_ENABLED=0 $(GO) test -c -o $(BUILD)/vm/bpf.test ./bpf
+	CGO_ENABLED=0 $(GO) test -c -o $(BUILD)/vm/receiver.test ./receiver
+	$(GO) run ./cmd/vmtest -kernels $(VM_KERNELS) -timeout $(VM_TIMEOUT) -module veth \
+		-env TCPCONNECT_REQUIRE_PRIVILEGED=1 \
+		-file $(BUILD)/vm/guestcheck.test:/tests/guestcheck.test \
+		-run 'guestcheck=/tests/guestcheck.test -test.v' \
+		-mode-matrix $(VM_MODES) -test-args '-test.v -test.timeout=5m -test.run=$(VM_TEST_RUN)' \
+		-test $(BUILD)/vm/bpf.test -test $(BUILD)/vm/receiver.test
 
 fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzParse -fuzztime 10s ./dns/

@@ -1,0 +1,358 @@
+package vmtest
+
+import (
+	"bufio"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/tcpconnect/tcpconnect/internal/vmtest/guest"
+)
+
+// GuestInitPackage is the package built as the guest /init.
+const GuestInitPackage = "github.com/tcpconnect/tcpconnect/internal/vmtest/guestinit"
+
+// Runner boots plans in qemu.
+type Runner struct {
+	// ModuleRoot is the folder holding go.mod; the guest /init is built there.
+	ModuleRoot string
+	// CacheDir holds the kernel packages; ModuleRoot/.cache/vm when empty.
+	CacheDir string
+	// Out receives the guest console, each line prefixed with the kernel
+	// name, and progress messages; os.Stdout when nil.
+	Out io.Writer
+}
+
+// Status of one command on one kernel.
+type Status string
+
+// Command statuses.
+const (
+	Pass    Status = "PASS"
+	Fail    Status = "FAIL"
+	Missing Status = "MISSING" // no result line: the guest died, hung or lost it
+)
+
+// CommandResult is one command's outcome on one kernel.
+type CommandResult struct {
+	Name    string
+	Status  Status
+	Exit    int
+	Seconds float64
+}
+
+// KernelReport is one kernel's boot.
+type KernelReport struct {
+	Kernel  Kernel
+	Release string
+	// Wall is the time from starting qemu to its exit.
+	Wall time.Duration
+	// Results has one entry per plan command, in plan order.
+	Results []CommandResult
+	// Errors are failures of the boot as a whole: qemu's exit, a kernel
+	// panic, the timeout, a guest setup error, a missing done line.
+	Errors []string
+}
+
+// OK reports whether the boot finished cleanly and every command passed.
+func (r *KernelReport) OK() bool {
+	if len(r.Errors) > 0 || len(r.Results) == 0 {
+		return false
+	}
+	for _, c := range r.Results {
+		if c.Status != Pass {
+			return false
+		}
+	}
+	return true
+}
+
+// Run boots each of the plan's kernels once, running all its commands, and
+// returns one report per kernel. The error is for failures before a boot
+// (fetching, building); a failed boot or command is in the reports.
+func (r *Runner) Run(ctx context.Context, plan *Plan) ([]KernelReport, error) {
+	if err := plan.Validate(); err != nil {
+		return nil, fmt.Errorf("invalid plan: %w", err)
+	}
+	p := plan.withDefaults()
+	kernels, err := SelectKernels(p.Kernels)
+	if err != nil {
+		return nil, err
+	}
+	out := r.Out
+	if out == nil {
+		out = os.Stdout
+	}
+	cacheDir := r.CacheDir
+	if cacheDir == "" {
+		cacheDir = filepath.Join(r.ModuleRoot, ".cache", "vm")
+	}
+	qemu, err := EnsureQEMU(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var busybox string
+	if !p.NoBusybox {
+		if busybox, err = FindBusybox(ctx); err != nil {
+			return nil, err
+		}
+	}
+	if err := os.MkdirAll(cacheDir, 0o755); err != nil {
+		return nil, fmt.Errorf("create cache: %w", err)
+	}
+	work, err := os.MkdirTemp(cacheDir, "run-")
+	if err != nil {
+		return nil, fmt.Errorf("create work folder: %w", err)
+	}
+	defer os.RemoveAll(work)
+
+	initBin := filepath.Join(work, "init")
+	if err := r.buildInit(ctx, initBin); err != nil {
+		return nil, err
+	}
+	var reports []KernelReport
+	for _, k := range kernels {
+		fmt.Fprintf(out, "vmtest: [%s] fetching %s=%s\n", k.Name, k.Package, k.Version)
+		img, err := Fetch(ctx, cacheDir, k)
+		if err != nil {
+			return reports, err
+		}
+		mods, err := ResolveModules(ctx, img.ModulesDir, p.Modules)
+		if err != nil {
+			return reports, fmt.Errorf("kernel %s: %w", k.Name, err)
+		}
+		nonce, err := newNonce()
+		if err != nil {
+			return reports, err
+		}
+		initrd := filepath.Join(work, "initramfs-"+k.Name+".cpio")
+		spec := initramfsSpec{
+			Init:    initBin,
+			Plan:    guest.Plan{Nonce: nonce, Kernel: k.Name, Env: p.Env, Commands: p.Commands},
+			Modules: mods,
+			Files:   p.Files,
+			Busybox: busybox,
+		}
+		if err := writeInitramfs(ctx, initrd, spec); err != nil {
+			return reports, fmt.Errorf("kernel %s: %w", k.Name, err)
+		}
+		rep := boot(ctx, out, bootConfig{qemu: qemu, img: img, initrd: initrd, nonce: nonce, plan: &p})
+		reports = append(reports, rep)
+		if err := os.Remove(initrd); err != nil {
+			return reports, fmt.Errorf("remove initramfs: %w", err)
+		}
+	}
+	return reports, nil
+}
+
+func (r *Runner) buildInit(ctx context.Context, dst string) error {
+	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-ldflags=-s -w", "-o", dst, GuestInitPackage)
+	cmd.Dir = r.ModuleRoot
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH=amd64")
+	if b, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("build guest init %s: %w: %s", GuestInitPackage, err, strings.TrimSpace(string(b)))
+	}
+	return nil
+}
+
+func newNonce() (string, error) {
+	b := make([]byte, 8)
+	if _, err := rand.Read(b); err != nil {
+		return "", fmt.Errorf("nonce: %w", err)
+	}
+	return hex.EncodeToString(b), nil
+}
+
+type bootConfig struct {
+	qemu   string
+	img    *Image
+	initrd string
+	nonce  string
+	plan   *Plan
+}
+
+// QEMUArgs returns the qemu-system-x86_64 arguments for one boot. /dev/kvm
+// hangs on this kind of machine (nested virtualisation), so it is TCG.
+func QEMUArgs(vmlinuz, initrd string, memoryMB, cpus int) []string {
+	return []string{
+		"-accel", "tcg", "-cpu", "max",
+		"-m", strconv.Itoa(memoryMB), "-smp", strconv.Itoa(cpus),
+		"-nographic", "-no-reboot", "-nic", "none",
+		"-kernel", vmlinuz, "-initrd", initrd,
+		"-append", "console=ttyS0 quiet panic=-1",
+	}
+}
+
+func boot(ctx context.Context, out io.Writer, bc bootConfig) KernelReport {
+	k := bc.img.Kernel
+	rep := KernelReport{Kernel: k, Release: bc.img.Release}
+	timeout := time.Duration(bc.plan.Timeout)
+	tctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+
+	cmd := exec.CommandContext(tctx, bc.qemu, QEMUArgs(bc.img.Vmlinuz, bc.initrd, bc.plan.MemoryMB, bc.plan.CPUs)...)
+	cmd.WaitDelay = 5 * time.Second
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		rep.Errors = append(rep.Errors, fmt.Sprintf("qemu stdout: %v", err))
+		return rep
+	}
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		rep.Errors = append(rep.Errors, fmt.Sprintf("qemu stderr: %v", err))
+		return rep
+	}
+	fmt.Fprintf(out, "vmtest: [%s] booting %s with %d commands (timeout %s)\n", k.Name, bc.img.Release, len(bc.plan.Commands), timeout)
+	start := time.Now()
+	if err := cmd.Start(); err != nil {
+		rep.Errors = append(rep.Errors, fmt.Sprintf("start qemu: %v", err))
+		return rep
+	}
+	var (
+		mu      sync.Mutex // serialises writes to out
+		wg      sync.WaitGroup
+		console = newConsole(bc.nonce)
+		errTail []string
+	)
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		forEachLine(stdout, func(line string) {
+			mu.Lock()
+			fmt.Fprintf(out, "[%s] %s\n", k.Name, line)
+			mu.Unlock()
+			console.feed(line)
+		})
+	}()
+	go func() {
+		defer wg.Done()
+		forEachLine(stderr, func(line string) {
+			mu.Lock()
+			fmt.Fprintf(out, "[%s qemu] %s\n", k.Name, line)
+			mu.Unlock()
+			if len(errTail) < 20 {
+				errTail = append(errTail, line)
+			}
+		})
+	}()
+	wg.Wait()
+	waitErr := cmd.Wait()
+	rep.Wall = time.Since(start)
+
+	switch {
+	case errors.Is(tctx.Err(), context.DeadlineExceeded):
+		rep.Errors = append(rep.Errors, fmt.Sprintf("timeout after %s", timeout))
+	case ctx.Err() != nil:
+		rep.Errors = append(rep.Errors, fmt.Sprintf("interrupted: %v", ctx.Err()))
+	case waitErr != nil:
+		rep.Errors = append(rep.Errors, fmt.Sprintf("qemu failed: %v: %s", waitErr, strings.Join(errTail, " | ")))
+	}
+	rep.Results, rep.Errors = console.verdict(bc.plan.Commands, rep.Errors)
+	return rep
+}
+
+// ansiEscape matches the terminal control sequences that SeaBIOS and qemu
+// print (reset, clear screen), which would garble logs.
+var ansiEscape = regexp.MustCompile(`\x1b(\[[0-9;?]*[@-~]|[@-Z\\-_c])`)
+
+// forEachLine calls fn for each line of r, without the line end and without
+// terminal control sequences.
+func forEachLine(r io.Reader, fn func(string)) {
+	br := bufio.NewReaderSize(r, 64<<10)
+	for {
+		line, err := br.ReadString('\n')
+		if line != "" {
+			fn(ansiEscape.ReplaceAllString(strings.TrimRight(line, "\r\n"), ""))
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+// console collects what the guest reported on the serial console.
+type console struct {
+	nonce   string
+	results map[string]guest.Result
+	done    bool
+	panic   bool
+	errs    []string
+}
+
+func newConsole(nonce string) *console {
+	return &console{nonce: nonce, results: map[string]guest.Result{}}
+}
+
+// feed looks at one console line.
+func (c *console) feed(line string) {
+	if msg, ok := PanicText(line); ok {
+		if !c.panic { // the panic's closing "---[ end Kernel panic" line repeats it
+			c.errs = append(c.errs, "kernel panic: "+msg)
+		}
+		c.panic = true
+		return
+	}
+	l, ok, err := guest.ParseLine(c.nonce, line)
+	switch {
+	case err != nil:
+		c.errs = append(c.errs, err.Error())
+	case !ok:
+	case l.Kind == guest.DoneMarker:
+		c.done = true
+	case l.Kind == guest.ErrorMarker:
+		c.errs = append(c.errs, "guest setup failed: "+l.Message)
+	case l.Kind == guest.ResultMarker:
+		if _, dup := c.results[l.Result.Name]; dup {
+			c.errs = append(c.errs, "duplicate result for "+l.Result.Name)
+		}
+		c.results[l.Result.Name] = l.Result
+	}
+}
+
+// verdict matches the results against the plan's commands: every command
+// needs its result line, and the guest must have printed its done line.
+func (c *console) verdict(cmds []guest.Command, errs []string) ([]CommandResult, []string) {
+	errs = append(errs, c.errs...)
+	out := make([]CommandResult, 0, len(cmds))
+	for _, cmd := range cmds {
+		r, ok := c.results[cmd.Name]
+		switch {
+		case !ok:
+			out = append(out, CommandResult{Name: cmd.Name, Status: Missing, Exit: -1})
+		case r.Exit != 0:
+			out = append(out, CommandResult{Name: cmd.Name, Status: Fail, Exit: r.Exit, Seconds: r.Seconds})
+		default:
+			out = append(out, CommandResult{Name: cmd.Name, Status: Pass, Seconds: r.Seconds})
+		}
+		delete(c.results, cmd.Name)
+	}
+	for name := range c.results {
+		errs = append(errs, "result for a command not in the plan: "+name)
+	}
+	if !c.done {
+		errs = append(errs, "the guest did not print its done line")
+	}
+	return out, errs
+}
+
+// PanicText reports whether a console line shows a kernel panic, and the
+// panic message.
+func PanicText(line string) (string, bool) {
+	const marker = "Kernel panic - not syncing"
+	i := strings.Index(line, marker)
+	if i < 0 {
+		return "", false
+	}
+	return strings.TrimSpace(strings.TrimPrefix(line[i+len(marker):], ":")), true
+}

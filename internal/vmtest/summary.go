@@ -1,0 +1,50 @@
+package vmtest
+
+import (
+	"fmt"
+	"io"
+	"text/tabwriter"
+)
+
+// WriteSummary prints a table of every kernel and command with its status
+// and seconds, each kernel's boot errors, and a closing
+// "vmtest: N passed, N failed" line. It returns whether everything passed.
+func WriteSummary(w io.Writer, reports []KernelReport) (bool, error) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "KERNEL\tRELEASE\tCOMMAND\tRESULT\tEXIT\tSECONDS")
+	passed, failed := 0, 0
+	for _, r := range reports {
+		for _, c := range r.Results {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%.1f\n", r.Kernel.Name, r.Release, c.Name, c.Status, c.Exit, c.Seconds)
+			if c.Status == Pass {
+				passed++
+			} else {
+				failed++
+			}
+		}
+		status := "OK"
+		if !r.OK() {
+			status = "FAILED"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t(boot)\t%s\t\t%.1f\n", r.Kernel.Name, r.Release, status, r.Wall.Seconds())
+	}
+	if err := tw.Flush(); err != nil {
+		return false, fmt.Errorf("write summary: %w", err)
+	}
+	ok := len(reports) > 0
+	for _, r := range reports {
+		for _, e := range r.Errors {
+			fmt.Fprintf(w, "vmtest: [%s] %s\n", r.Kernel.Name, e)
+		}
+		if len(r.Errors) > 0 {
+			failed++ // the boot itself failed, whatever its commands said
+		}
+		if !r.OK() {
+			ok = false
+		}
+	}
+	if _, err := fmt.Fprintf(w, "vmtest: %d passed, %d failed\n", passed, failed); err != nil {
+		return false, fmt.Errorf("write summary: %w", err)
+	}
+	return ok, nil
+}
