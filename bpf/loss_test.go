@@ -1,0 +1,176 @@
+package bpf
+
+import (
+	"errors"
+	"net"
+	"net/netip"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/cilium/ebpf/ringbuf"
+
+	"github.com/tcpconnect/tcpconnect/internal/event"
+)
+
+// lossConnects is how many connects the loss tests make: far more than a
+// one-page ring holds (about 25 connect records of 152+8 bytes).
+const lossConnects = 2000
+
+// stormListener listens on 127.0.0.1 and accepts and closes until the test ends.
+func stormListener(t *testing.T) netip.AddrPort {
+	t.Helper()
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
+	t.Cleanup(func() { ln.Close(); <-done })
+	return ln.Addr().(*net.TCPAddr).AddrPort()
+}
+
+// countDelivered drains the ring until it stays empty for quiet and returns
+// the connect records from this process to port.
+func countDelivered(t *testing.T, p *Probe, port uint16, quiet, limit time.Duration) int {
+	t.Helper()
+	var rec ringbuf.Record
+	var c event.Connect
+	n := 0
+	end := time.Now().Add(limit)
+	for time.Now().Before(end) {
+		p.SetDeadline(time.Now().Add(quiet))
+		got := 0
+		for {
+			err := p.ReadInto(&rec)
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				break
+			}
+			if err != nil {
+				t.Fatalf("read: %v", err)
+			}
+			got++
+			if event.Type(rec.RawSample) != event.TypeConnect {
+				continue
+			}
+			if err := event.DecodeConnect(rec.RawSample, &c); err != nil {
+				t.Fatal(err)
+			}
+			if int(c.TGID) == os.Getpid() && c.DstPort == port {
+				n++
+			}
+		}
+		if got == 0 {
+			return n
+		}
+	}
+	t.Fatalf("ring still not empty after %v", limit)
+	return n
+}
+
+// makeConnects connects n times to ap and fails on any error.
+func makeConnects(t *testing.T, ap netip.AddrPort, n int) {
+	t.Helper()
+	for i := range n {
+		if err := rawConnect(ap, false); err != nil {
+			t.Fatalf("connect %d: %v", i, err)
+		}
+	}
+}
+
+// TestLossAccounted fills a one-page ring with a reader that is never woken
+// (the wakeup threshold is the whole ring) and never reads while the connects
+// run: every connect must be either delivered or counted as lost, exactly.
+// The in-kernel port filter keeps other processes' connects on this shared
+// machine out of the ring and out of the loss counter, so the sums are exact.
+func TestLossAccounted(t *testing.T) {
+	ap := stormListener(t)
+	page := os.Getpagesize()
+	p := openForTest(t, Options{
+		RingBytes:   page,
+		WakeupBytes: page, // more than the ring can ever hold: no wakeup at all
+		Filter: Filter{
+			IncludePorts: []uint16{ap.Port()},
+			IncludeCIDRs: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")},
+		},
+	})
+	defer p.Close()
+
+	makeConnects(t, ap, lossConnects)
+	delivered := countDelivered(t, p, ap.Port(), 100*time.Millisecond, 10*time.Second)
+	lost, err := p.Lost()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("made %d, delivered %d, lost %d (dns lost %d, filtered %d)", lossConnects, delivered, lost.Connect, lost.DNS, lost.Filtered)
+	if lost.Connect == 0 {
+		t.Errorf("lost = 0: a %d-byte ring with no reader cannot hold %d records", page, lossConnects)
+	}
+	if delivered == 0 {
+		t.Errorf("delivered = 0: the ring should hold some records")
+	}
+	if got := uint64(delivered) + lost.Connect; got != lossConnects {
+		t.Errorf("delivered %d + lost %d = %d, want exactly %d connects made", delivered, lost.Connect, got, lossConnects)
+	}
+}
+
+// TestNoLossWhenRead is the control: the default ring and a reader that
+// drains it while the connects run lose nothing and deliver every connect.
+func TestNoLossWhenRead(t *testing.T) {
+	ap := stormListener(t)
+	p := openForTest(t, Options{
+		Filter: Filter{IncludePorts: []uint16{ap.Port()}},
+	})
+	defer p.Close()
+
+	type result struct{ n int }
+	res := make(chan result, 1)
+	stop := make(chan struct{})
+	go func() {
+		var rec ringbuf.Record
+		var c event.Connect
+		n := 0
+		for {
+			select {
+			case <-stop:
+				res <- result{n}
+				return
+			default:
+			}
+			p.SetDeadline(time.Now().Add(20 * time.Millisecond))
+			for {
+				if err := p.ReadInto(&rec); err != nil {
+					break
+				}
+				if event.Type(rec.RawSample) == event.TypeConnect &&
+					event.DecodeConnect(rec.RawSample, &c) == nil &&
+					int(c.TGID) == os.Getpid() && c.DstPort == ap.Port() {
+					n++
+				}
+			}
+		}
+	}()
+	makeConnects(t, ap, lossConnects)
+	// Let the reader pass at least one more poll so it sees the last records.
+	time.Sleep(100 * time.Millisecond)
+	close(stop)
+	r := <-res
+	delivered := r.n + countDelivered(t, p, ap.Port(), 100*time.Millisecond, 10*time.Second)
+	lost, err := p.Lost()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("made %d, delivered %d, lost %d", lossConnects, delivered, lost.Connect)
+	if lost.Connect != 0 || delivered != lossConnects {
+		t.Errorf("delivered %d, lost %d; want %d delivered and 0 lost", delivered, lost.Connect, lossConnects)
+	}
+}

@@ -1,0 +1,125 @@
+package bpf
+
+import (
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"runtime"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
+
+	"github.com/tcpconnect/tcpconnect/internal/event"
+)
+
+// envConnectTo makes the test binary a plain client: connect there and exit.
+const envConnectTo = "TCPCONNECT_TEST_CONNECT_TO"
+
+func TestMain(m *testing.M) {
+	if to := os.Getenv(envConnectTo); to != "" {
+		if err := rawConnect(netip.MustParseAddrPort(to), false); err != nil {
+			fmt.Fprintln(os.Stderr, "connect:", err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+// Addresses of the test's own hosts: RFC 2544's benchmarking range, on a veth
+// pair between this namespace and one the test makes.
+var (
+	hostAddr      = netip.MustParsePrefix("198.18.7.1/24")
+	containerAddr = netip.MustParsePrefix("198.18.7.2/24")
+)
+
+// TestProbeNetnsVeth is the container-like case: a process in its own network
+// namespace, joined to this one by a veth pair, connects out. Its record
+// carries that process, its namespace and the right address.
+func TestProbeNetnsVeth(t *testing.T) {
+	p := openForTest(t, Options{})
+	defer p.Close()
+
+	suffix := strconv.Itoa(os.Getpid() % 100000)
+	veth := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "tch" + suffix}, PeerName: "tcc" + suffix}
+	if err := netlink.LinkAdd(veth); err != nil {
+		t.Fatalf("add veth pair (needs the veth module): %v", err)
+	}
+	t.Cleanup(func() { _ = netlink.LinkDel(veth) })
+	must := func(what string, err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+	}
+	host, err := netlink.LinkByName(veth.Name)
+	must("host link", err)
+	must("host addr", netlink.AddrAdd(host, &netlink.Addr{IPNet: ipNet(hostAddr)}))
+	must("host up", netlink.LinkSetUp(host))
+
+	ln, err := net.Listen("tcp4", netip.AddrPortFrom(hostAddr.Addr(), 0).String())
+	must("listen", err)
+	defer ln.Close()
+	port := ln.Addr().(*net.TCPAddr).AddrPort().Port()
+
+	// A new namespace, entered on a locked thread: the child forked from this
+	// thread starts in it.
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	origin, err := netns.Get()
+	must("current netns", err)
+	defer origin.Close()
+	ns, err := netns.New()
+	must("new netns", err)
+	defer ns.Close()
+	defer func() { _ = netns.Set(origin) }()
+	var st unix.Stat_t
+	must("stat netns", unix.Fstat(int(ns), &st))
+	nsInode := uint32(st.Ino)
+
+	// Move the peer in and configure it from inside.
+	must("back to origin", netns.Set(origin))
+	peer, err := netlink.LinkByName(veth.PeerName)
+	must("peer link", err)
+	must("move peer", netlink.LinkSetNsFd(peer, int(ns)))
+	h, err := netlink.NewHandleAt(ns, unix.NETLINK_ROUTE)
+	must("netlink in netns", err)
+	defer h.Close()
+	peer, err = h.LinkByName(veth.PeerName)
+	must("peer in netns", err)
+	must("peer addr", h.AddrAdd(peer, &netlink.Addr{IPNet: ipNet(containerAddr)}))
+	must("peer up", h.LinkSetUp(peer))
+	lo, err := h.LinkByName("lo")
+	must("lo in netns", err)
+	must("lo up", h.LinkSetUp(lo))
+
+	must("enter netns", netns.Set(ns))
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), envConnectTo+"="+netip.AddrPortFrom(hostAddr.Addr(), port).String())
+	out, err := cmd.CombinedOutput()
+	must("back to origin", netns.Set(origin))
+	if err != nil {
+		t.Fatalf("client in netns: %v: %s", err, out)
+	}
+	child := cmd.Process.Pid
+
+	got := readConnects(t, p, 3*time.Second, func(c *event.Connect) bool { return c.DstPort == port }, 2)
+	if len(got) != 1 {
+		t.Fatalf("records for port %d: %+v, want exactly one", port, got)
+	}
+	c := got[0]
+	if int(c.TGID) != child || c.Dst != hostAddr.Addr() || c.NetNS != nsInode || int(c.PPID) != os.Getpid() {
+		t.Fatalf("record pid=%d ppid=%d dst=%s netns=%d, want pid=%d ppid=%d dst=%s netns=%d",
+			c.TGID, c.PPID, c.Dst, c.NetNS, child, os.Getpid(), hostAddr.Addr(), nsInode)
+	}
+}
+
+func ipNet(p netip.Prefix) *net.IPNet {
+	return &net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())}
+}

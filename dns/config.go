@@ -1,0 +1,90 @@
+package dns
+
+import (
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Defaults and bounds of [Config].
+const (
+	// DefaultMaxEntries is the default number of (IP, scope) cache entries.
+	// Measured at the defaults: 65536 entries with all 8 name slots used
+	// take about 25 MB of heap when names are shared between entries, and
+	// about 90 MB in the worst case of 8 distinct 36-byte names per entry;
+	// typical entries (1-3 names, shared) take far less.
+	DefaultMaxEntries = 65536
+	// DefaultMaxNamesPerIP is the default number of names kept per IP and
+	// scope, and returned per lookup.
+	DefaultMaxNamesPerIP = 8
+	// DefaultMinTTL is the default TTL floor. Answers with TTL 0 (or a few
+	// seconds) are common behind load balancers; the connect that follows
+	// the answer must still find the name.
+	DefaultMinTTL = 5 * time.Second
+	// DefaultMaxTTL is the default TTL cap. Entries are refreshed by every
+	// new answer, so the cap only matters for names that are not resolved
+	// again: one hour covers nscd's default positive cache time (3600 s),
+	// whose hits produce no packet, and typical connection-pool and
+	// application-cache reuse, while bounding how long a possibly stale
+	// IP -> name association (cloud IPs are reassigned) is reported.
+	// Memory does not depend on it: max_entries and LRU bound the cache.
+	DefaultMaxTTL = time.Hour
+
+	// MaxMaxEntries is the largest accepted max_entries.
+	MaxMaxEntries = 1 << 24
+	// MaxMaxNamesPerIP is the largest accepted max_names_per_ip.
+	MaxMaxNamesPerIP = 64
+)
+
+// Config configures the DNS correlator. The receiver embeds it under the
+// key "dns".
+type Config struct {
+	// Enabled turns DNS capture and correlation on.
+	Enabled bool `mapstructure:"enabled"`
+	// MaxEntries bounds the cache's (IP, scope) entries; the least recently
+	// used entry is evicted when a new one does not fit.
+	MaxEntries int `mapstructure:"max_entries"`
+	// MaxNamesPerIP bounds the names kept per IP and scope, and the names
+	// returned by one lookup.
+	MaxNamesPerIP int `mapstructure:"max_names_per_ip"`
+	// MinTTL is the floor applied to record TTLs.
+	MinTTL time.Duration `mapstructure:"min_ttl"`
+	// MaxTTL is the cap applied to record TTLs.
+	MaxTTL time.Duration `mapstructure:"max_ttl"`
+}
+
+// DefaultConfig returns the default configuration: enabled, 65536 entries,
+// 8 names per IP, TTLs clamped to [5s, 1h].
+func DefaultConfig() Config {
+	return Config{
+		Enabled:       true,
+		MaxEntries:    DefaultMaxEntries,
+		MaxNamesPerIP: DefaultMaxNamesPerIP,
+		MinTTL:        DefaultMinTTL,
+		MaxTTL:        DefaultMaxTTL,
+	}
+}
+
+// Validate reports every invalid field, each error naming the field and the
+// reason. A disabled config is valid whatever its other fields hold.
+func (c *Config) Validate() error {
+	if !c.Enabled {
+		return nil
+	}
+	var errs []error
+	if c.MaxEntries < 1 || c.MaxEntries > MaxMaxEntries {
+		errs = append(errs, fmt.Errorf("dns.max_entries: must be between 1 and %d, got %d", MaxMaxEntries, c.MaxEntries))
+	}
+	if c.MaxNamesPerIP < 1 || c.MaxNamesPerIP > MaxMaxNamesPerIP {
+		errs = append(errs, fmt.Errorf("dns.max_names_per_ip: must be between 1 and %d, got %d", MaxMaxNamesPerIP, c.MaxNamesPerIP))
+	}
+	if c.MinTTL < 0 {
+		errs = append(errs, fmt.Errorf("dns.min_ttl: must not be negative, got %s", c.MinTTL))
+	}
+	if c.MaxTTL <= 0 {
+		errs = append(errs, fmt.Errorf("dns.max_ttl: must be positive, got %s", c.MaxTTL))
+	} else if c.MaxTTL < c.MinTTL {
+		errs = append(errs, fmt.Errorf("dns.max_ttl: must be >= dns.min_ttl, got %s < %s", c.MaxTTL, c.MinTTL))
+	}
+	return errors.Join(errs...)
+}

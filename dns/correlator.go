@@ -1,0 +1,264 @@
+package dns
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net/netip"
+	"time"
+
+	"golang.org/x/net/dns/dnsmessage"
+)
+
+// Transport protocol numbers of Packet.L4Proto.
+const (
+	ProtoTCP = 6
+	ProtoUDP = 17
+)
+
+// Packet is one captured DNS packet: the fields of struct tc_dns_event
+// (bpf/tcpconnect.h) with the addresses decoded and the payload cut to
+// payload_len. Its fields mirror internal/event.DNS one for one, in the same
+// order and with the same types, so that the receiver converts with
+// (*dns.Packet)(&d) and copies nothing.
+type Packet struct {
+	// Egress is true for a packet leaving a local socket (a query), false
+	// for one arriving (an answer).
+	Egress bool
+	// IPVersion is 4 or 6; informational, Src and Dst carry the addresses.
+	IPVersion uint8
+	// L4Proto is ProtoUDP or ProtoTCP.
+	L4Proto uint8
+	// SrcPort and DstPort are the ports, host byte order.
+	SrcPort, DstPort uint16
+	// OrigLen is the L4 payload length in the packet; more than
+	// len(Payload) when the capture was cut.
+	OrigLen uint16
+	// TGID is the sending process on egress, 0 when unknown.
+	TGID uint32
+	// NetNS is the sender's network namespace inode on egress, 0 when
+	// unknown.
+	NetNS uint32
+	// BootTimeNs is the kernel timestamp (CLOCK_BOOTTIME); not used here:
+	// the caller passes it, converted, as Handle's now.
+	BootTimeNs uint64
+	// CgroupID is the cgroup v2 id of the socket.
+	CgroupID uint64
+	// SockCookie is the socket cookie, 0 when unknown.
+	SockCookie uint64
+	// Src and Dst are the source and destination addresses; IPv4-mapped
+	// IPv6 is taken as IPv4.
+	Src, Dst netip.Addr
+	// Payload is the captured L4 payload (payload_len bytes). For TCP it
+	// starts with the 2-byte length prefix of a DNS message.
+	Payload []byte
+}
+
+// Stats are the Correlator's counters, for the receiver to export.
+type Stats struct {
+	// Packets counts packets handled.
+	Packets uint64
+	// QueriesTracked counts queries recorded for matching.
+	QueriesTracked uint64
+	// QueriesOutstanding is the number of queries waiting for an answer.
+	QueriesOutstanding int
+	// QueriesExpired counts queries that got no answer within the timeout.
+	QueriesExpired uint64
+	// QueriesEvicted counts queries dropped because too many were waiting.
+	QueriesEvicted uint64
+	// AnswersParsed counts answers arriving at a local socket and parsed.
+	AnswersParsed uint64
+	// AnswersAccepted counts answers matched to a query.
+	AnswersAccepted uint64
+	// Unsolicited counts answers ignored because no query matched them.
+	Unsolicited uint64
+	// ParseErrors counts messages that could not be parsed, and records
+	// that are not IPv4/IPv6 UDP/TCP.
+	ParseErrors uint64
+	// Truncated counts messages parsed only in part (cut capture or a TCP
+	// message split across segments).
+	Truncated uint64
+	// Ignored counts messages that are neither a query leaving nor an
+	// answer arriving: the traffic of DNS servers running on this host.
+	Ignored uint64
+	// CacheEntries is the number of (IP, scope) cache entries.
+	CacheEntries int
+	// CacheNames is the number of distinct names in the cache.
+	CacheNames int
+	// Evictions counts cache entries evicted to make room.
+	Evictions uint64
+	// Expired counts cache entries removed because all names expired.
+	Expired uint64
+	// NamesDropped counts names pushed out of a full entry.
+	NamesDropped uint64
+}
+
+// Correlator turns captured DNS packets into cache entries: it tracks the
+// queries that leave local sockets, accepts only the answers that match
+// one, and inserts the accepted answers' names, in the query's scope, into
+// its Cache. Not safe for concurrent use.
+type Correlator struct {
+	parser  Parser
+	tracker *Tracker
+	cache   *Cache
+	stats   Stats
+}
+
+// New returns a Correlator configured by cfg. It validates cfg as if it
+// were enabled. Queries wait DefaultQueryTimeout for their answer, at most
+// DefaultMaxQueries at a time.
+func New(cfg Config) (*Correlator, error) {
+	cfg.Enabled = true
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("dns: invalid config: %w", err)
+	}
+	return &Correlator{
+		tracker: NewTracker(DefaultQueryTimeout, DefaultMaxQueries),
+		cache:   NewCache(cfg),
+	}, nil
+}
+
+// Handle processes one captured packet at now. A query leaving a local
+// socket is tracked; an answer arriving at one is matched against the
+// tracked queries and, when it matches and succeeded, its A/AAAA records
+// are cached under the question name and CNAME chain, in the scope
+// (network namespace, cgroup, process) of the query. Everything else is
+// counted and ignored.
+//
+// For TCP, the payload holds one or more length-prefixed messages; a
+// message longer than the payload (it continues in the next segment, or the
+// capture was cut) is parsed as a truncated message. Segments that start in
+// the middle of a message fail to parse or to match, and are counted, never
+// cached.
+//
+// The error reports a packet that could not be parsed; it is already
+// counted in Stats.ParseErrors and is meant for debug logging.
+func (c *Correlator) Handle(p *Packet, now time.Time) error {
+	c.stats.Packets++
+	src, dst, err := p.addrs()
+	if err != nil {
+		c.stats.ParseErrors++
+		return p.errorf(src, dst, err)
+	}
+	payload := p.Payload
+	truncated := int(p.OrigLen) > len(payload)
+	switch p.L4Proto {
+	case ProtoUDP:
+		return c.message(p, src, dst, payload, truncated, now)
+	case ProtoTCP:
+		var errs error
+		for len(payload) > 0 {
+			if len(payload) < 2 {
+				if !truncated {
+					c.stats.ParseErrors++
+					errs = errors.Join(errs, p.errorf(src, dst, errors.New("dns: tcp: 1 byte left for a 2-byte length prefix")))
+				}
+				break
+			}
+			n := int(binary.BigEndian.Uint16(payload))
+			payload = payload[2:]
+			msg, cut := payload, true
+			if n <= len(payload) {
+				msg, cut = payload[:n], false
+			}
+			payload = payload[len(msg):]
+			if err := c.message(p, src, dst, msg, cut, now); err != nil {
+				errs = errors.Join(errs, err)
+			}
+		}
+		return errs
+	default:
+		c.stats.ParseErrors++
+		return p.errorf(src, dst, errors.New("dns: not UDP or TCP"))
+	}
+}
+
+// message handles one DNS message of p.
+func (c *Correlator) message(p *Packet, src, dst netip.AddrPort, msg []byte, truncated bool, now time.Time) error {
+	m, err := c.parser.Parse(msg, truncated)
+	if err != nil {
+		c.stats.ParseErrors++
+		return p.errorf(src, dst, err)
+	}
+	if m.Truncated {
+		c.stats.Truncated++
+	}
+	switch {
+	case p.Egress && !m.Response:
+		q := Query{Scope: Scope{NetNS: p.NetNS, TGID: p.TGID, CgroupID: p.CgroupID}, SockCookie: p.SockCookie}
+		c.tracker.Track(m.ID, Flow{Client: src, Server: dst, Proto: p.L4Proto}, m.Question, q, now)
+	case !p.Egress && m.Response:
+		c.stats.AnswersParsed++
+		q, ok := c.tracker.Match(m.ID, Flow{Client: dst, Server: src, Proto: p.L4Proto}, m.Question, p.SockCookie, now)
+		if !ok || m.RCode != dnsmessage.RCodeSuccess {
+			return nil
+		}
+		for _, a := range m.Addrs {
+			c.cache.Insert(a.IP, q.Scope, m.Chain, time.Duration(a.TTL)*time.Second, now)
+		}
+	default:
+		c.stats.Ignored++
+	}
+	return nil
+}
+
+// Lookup returns the names ip was resolved from, the connecting scope's
+// first; see [Cache.Lookup].
+func (c *Correlator) Lookup(ip netip.Addr, scope Scope, now time.Time, dst []string) (names []string, best string, age time.Duration, ok bool) {
+	return c.cache.Lookup(ip, scope, now, dst)
+}
+
+// Sweep removes expired cache entries; see [Cache.Sweep].
+func (c *Correlator) Sweep(now time.Time) {
+	c.cache.Sweep(now)
+}
+
+// Cache returns the Correlator's cache.
+func (c *Correlator) Cache() *Cache {
+	return c.cache
+}
+
+// Stats returns a snapshot of the counters.
+func (c *Correlator) Stats() Stats {
+	s := c.stats
+	ts := c.tracker.Stats()
+	s.QueriesTracked = ts.Tracked
+	s.QueriesOutstanding = ts.Outstanding
+	s.QueriesExpired = ts.Expired
+	s.QueriesEvicted = ts.Evicted
+	s.AnswersAccepted = ts.Matched
+	s.Unsolicited = ts.Unsolicited
+	cs := c.cache.Stats()
+	s.CacheEntries = cs.Entries
+	s.CacheNames = cs.Names
+	s.Evictions = cs.Evictions
+	s.Expired = cs.Expired
+	s.NamesDropped = cs.NamesDropped
+	return s
+}
+
+// addrs returns the source and destination of p.
+func (p *Packet) addrs() (src, dst netip.AddrPort, err error) {
+	if !p.Src.IsValid() || !p.Dst.IsValid() {
+		return src, dst, fmt.Errorf("dns: packet without addresses (IP version %d)", p.IPVersion)
+	}
+	return netip.AddrPortFrom(p.Src.Unmap(), p.SrcPort), netip.AddrPortFrom(p.Dst.Unmap(), p.DstPort), nil
+}
+
+// errorf wraps err with the packet's direction and flow.
+func (p *Packet) errorf(src, dst netip.AddrPort, err error) error {
+	dir := "ingress"
+	if p.Egress {
+		dir = "egress"
+	}
+	proto := "udp"
+	if p.L4Proto == ProtoTCP {
+		proto = "tcp"
+	} else if p.L4Proto != ProtoUDP {
+		proto = fmt.Sprintf("proto %d", p.L4Proto)
+	}
+	if !src.IsValid() {
+		return fmt.Errorf("%s %s: %w", dir, proto, err)
+	}
+	return fmt.Errorf("%s %s %s -> %s: %w", dir, proto, src, dst, err)
+}
