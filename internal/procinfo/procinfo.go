@@ -1,0 +1,311 @@
+// Package procinfo enriches a connect record with what /proc knows about the
+// process: executable path, owner, command line, container and pod. Lookups
+// are cached per process incarnation (pid and start time), so a busy process
+// costs one /proc read, and a process that is already gone (curl exits before
+// the reader sees its connect) still gets a container from its cgroup id.
+//
+// A Cache is not safe for concurrent use: the receiver calls it from its one
+// reader goroutine.
+package procinfo
+
+import (
+	"bytes"
+	"container/list"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Defaults of Config.
+const (
+	DefaultMaxEntries   = 4096
+	DefaultTTL          = 5 * time.Minute
+	DefaultCgroupRescan = 10 * time.Second
+	maxUsers            = 1024
+	// clockTicks is USER_HZ, the unit of /proc/PID/stat's start time. It is
+	// 100 on every Linux architecture's user ABI.
+	clockTicks = 100
+)
+
+// Config configures a Cache.
+type Config struct {
+	// ProcRoot is the procfs mount; "" means /proc.
+	ProcRoot string
+	// CgroupRoot is the cgroup v2 mount, used to map a record's cgroup id to
+	// a cgroup path when /proc no longer has the process. "" disables that.
+	CgroupRoot string
+	// MaxEntries bounds the processes cached; the least recently used goes.
+	MaxEntries int
+	// TTL bounds how long an entry is trusted before /proc is read again.
+	TTL time.Duration
+	// CgroupRescan is the least time between two walks of CgroupRoot.
+	CgroupRescan time.Duration
+	// CommandLine reads /proc/PID/cmdline (opt-in: it may hold secrets).
+	CommandLine bool
+}
+
+// Key identifies one process incarnation: a pid and its start time as the
+// kernel record carries it (task->group_leader->start_time, ns).
+type Key struct {
+	PID         uint32
+	StartTimeNs uint64
+}
+
+// Info is what the cache knows about a process. An Info is never modified
+// after a lookup returned it; callers must not modify it either.
+type Info struct {
+	// ExePath is the executable's path (readlink /proc/PID/exe), "" if gone.
+	ExePath string
+	// ExeName is the executable's base name: from ExePath, else from the
+	// kernel record's exe, else its comm.
+	ExeName string
+	// Owner is the user name of the record's uid, "" when unknown.
+	Owner string
+	// CommandLine is the space-joined argv, only with Config.CommandLine.
+	CommandLine string
+	// Container is the container and pod parsed from the cgroup path.
+	Container Container
+	// FromProc tells whether /proc still had the process.
+	FromProc bool
+
+	kernelExe string // the record's exe basename this entry was built for
+}
+
+type entry struct {
+	key     Key
+	info    *Info
+	expires time.Time
+}
+
+// Cache maps process incarnations to Info. The zero value is not usable:
+// call New.
+type Cache struct {
+	cfg     Config
+	lru     *list.List // of *entry, most recent first
+	entries map[Key]*list.Element
+	users   map[uint32]string
+
+	cgroups     map[uint64]string // cgroup id (inode) -> path below CgroupRoot
+	cgroupsScan time.Time
+}
+
+// New returns an empty cache.
+func New(cfg Config) *Cache {
+	if cfg.ProcRoot == "" {
+		cfg.ProcRoot = "/proc"
+	}
+	if cfg.MaxEntries <= 0 {
+		cfg.MaxEntries = DefaultMaxEntries
+	}
+	if cfg.TTL <= 0 {
+		cfg.TTL = DefaultTTL
+	}
+	if cfg.CgroupRescan <= 0 {
+		cfg.CgroupRescan = DefaultCgroupRescan
+	}
+	return &Cache{
+		cfg:     cfg,
+		lru:     list.New(),
+		entries: make(map[Key]*list.Element),
+		users:   make(map[uint32]string),
+	}
+}
+
+// Len returns the number of cached processes.
+func (c *Cache) Len() int { return c.lru.Len() }
+
+// Lookup returns what is known about the process k. kernelExe and comm are the
+// record's executable basename and command name; uid is the record's uid and
+// cgroupID its cgroup v2 id. A cached entry is reused while it is fresh and
+// was built for the same executable (an exec keeps pid and start time).
+func (c *Cache) Lookup(k Key, kernelExe, comm []byte, uid uint32, cgroupID uint64, now time.Time) *Info {
+	if el, ok := c.entries[k]; ok {
+		e := el.Value.(*entry)
+		if now.Before(e.expires) && e.info.kernelExe == string(kernelExe) {
+			c.lru.MoveToFront(el)
+			return e.info
+		}
+		c.lru.Remove(el)
+		delete(c.entries, k)
+	}
+	info := c.load(k, kernelExe, comm, uid, cgroupID, now)
+	c.entries[k] = c.lru.PushFront(&entry{key: k, info: info, expires: now.Add(c.cfg.TTL)})
+	for c.lru.Len() > c.cfg.MaxEntries {
+		last := c.lru.Back()
+		delete(c.entries, last.Value.(*entry).key)
+		c.lru.Remove(last)
+	}
+	return info
+}
+
+func (c *Cache) load(k Key, kernelExe, comm []byte, uid uint32, cgroupID uint64, now time.Time) *Info {
+	info := &Info{kernelExe: string(kernelExe), Owner: c.userName(uid)}
+	pidDir := filepath.Join(c.cfg.ProcRoot, strconv.FormatUint(uint64(k.PID), 10))
+	if c.sameProcess(pidDir, k.StartTimeNs) {
+		info.FromProc = true
+		if p, err := os.Readlink(filepath.Join(pidDir, "exe")); err == nil {
+			info.ExePath = strings.TrimSuffix(p, " (deleted)")
+		}
+		if c.cfg.CommandLine {
+			if b, err := os.ReadFile(filepath.Join(pidDir, "cmdline")); err == nil {
+				info.CommandLine = string(bytes.TrimSpace(bytes.ReplaceAll(bytes.TrimRight(b, "\x00"), []byte{0}, []byte{' '})))
+			}
+		}
+		if f, err := os.Open(filepath.Join(pidDir, "cgroup")); err == nil {
+			info.Container, _ = ParseCgroupFile(f)
+			f.Close()
+		}
+	}
+	if info.Container == (Container{}) && cgroupID != 0 {
+		if p, ok := c.cgroupPath(cgroupID, now); ok {
+			info.Container = ParseCgroupPath(p)
+		}
+	}
+	switch {
+	case info.ExePath != "":
+		info.ExeName = filepath.Base(info.ExePath)
+	case len(kernelExe) > 0:
+		info.ExeName = string(kernelExe)
+	default:
+		info.ExeName = string(comm)
+	}
+	// A path that the kernel record contradicts (an exec raced the read) is
+	// not this record's: keep the kernel's name.
+	if len(kernelExe) > 0 && info.ExeName != string(kernelExe) && !strings.HasPrefix(info.ExeName, string(kernelExe)) {
+		info.ExePath, info.ExeName = "", string(kernelExe)
+	}
+	return info
+}
+
+// sameProcess reports whether pidDir is the process that started at
+// startNs. The kernel record carries task->start_time (CLOCK_MONOTONIC);
+// /proc/PID/stat shows start_boottime (CLOCK_BOOTTIME) in clock ticks. They
+// differ by the time the host was suspended before the process started, at
+// most the suspended time up to now, plus a tick of rounding.
+func (c *Cache) sameProcess(pidDir string, startNs uint64) bool {
+	b, err := os.ReadFile(filepath.Join(pidDir, "stat"))
+	if err != nil {
+		return false
+	}
+	ticks, err := parseStatStart(b)
+	if err != nil {
+		return false
+	}
+	if startNs == 0 {
+		return true // a record without start time: trust the pid
+	}
+	statNs := int64(ticks) * (int64(time.Second) / clockTicks)
+	slack := int64(2*time.Second/clockTicks) + suspendedNs()
+	d := statNs - int64(startNs)
+	return d >= -int64(2*time.Second/clockTicks) && d <= slack
+}
+
+// suspendedNs is CLOCK_BOOTTIME - CLOCK_MONOTONIC: how long the host slept.
+func suspendedNs() int64 {
+	var boot, mono unix.Timespec
+	if unix.ClockGettime(unix.CLOCK_BOOTTIME, &boot) != nil || unix.ClockGettime(unix.CLOCK_MONOTONIC, &mono) != nil {
+		return 0
+	}
+	return max(boot.Nano()-mono.Nano(), 0)
+}
+
+// parseStatStart returns field 22 (starttime) of a /proc/PID/stat line.
+func parseStatStart(b []byte) (uint64, error) {
+	// pid (comm) state ppid ...: comm may hold spaces and parentheses.
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return 0, errors.New("stat: no comm")
+	}
+	fields := strings.Fields(string(b[i+1:]))
+	const startField = 22 - 3 // fields after comm start at field 3
+	if len(fields) <= startField {
+		return 0, fmt.Errorf("stat: %d fields after comm, want more than %d", len(fields), startField)
+	}
+	v, err := strconv.ParseUint(fields[startField], 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("stat: starttime: %w", err)
+	}
+	return v, nil
+}
+
+// userName returns the name of uid, cached. os/user reads /etc/passwd when
+// built without cgo, so CGO_ENABLED=0 works (without NSS sources).
+func (c *Cache) userName(uid uint32) string {
+	if n, ok := c.users[uid]; ok {
+		return n
+	}
+	var name string
+	if u, err := user.LookupId(strconv.FormatUint(uint64(uid), 10)); err == nil {
+		name = u.Username
+	}
+	if len(c.users) >= maxUsers {
+		clear(c.users)
+	}
+	c.users[uid] = name
+	return name
+}
+
+// cgroupPath maps a cgroup v2 id to its path below the mount. A cgroup's id
+// is its directory's inode number in cgroupfs. The tree is walked on a miss,
+// at most once per CgroupRescan.
+func (c *Cache) cgroupPath(id uint64, now time.Time) (string, bool) {
+	if c.cfg.CgroupRoot == "" {
+		return "", false
+	}
+	if p, ok := c.cgroups[id]; ok {
+		return p, true
+	}
+	if !c.cgroupsScan.IsZero() && now.Sub(c.cgroupsScan) < c.cfg.CgroupRescan {
+		return "", false
+	}
+	c.cgroupsScan = now
+	m, err := ScanCgroups(c.cfg.CgroupRoot)
+	if err != nil {
+		return "", false
+	}
+	c.cgroups = m
+	p, ok := m[id]
+	return p, ok
+}
+
+// ScanCgroups walks a cgroup v2 mount and maps each cgroup's id (its
+// directory's inode number) to its path relative to root, "/"-prefixed as in
+// /proc/PID/cgroup.
+func ScanCgroups(root string) (map[uint64]string, error) {
+	m := make(map[uint64]string)
+	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			if p == root {
+				return err
+			}
+			return nil // a cgroup removed during the walk
+		}
+		if !d.IsDir() {
+			return nil
+		}
+		fi, err := d.Info()
+		if err != nil {
+			return nil
+		}
+		st, ok := fi.Sys().(*syscall.Stat_t)
+		if !ok {
+			return nil
+		}
+		rel, _ := filepath.Rel(root, p)
+		m[st.Ino] = "/" + strings.TrimPrefix(filepath.ToSlash(rel), ".")
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("scan cgroups under %s: %w", root, err)
+	}
+	return m, nil
+}

@@ -1,0 +1,215 @@
+package receiver
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"time"
+
+	"go.opentelemetry.io/collector/confmap"
+
+	"github.com/tcpconnect/tcpconnect/bpf"
+	"github.com/tcpconnect/tcpconnect/dns"
+)
+
+// Defaults of Config.
+const (
+	defaultRingBufferSize  = 8 << 20
+	defaultPollInterval    = 100 * time.Millisecond
+	defaultBatchMaxSize    = 1024
+	defaultBatchTimeout    = 200 * time.Millisecond
+	defaultRetryInitial    = time.Second
+	defaultRetryMax        = 30 * time.Second
+	defaultRetryMaxElapsed = 5 * time.Minute
+
+	maxRingBufferSize = 1 << 30
+	maxBatchSize      = 1 << 20
+)
+
+// Config is the tcpconnect receiver's configuration.
+type Config struct {
+	// Attach is the attach mode of the connect hook: auto, lsm, fentry,
+	// kprobe or cgroup. auto tries them in that order.
+	Attach string `mapstructure:"attach"`
+	// CgroupPath is the cgroup v2 directory the cgroup programs attach to
+	// (attach mode cgroup, DNS capture). Empty: the first cgroup2 mount.
+	CgroupPath string `mapstructure:"cgroup_path"`
+	// RingBufferSize is the kernel ring buffer's size in bytes: a power of two
+	// and at least a page. A connect record takes 160 bytes in the ring, a DNS
+	// record 1624: the default 8 MiB holds about 50,000 connects.
+	RingBufferSize int `mapstructure:"ring_buffer_size"`
+	// PollInterval is how often the reader drains the ring when the kernel
+	// sent no wakeup (it wakes the reader only when a quarter of the ring is
+	// full). It bounds the latency of a quiet host's records.
+	PollInterval time.Duration `mapstructure:"poll_interval"`
+	// Batch bounds how many records a ConsumeLogs call carries and how long
+	// a record waits for its batch.
+	Batch BatchConfig `mapstructure:"batch"`
+	// ExcludeSelf leaves the collector's own connects (its exporters) out, in
+	// the kernel.
+	ExcludeSelf bool `mapstructure:"exclude_self"`
+	// IncludeCommandLine adds process.command_line (/proc/PID/cmdline). Off
+	// by default: command lines may carry secrets.
+	IncludeCommandLine bool `mapstructure:"include_command_line"`
+	// Retry bounds the retries of ConsumeLogs after non-permanent errors.
+	Retry RetryConfig `mapstructure:"retry"`
+	// DNS configures DNS capture and name correlation (package dns).
+	DNS dns.Config `mapstructure:"dns"`
+	// Filter leaves connects out in the kernel, before they cost anything in
+	// user space. Filtered connects are counted, not lost.
+	Filter FilterConfig `mapstructure:"filter"`
+
+	// prevent unkeyed literal initialization
+	_ struct{}
+}
+
+// BatchConfig bounds the batches handed to the next consumer.
+type BatchConfig struct {
+	// MaxSize is the most log records in one batch.
+	MaxSize int `mapstructure:"max_size"`
+	// Timeout is the longest a record waits before its batch is sent.
+	Timeout time.Duration `mapstructure:"timeout"`
+}
+
+// RetryConfig is the bounded exponential backoff for non-permanent consumer
+// errors. While a batch is retried the reader stops reading: the kernel ring
+// then fills and counts what it cannot hold (receiver_tcpconnect_connects_lost).
+type RetryConfig struct {
+	// Enabled retries non-permanent errors; when false they drop the batch.
+	Enabled bool `mapstructure:"enabled"`
+	// InitialInterval is the wait before the first retry; it doubles after
+	// each one.
+	InitialInterval time.Duration `mapstructure:"initial_interval"`
+	// MaxInterval caps the wait between retries.
+	MaxInterval time.Duration `mapstructure:"max_interval"`
+	// MaxElapsedTime is the retry budget of one batch; then it is dropped and
+	// counted in receiver_tcpconnect_records_dropped.
+	MaxElapsedTime time.Duration `mapstructure:"max_elapsed_time"`
+}
+
+// FilterConfig selects connects in the kernel. An empty include list keeps
+// everything; an exclude match always drops.
+type FilterConfig struct {
+	// IncludeCIDRs keeps only destinations in these prefixes (or addresses).
+	IncludeCIDRs []string `mapstructure:"include_cidrs"`
+	// ExcludeCIDRs drops destinations in these prefixes (or addresses).
+	ExcludeCIDRs []string `mapstructure:"exclude_cidrs"`
+	// IncludePorts keeps only these destination ports.
+	IncludePorts []int `mapstructure:"include_ports"`
+	// ExcludePorts drops these destination ports.
+	ExcludePorts []int `mapstructure:"exclude_ports"`
+	// ExcludeLoopback drops connects to 127.0.0.0/8 and ::1.
+	ExcludeLoopback bool `mapstructure:"exclude_loopback"`
+	// IncludeProcesses keeps only connects of these process names (the
+	// kernel's comm: at most 15 bytes, as in /proc/PID/comm).
+	IncludeProcesses []string `mapstructure:"include_processes"`
+	// ExcludeProcesses drops connects of these process names.
+	ExcludeProcesses []string `mapstructure:"exclude_processes"`
+}
+
+// toBPF converts the filter for the kernel, reporting every bad value with
+// its field.
+func (f *FilterConfig) toBPF() (bpf.Filter, error) {
+	var out bpf.Filter
+	var errs []error
+	prefixes := func(field string, in []string, dst *[]netip.Prefix) {
+		for _, v := range in {
+			p, err := netip.ParsePrefix(v)
+			if err != nil {
+				a, aerr := netip.ParseAddr(v)
+				if aerr != nil {
+					errs = append(errs, fmt.Errorf("filter.%s: %q is neither a CIDR prefix nor an IP address", field, v))
+					continue
+				}
+				p = netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen())
+			}
+			*dst = append(*dst, p)
+		}
+	}
+	ports := func(field string, in []int, dst *[]uint16) {
+		for _, v := range in {
+			if v < 1 || v > 65535 {
+				errs = append(errs, fmt.Errorf("filter.%s: port %d is out of range 1-65535", field, v))
+				continue
+			}
+			*dst = append(*dst, uint16(v))
+		}
+	}
+	names := func(field string, in []string, dst *[]string) {
+		for _, v := range in {
+			if len(v) == 0 || len(v) > 15 {
+				errs = append(errs, fmt.Errorf("filter.%s: process name %q must be 1 to 15 bytes (the kernel's comm)", field, v))
+				continue
+			}
+			*dst = append(*dst, v)
+		}
+	}
+	prefixes("include_cidrs", f.IncludeCIDRs, &out.IncludeCIDRs)
+	prefixes("exclude_cidrs", f.ExcludeCIDRs, &out.ExcludeCIDRs)
+	if f.ExcludeLoopback {
+		prefixes("exclude_loopback", []string{"127.0.0.0/8", "::1/128"}, &out.ExcludeCIDRs)
+	}
+	ports("include_ports", f.IncludePorts, &out.IncludePorts)
+	ports("exclude_ports", f.ExcludePorts, &out.ExcludePorts)
+	names("include_processes", f.IncludeProcesses, &out.IncludeComms)
+	names("exclude_processes", f.ExcludeProcesses, &out.ExcludeComms)
+	return out, errors.Join(errs...)
+}
+
+var _ confmap.Validator = (*Config)(nil)
+
+func createDefaultConfig() *Config {
+	return &Config{
+		Attach:         string(bpf.ModeAuto),
+		RingBufferSize: defaultRingBufferSize,
+		PollInterval:   defaultPollInterval,
+		Batch:          BatchConfig{MaxSize: defaultBatchMaxSize, Timeout: defaultBatchTimeout},
+		ExcludeSelf:    true,
+		DNS:            dns.DefaultConfig(),
+		Retry: RetryConfig{
+			Enabled:         true,
+			InitialInterval: defaultRetryInitial,
+			MaxInterval:     defaultRetryMax,
+			MaxElapsedTime:  defaultRetryMaxElapsed,
+		},
+	}
+}
+
+// Validate reports every invalid field; each error names the field and why.
+func (c *Config) Validate() error {
+	var errs []error
+	if _, err := bpf.ParseMode(c.Attach); err != nil {
+		errs = append(errs, fmt.Errorf("attach: %w", err))
+	}
+	page := os.Getpagesize()
+	if n := c.RingBufferSize; n < page || n > maxRingBufferSize || n&(n-1) != 0 {
+		errs = append(errs, fmt.Errorf("ring_buffer_size: must be a power of two between %d (a page) and %d bytes, got %d", page, maxRingBufferSize, n))
+	}
+	if c.PollInterval < time.Millisecond || c.PollInterval > time.Minute {
+		errs = append(errs, fmt.Errorf("poll_interval: must be between 1ms and 1m, got %s", c.PollInterval))
+	}
+	if c.Batch.MaxSize < 1 || c.Batch.MaxSize > maxBatchSize {
+		errs = append(errs, fmt.Errorf("batch.max_size: must be between 1 and %d, got %d", maxBatchSize, c.Batch.MaxSize))
+	}
+	if c.Batch.Timeout <= 0 {
+		errs = append(errs, fmt.Errorf("batch.timeout: must be positive, got %s", c.Batch.Timeout))
+	}
+	if c.Retry.Enabled {
+		if c.Retry.InitialInterval <= 0 {
+			errs = append(errs, fmt.Errorf("retry.initial_interval: must be positive, got %s", c.Retry.InitialInterval))
+		}
+		if c.Retry.MaxInterval < c.Retry.InitialInterval {
+			errs = append(errs, fmt.Errorf("retry.max_interval: must be at least retry.initial_interval (%s), got %s", c.Retry.InitialInterval, c.Retry.MaxInterval))
+		}
+		if c.Retry.MaxElapsedTime <= 0 {
+			errs = append(errs, fmt.Errorf("retry.max_elapsed_time: must be positive (retries are bounded), got %s", c.Retry.MaxElapsedTime))
+		}
+	}
+	if _, err := c.Filter.toBPF(); err != nil {
+		errs = append(errs, err)
+	}
+	// c.DNS validates itself: the collector's config walker calls its
+	// Validate, and its errors name the dns.* field.
+	return errors.Join(errs...)
+}

@@ -1,0 +1,118 @@
+package receiver
+
+import (
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"go.opentelemetry.io/collector/component"
+	"go.opentelemetry.io/collector/confmap"
+	"go.opentelemetry.io/collector/confmap/confmaptest"
+
+	"github.com/tcpconnect/tcpconnect/receiver/internal/metadata"
+)
+
+func TestLoadConfig(t *testing.T) {
+	cm, err := confmaptest.LoadConf(filepath.Join(goldenDir, "config.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	custom := createDefaultConfig()
+	custom.Attach = "cgroup"
+	custom.CgroupPath = "/sys/fs/cgroup/unified"
+	custom.RingBufferSize = 16 << 20
+	custom.PollInterval = 50 * time.Millisecond
+	custom.Batch = BatchConfig{MaxSize: 256, Timeout: time.Second}
+	custom.ExcludeSelf = false
+	custom.IncludeCommandLine = true
+	custom.Retry = RetryConfig{Enabled: true, InitialInterval: 100 * time.Millisecond, MaxInterval: 2 * time.Second, MaxElapsedTime: time.Minute}
+	custom.DNS.Enabled = true
+	custom.DNS.MaxEntries = 1000
+	custom.DNS.MinTTL = time.Second
+	custom.Filter = FilterConfig{
+		IncludeCIDRs:     []string{"10.0.0.0/8", "2001:db8::/32"},
+		ExcludeCIDRs:     []string{"10.9.9.9"},
+		ExcludePorts:     []int{22},
+		ExcludeLoopback:  true,
+		ExcludeProcesses: []string{"chronyd"},
+	}
+
+	tests := []struct {
+		id      component.ID
+		want    *Config
+		wantErr []string
+	}{
+		{component.NewID(metadata.Type), createDefaultConfig(), nil},
+		{component.NewIDWithName(metadata.Type, "custom"), custom, nil},
+		{component.NewIDWithName(metadata.Type, "invalid"), nil, []string{"attach:", "ring_buffer_size:", "batch.max_size:",
+			"filter.include_cidrs:", "filter.exclude_ports:", "filter.exclude_processes:", "dns.max_ttl:"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.id.String(), func(t *testing.T) {
+			cfg := NewFactory().CreateDefaultConfig()
+			sub, err := cm.Sub(tt.id.String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := sub.Unmarshal(cfg); err != nil {
+				t.Fatal(err)
+			}
+			err = confmap.Validate(cfg)
+			if tt.wantErr != nil {
+				if err == nil {
+					t.Fatal("Validate passed, want errors")
+				}
+				for _, w := range tt.wantErr {
+					if !strings.Contains(err.Error(), w) {
+						t.Errorf("error %q does not name %q", err, w)
+					}
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(cfg, tt.want) {
+				t.Errorf("config = %+v, want %+v", cfg, tt.want)
+			}
+		})
+	}
+}
+
+func TestConfigValidate(t *testing.T) {
+	tests := []struct {
+		name    string
+		mod     func(*Config)
+		wantErr string // "" for valid
+	}{
+		{"default", func(*Config) {}, ""},
+		{"every mode", func(c *Config) { c.Attach = "kprobe" }, ""},
+		{"unknown mode", func(c *Config) { c.Attach = "x" }, `attach: unknown attach mode "x" (want auto, lsm, fentry, kprobe or cgroup)`},
+		{"empty mode", func(c *Config) { c.Attach = "" }, `attach: unknown attach mode ""`},
+		{"ring not power of two", func(c *Config) { c.RingBufferSize = 3 << 20 }, "ring_buffer_size: must be a power of two"},
+		{"ring below a page", func(c *Config) { c.RingBufferSize = 1024 }, "ring_buffer_size: must be a power of two"},
+		{"ring too large", func(c *Config) { c.RingBufferSize = 1 << 31 }, "ring_buffer_size: must be a power of two"},
+		{"poll zero", func(c *Config) { c.PollInterval = 0 }, "poll_interval: must be between 1ms and 1m"},
+		{"batch size zero", func(c *Config) { c.Batch.MaxSize = 0 }, "batch.max_size: must be between 1 and"},
+		{"batch timeout zero", func(c *Config) { c.Batch.Timeout = 0 }, "batch.timeout: must be positive"},
+		{"retry initial zero", func(c *Config) { c.Retry.InitialInterval = 0 }, "retry.initial_interval: must be positive"},
+		{"retry max below initial", func(c *Config) { c.Retry.MaxInterval = time.Millisecond }, "retry.max_interval: must be at least retry.initial_interval"},
+		{"retry unbounded", func(c *Config) { c.Retry.MaxElapsedTime = 0 }, "retry.max_elapsed_time: must be positive"},
+		{"retry disabled ignores its fields", func(c *Config) { c.Retry = RetryConfig{} }, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := createDefaultConfig()
+			tt.mod(cfg)
+			err := confmap.Validate(cfg)
+			switch {
+			case tt.wantErr == "" && err != nil:
+				t.Errorf("Validate() = %v, want nil", err)
+			case tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)):
+				t.Errorf("Validate() = %v, want an error containing %q", err, tt.wantErr)
+			}
+		})
+	}
+}

@@ -1,0 +1,76 @@
+package receiver
+
+import (
+	"net/netip"
+	"time"
+
+	"github.com/tcpconnect/tcpconnect/dns"
+	"github.com/tcpconnect/tcpconnect/internal/event"
+)
+
+// dnsSink is the seam for the DNS correlator (package dns). The reader
+// goroutine is its only caller, in ring order: a DNS answer that reached a
+// socket before a connect is handled before that connect is looked up. No
+// method may block; none needs locking.
+//
+// With dns.enabled false the receiver runs with a nil dnsSink: DNS records
+// (none are captured then) would be counted in
+// receiver_tcpconnect_dns_packets_ignored, and every connect has an empty
+// tcpconnect.dns.names and server.address = IP.
+type dnsSink interface {
+	// HandleDNS takes one captured DNS packet (query or answer). d and its
+	// Payload alias the ring record: copy what must outlive the call. now is
+	// the packet's kernel time converted to wall time.
+	HandleDNS(d *event.DNS, now time.Time)
+	// Lookup appends to dst the names ip was resolved from, best first, for
+	// a connect from scope (its network namespace, cgroup and process) at
+	// time now (the connect's kernel time as wall time). It returns the
+	// extended slice, the best name ("" when none) and the age of the answer
+	// that gave it. It must not allocate when dst has room.
+	Lookup(ip netip.Addr, scope dns.Scope, now time.Time, dst []string) (names []string, best string, age time.Duration)
+	// Stats returns the correlator's cumulative counters and cache size; the
+	// receiver turns them into its receiver_tcpconnect_dns_* metrics.
+	Stats() dnsStats
+	// Sweep frees expired entries; the reader calls it every sweepInterval.
+	Sweep(now time.Time)
+}
+
+// dnsStats are the DNS correlator's counters, cumulative since it started
+// (Entries is a current value).
+type dnsStats struct {
+	AnswersParsed      uint64 // answers accepted into the cache
+	ParseErrors        uint64 // packets that did not parse
+	AnswersUnsolicited uint64 // answers no query asked for, ignored
+	Evictions          uint64 // cache entries evicted before their TTL
+	Entries            int64  // cache entries now
+}
+
+// correlator adapts *dns.Correlator to dnsSink.
+type correlator struct{ c *dns.Correlator }
+
+// sweepInterval is how often expired cache entries are freed on a quiet host
+// (busy hosts free them as they insert).
+const sweepInterval = time.Minute
+
+func (k correlator) HandleDNS(d *event.DNS, now time.Time) {
+	// The error is counted in the correlator's stats; the packet is skipped.
+	_ = k.c.Handle((*dns.Packet)(d), now)
+}
+
+func (k correlator) Lookup(ip netip.Addr, scope dns.Scope, now time.Time, dst []string) ([]string, string, time.Duration) {
+	names, best, age, _ := k.c.Lookup(ip, scope, now, dst)
+	return names, best, age
+}
+
+func (k correlator) Stats() dnsStats {
+	s := k.c.Stats()
+	return dnsStats{
+		AnswersParsed:      s.AnswersAccepted,
+		ParseErrors:        s.ParseErrors,
+		AnswersUnsolicited: s.Unsolicited,
+		Evictions:          s.Evictions,
+		Entries:            int64(s.CacheEntries),
+	}
+}
+
+func (k correlator) Sweep(now time.Time) { k.c.Sweep(now) }

@@ -1,0 +1,11 @@
+// Package receiver implements the tcpconnect receiver: an OpenTelemetry
+// Collector logs receiver that reports every outbound TCP connect attempt on
+// a Linux host (event net_tcp_connect) from eBPF programs (package bpf).
+//
+// The files follow the collector's conventions: config.go (configuration and
+// validation), factory.go (NewFactory), receiver.go (the reader and sender
+// loops), convert.go (kernel record to plog). internal/metadata is generated
+// by mdatagen from metadata.yaml, a link to the module's top-level file.
+package receiver
+
+//go:generate go tool mdatagen metadata.yaml

@@ -1,0 +1,413 @@
+package receiver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/cilium/ebpf/ringbuf"
+	"go.opentelemetry.io/collector/component"
+	"go.opentelemetry.io/collector/consumer"
+	"go.opentelemetry.io/collector/consumer/consumererror"
+	"go.opentelemetry.io/collector/pdata/plog"
+	"go.opentelemetry.io/collector/receiver"
+	"go.opentelemetry.io/collector/receiver/receiverhelper"
+	"go.opentelemetry.io/otel/metric"
+	"go.uber.org/zap"
+	"golang.org/x/sys/unix"
+
+	"github.com/tcpconnect/tcpconnect/bpf"
+	"github.com/tcpconnect/tcpconnect/dns"
+	"github.com/tcpconnect/tcpconnect/internal/event"
+	"github.com/tcpconnect/tcpconnect/internal/procinfo"
+	"github.com/tcpconnect/tcpconnect/receiver/internal/metadata"
+)
+
+const (
+	// transport names the receiver's "transport" in its obsreport metrics.
+	transport = "ebpf"
+	// pendingBatches is how many full batches may wait for the sender before
+	// the reader blocks (and the kernel ring absorbs the backlog).
+	pendingBatches = 2
+	// maxNames bounds the names buffer handed to the DNS correlator.
+	maxNames = 64
+)
+
+// tcpconnectReceiver reads connect records from a source, converts them to
+// log records in batches and hands the batches to the next consumer.
+//
+// Two goroutines: the reader owns the source, the process cache, the DNS
+// sink and the batch being built; the sender owns ConsumeLogs and retries.
+// A bounded channel between them makes the reader wait when the sender is
+// behind, so the kernel ring fills and counts its losses instead of this
+// process dropping records silently.
+type tcpconnectReceiver struct {
+	cfg       *Config
+	set       receiver.Settings
+	next      consumer.Logs
+	open      openSourceFunc
+	telemetry *metadata.TelemetryBuilder
+	obsrecv   *receiverhelper.ObsReport
+	dns       dnsSink // nil when dns.enabled is false
+
+	src     source
+	stop    chan struct{}      // closed by Shutdown: stop reading
+	batches chan plogBatch     // reader -> sender
+	abort   context.CancelFunc // cancels retries and blocked sends on a late Shutdown
+	wg      sync.WaitGroup
+}
+
+type plogBatch struct {
+	logs plog.Logs
+	n    int
+}
+
+func newReceiver(set receiver.Settings, cfg *Config, next consumer.Logs, open openSourceFunc) (*tcpconnectReceiver, error) {
+	tb, err := metadata.NewTelemetryBuilder(set.TelemetrySettings)
+	if err != nil {
+		return nil, fmt.Errorf("create telemetry: %w", err)
+	}
+	obs, err := receiverhelper.NewObsReport(receiverhelper.ObsReportSettings{
+		ReceiverID:             set.ID,
+		Transport:              transport,
+		LongLivedCtx:           true,
+		ReceiverCreateSettings: set,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("create obsreport: %w", err)
+	}
+	return &tcpconnectReceiver{cfg: cfg, set: set, next: next, open: open, telemetry: tb, obsrecv: obs}, nil
+}
+
+// Start opens the source (loads and attaches the eBPF programs) and starts
+// the reader and sender goroutines.
+func (r *tcpconnectReceiver) Start(_ context.Context, _ component.Host) error {
+	if r.src != nil {
+		return errors.New("tcpconnect receiver: already started")
+	}
+	src, err := r.open(r.cfg, r.set.Logger)
+	if err != nil {
+		return fmt.Errorf("tcpconnect receiver: %w", err)
+	}
+	r.src = src
+	if r.cfg.DNS.Enabled {
+		c, err := dns.New(r.cfg.DNS)
+		if err != nil {
+			_ = src.Close()
+			r.src = nil
+			return fmt.Errorf("tcpconnect receiver: dns correlator: %w", err)
+		}
+		r.dns = correlator{c}
+	}
+	hostName, err := os.Hostname()
+	if err != nil {
+		r.set.Logger.Warn("No host name: host.name left out", zap.Error(err))
+	}
+	cgroupRoot, _ := bpf.CgroupV2Mount() // "" disables the cgroup-id fallback
+	procs := procinfo.New(procinfo.Config{CgroupRoot: cgroupRoot, CommandLine: r.cfg.IncludeCommandLine})
+	rd := &reader{
+		r:     r,
+		procs: procs,
+		batch: newBatcher(hostName, r.set.BuildInfo.Version, r.cfg.IncludeCommandLine),
+		mode:  src.Mode(),
+		names: make([]string, 0, maxNames),
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	r.abort = cancel
+	r.stop = make(chan struct{})
+	r.batches = make(chan plogBatch, pendingBatches)
+	r.wg.Add(2)
+	go func() {
+		defer r.wg.Done()
+		defer close(r.batches)
+		rd.run(ctx)
+	}()
+	go func() {
+		defer r.wg.Done()
+		for b := range r.batches {
+			r.consume(ctx, b)
+		}
+	}()
+	return nil
+}
+
+// Shutdown stops reading, sends the last batch, waits for the goroutines and
+// closes the source: no program or link of ours stays in the kernel. When ctx
+// ends first, pending retries are abandoned (and counted as dropped).
+func (r *tcpconnectReceiver) Shutdown(ctx context.Context) error {
+	defer r.telemetry.Shutdown()
+	if r.src == nil {
+		return nil
+	}
+	close(r.stop)
+	done := make(chan struct{})
+	go func() { r.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		r.abort()
+		<-done
+	}
+	r.abort()
+	err := r.src.Close()
+	r.src = nil
+	if err != nil {
+		return fmt.Errorf("tcpconnect receiver: close source: %w", err)
+	}
+	return nil
+}
+
+// consume hands one batch to the next consumer, retrying non-permanent
+// errors with bounded exponential backoff.
+func (r *tcpconnectReceiver) consume(ctx context.Context, b plogBatch) {
+	opCtx := r.obsrecv.StartLogsOp(ctx)
+	err := r.next.ConsumeLogs(opCtx, b.logs)
+	rc := r.cfg.Retry
+	if err != nil && !consumererror.IsPermanent(err) && rc.Enabled {
+		deadline := time.Now().Add(rc.MaxElapsedTime)
+		wait := rc.InitialInterval
+		timer := time.NewTimer(0)
+		<-timer.C
+	retry:
+		for err != nil && !consumererror.IsPermanent(err) {
+			if time.Now().Add(wait).After(deadline) {
+				break
+			}
+			timer.Reset(wait)
+			select {
+			case <-timer.C:
+			case <-ctx.Done():
+				timer.Stop()
+				break retry
+			}
+			r.telemetry.ReceiverTcpconnectSendRetries.Add(ctx, 1)
+			err = r.next.ConsumeLogs(opCtx, b.logs)
+			wait = min(2*wait, rc.MaxInterval)
+		}
+	}
+	r.obsrecv.EndLogsOp(opCtx, transport, b.n, err)
+	if err != nil {
+		r.telemetry.ReceiverTcpconnectRecordsDropped.Add(context.Background(), int64(b.n))
+		r.set.Logger.Warn("Dropped log records: the next consumer refused them",
+			zap.Int("records", b.n), zap.Bool("permanent", consumererror.IsPermanent(err)), zap.Error(err))
+	}
+}
+
+// counts are the reader's counters, added to the metrics once per tick so
+// that the per-record path does not touch the metrics SDK.
+type counts struct {
+	connects, named, unnamed, decodeErrors, dnsReceived, dnsIgnored int64
+}
+
+// reader is the state of the reader goroutine.
+type reader struct {
+	r     *tcpconnectReceiver
+	procs *procinfo.Cache
+	batch *batcher
+	mode  string
+	names []string
+
+	rec      ringbuf.Record
+	conn     event.Connect
+	dnsRec   event.DNS
+	bootWall int64 // CLOCK_REALTIME - CLOCK_BOOTTIME, ns
+	next     time.Time
+	sweep    time.Time // next DNS cache sweep
+	c        counts
+	lost     bpf.Lost
+	dnsPrev  dnsStats
+}
+
+// run reads until Shutdown closes r.stop: one SetDeadline per poll round,
+// then every record until the ring is empty and the deadline passed. The
+// batch timeout, loss counters and clock offset are checked once per poll
+// interval, in the round or between records when the ring never runs dry.
+func (rd *reader) run(ctx context.Context) {
+	r := rd.r
+	poll := r.cfg.PollInterval
+	rd.bootWall = bootToWall()
+	rd.next = time.Now().Add(poll)
+	for {
+		r.src.SetDeadline(time.Now().Add(poll))
+		for {
+			err := r.src.ReadInto(&rd.rec)
+			if err != nil {
+				if errors.Is(err, os.ErrDeadlineExceeded) {
+					break
+				}
+				if errors.Is(err, ringbuf.ErrClosed) {
+					rd.finish(ctx)
+					return
+				}
+				r.set.Logger.Error("Reading the ring buffer failed", zap.Error(err))
+				select {
+				case <-r.stop:
+				case <-time.After(poll):
+				}
+				break
+			}
+			now := time.Now()
+			rd.handle(rd.rec.RawSample, now)
+			if rd.batch.len() >= r.cfg.Batch.MaxSize {
+				rd.flush(ctx)
+			}
+			if now.After(rd.next) {
+				if rd.tick(ctx, now) {
+					return
+				}
+			}
+		}
+		if rd.tick(ctx, time.Now()) {
+			return
+		}
+	}
+}
+
+// tick does the once-per-poll-interval work; it reports true when Shutdown
+// asked the reader to stop (after the last batch was flushed).
+func (rd *reader) tick(ctx context.Context, now time.Time) bool {
+	r := rd.r
+	rd.next = now.Add(r.cfg.PollInterval)
+	rd.bootWall = bootToWall()
+	if rd.batch.len() > 0 && now.Sub(rd.batch.first) >= r.cfg.Batch.Timeout {
+		rd.flush(ctx)
+	}
+	rd.report(ctx)
+	if r.dns != nil && now.After(rd.sweep) {
+		r.dns.Sweep(now)
+		rd.sweep = now.Add(sweepInterval)
+	}
+	select {
+	case <-r.stop:
+		rd.finish(ctx)
+		return true
+	default:
+		return false
+	}
+}
+
+// finish flushes what is left and reports the last counters.
+func (rd *reader) finish(ctx context.Context) {
+	rd.flush(ctx)
+	rd.report(ctx)
+}
+
+// flush sends the batch to the sender, waiting while the sender is behind.
+func (rd *reader) flush(ctx context.Context) {
+	if rd.batch.len() == 0 {
+		return
+	}
+	ld, n := rd.batch.take()
+	select {
+	case rd.r.batches <- plogBatch{logs: ld, n: n}:
+	case <-ctx.Done():
+		rd.r.telemetry.ReceiverTcpconnectRecordsDropped.Add(ctx, int64(n))
+		rd.r.set.Logger.Warn("Dropped log records: shutdown timed out before they were sent", zap.Int("records", n))
+	}
+}
+
+// report adds the counters gathered since the last report to the metrics,
+// with the kernel's loss counters and the DNS correlator's.
+func (rd *reader) report(ctx context.Context) {
+	t := rd.r.telemetry
+	c := rd.c
+	rd.c = counts{}
+	addIf(ctx, t.ReceiverTcpconnectConnectsReceived, c.connects)
+	addIf(ctx, t.ReceiverTcpconnectConnectsNamed, c.named)
+	addIf(ctx, t.ReceiverTcpconnectConnectsUnnamed, c.unnamed)
+	addIf(ctx, t.ReceiverTcpconnectDecodeErrors, c.decodeErrors)
+	addIf(ctx, t.ReceiverTcpconnectDNSPacketsReceived, c.dnsReceived)
+	addIf(ctx, t.ReceiverTcpconnectDNSPacketsIgnored, c.dnsIgnored)
+
+	if l, err := rd.r.src.Lost(); err != nil {
+		rd.r.set.Logger.Debug("Reading the kernel loss counters failed", zap.Error(err))
+	} else {
+		if l.Connect > rd.lost.Connect {
+			n := l.Connect - rd.lost.Connect
+			t.ReceiverTcpconnectConnectsLost.Add(ctx, int64(n))
+			rd.r.set.Logger.Warn("Kernel ring buffer full: connect records lost", zap.Uint64("lost", n), zap.Uint64("lost_total", l.Connect))
+		}
+		if l.DNS > rd.lost.DNS {
+			t.ReceiverTcpconnectDNSPacketsLost.Add(ctx, int64(l.DNS-rd.lost.DNS))
+		}
+		rd.lost = l
+	}
+
+	if rd.r.dns != nil {
+		s := rd.r.dns.Stats()
+		p := rd.dnsPrev
+		addIf(ctx, t.ReceiverTcpconnectDNSAnswersParsed, int64(s.AnswersParsed-p.AnswersParsed))
+		addIf(ctx, t.ReceiverTcpconnectDNSParseErrors, int64(s.ParseErrors-p.ParseErrors))
+		addIf(ctx, t.ReceiverTcpconnectDNSAnswersUnsolicited, int64(s.AnswersUnsolicited-p.AnswersUnsolicited))
+		addIf(ctx, t.ReceiverTcpconnectDNSCacheEvictions, int64(s.Evictions-p.Evictions))
+		t.ReceiverTcpconnectDNSCacheEntries.Record(ctx, s.Entries)
+		rd.dnsPrev = s
+	}
+}
+
+// addIf adds v to the counter when there is something to add.
+func addIf(ctx context.Context, c metric.Int64Counter, v int64) {
+	if v > 0 {
+		c.Add(ctx, v)
+	}
+}
+
+// handle decodes one raw record and dispatches it by type.
+func (rd *reader) handle(raw []byte, now time.Time) {
+	switch event.Type(raw) {
+	case event.TypeConnect:
+		c := &rd.conn
+		if err := event.DecodeConnect(raw, c); err != nil {
+			rd.c.decodeErrors++
+			rd.r.set.Logger.Debug("Undecodable connect record", zap.Error(err))
+			return
+		}
+		rd.c.connects++
+		ts := time.Unix(0, int64(c.BootTimeNs)+rd.bootWall)
+		info := rd.procs.Lookup(procinfo.Key{PID: c.TGID, StartTimeNs: c.StartTimeNs}, c.Exe(), c.Comm(), c.UID, c.CgroupID, now)
+		var l lookup
+		if rd.r.dns != nil {
+			scope := dns.Scope{NetNS: c.NetNS, TGID: c.TGID, CgroupID: c.CgroupID}
+			l.names, l.best, l.age = rd.r.dns.Lookup(c.Dst, scope, ts, rd.names[:0])
+		}
+		if len(l.names) > 0 {
+			rd.c.named++
+		} else {
+			rd.c.unnamed++
+		}
+		rd.batch.add(c, info, l, ts, now)
+	case event.TypeDNS:
+		d := &rd.dnsRec
+		if err := event.DecodeDNS(raw, d); err != nil {
+			rd.c.decodeErrors++
+			rd.r.set.Logger.Debug("Undecodable DNS record", zap.Error(err))
+			return
+		}
+		rd.c.dnsReceived++
+		if rd.r.dns == nil {
+			rd.c.dnsIgnored++
+			return
+		}
+		rd.r.dns.HandleDNS(d, time.Unix(0, int64(d.BootTimeNs)+rd.bootWall))
+	default:
+		rd.c.decodeErrors++
+		rd.r.set.Logger.Debug("Unknown record type", zap.Uint8("type", event.Type(raw)), zap.Int("bytes", len(raw)))
+	}
+}
+
+// bootToWall returns CLOCK_REALTIME - CLOCK_BOOTTIME in ns: added to a kernel
+// timestamp (bpf_ktime_get_boot_ns) it gives wall time. Recomputed every poll
+// interval, so it follows clock steps (NTP, settimeofday).
+func bootToWall() int64 {
+	var rt, bt unix.Timespec
+	if err := unix.ClockGettime(unix.CLOCK_BOOTTIME, &bt); err != nil {
+		return 0
+	}
+	if err := unix.ClockGettime(unix.CLOCK_REALTIME, &rt); err != nil {
+		return 0
+	}
+	return rt.Nano() - bt.Nano()
+}

@@ -1,0 +1,357 @@
+package receiver
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cilium/ebpf"
+	"go.opentelemetry.io/collector/component/componenttest"
+	"go.opentelemetry.io/collector/consumer/consumertest"
+	"go.opentelemetry.io/collector/pdata/pcommon"
+	"go.opentelemetry.io/collector/receiver/receivertest"
+	"golang.org/x/sys/unix"
+
+	"github.com/tcpconnect/tcpconnect/internal/privtest"
+	"github.com/tcpconnect/tcpconnect/receiver/internal/metadata"
+)
+
+// envChildConnect makes the test binary, re-executed as a child, connect to
+// the address it holds and exit (see TestMain's caller below).
+const envChildConnect = "TCPCONNECT_TEST_CHILD_CONNECT"
+
+func init() {
+	// A child re-executed by TestReceiverPrivileged: connect and exit before
+	// any test (or goleak) runs. Not state: it reads the environment once.
+	if addr := os.Getenv(envChildConnect); addr != "" {
+		err := sockConnect(netip.MustParseAddrPort(addr), unix.SOCK_STREAM, false)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "child connect:", err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
+}
+
+// seen is one connect record as the receiver emitted it.
+type seen struct {
+	pid, ppid int64
+	exeName   string
+	exePath   string
+	peer      string
+	port      int64
+	mode      string
+	event     string
+	names     int
+}
+
+// records returns the records in sink whose network.peer.port is port.
+func records(sink *consumertest.LogsSink, port uint16) []seen {
+	var out []seen
+	for _, ld := range sink.AllLogs() {
+		for i := 0; i < ld.ResourceLogs().Len(); i++ {
+			rl := ld.ResourceLogs().At(i)
+			res := rl.Resource().Attributes()
+			for j := 0; j < rl.ScopeLogs().Len(); j++ {
+				lrs := rl.ScopeLogs().At(j).LogRecords()
+				for k := 0; k < lrs.Len(); k++ {
+					lr := lrs.At(k)
+					a := lr.Attributes()
+					if intAttr(a, attrNetPeerPort) != int64(port) {
+						continue
+					}
+					names, _ := a.Get(attrDNSNames)
+					out = append(out, seen{
+						pid: intAttr(res, attrProcessPID), ppid: intAttr(res, attrProcessPPID),
+						exeName: strAttr(res, attrProcessExeName), exePath: strAttr(res, attrProcessExePath),
+						peer: strAttr(a, attrNetPeerAddress), port: intAttr(a, attrNetPeerPort),
+						mode: strAttr(a, attrAttachMode), event: lr.EventName(), names: names.Slice().Len(),
+					})
+				}
+			}
+		}
+	}
+	return out
+}
+
+func intAttr(m pcommon.Map, k string) int64 {
+	v, _ := m.Get(k)
+	return v.Int()
+}
+
+func strAttr(m pcommon.Map, k string) string {
+	v, _ := m.Get(k)
+	return v.Str()
+}
+
+// sockConnect connects a socket of type typ to ap; nonblocking connects with
+// O_NONBLOCK and then polls for the result.
+func sockConnect(ap netip.AddrPort, typ int, nonblocking bool) error {
+	family := unix.AF_INET6
+	var sa unix.Sockaddr = &unix.SockaddrInet6{Port: int(ap.Port()), Addr: ap.Addr().As16()}
+	if ap.Addr().Is4() {
+		family = unix.AF_INET
+		sa = &unix.SockaddrInet4{Port: int(ap.Port()), Addr: ap.Addr().As4()}
+	}
+	if nonblocking {
+		typ |= unix.SOCK_NONBLOCK
+	}
+	fd, err := unix.Socket(family, typ|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("socket: %w", err)
+	}
+	defer unix.Close(fd)
+	err = unix.Connect(fd, sa)
+	if nonblocking && err == unix.EINPROGRESS {
+		pfd := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLOUT}}
+		if _, err := unix.Poll(pfd, 3000); err != nil {
+			return fmt.Errorf("poll: %w", err)
+		}
+		soErr, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_ERROR)
+		if err != nil {
+			return fmt.Errorf("SO_ERROR: %w", err)
+		}
+		if soErr != 0 {
+			return unix.Errno(soErr)
+		}
+		return nil
+	}
+	return err
+}
+
+func listen(t *testing.T, network, addr string) (net.Listener, netip.AddrPort) {
+	t.Helper()
+	ln, err := net.Listen(network, addr)
+	if err != nil {
+		t.Skipf("no %s listener here: %v", network, err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	return ln, ln.Addr().(*net.TCPAddr).AddrPort()
+}
+
+// foreignClient returns a command line that fetches url with an HTTP client
+// no one here wrote: curl, wget or busybox wget.
+func foreignClient(url string) ([]string, string) {
+	if p, err := exec.LookPath("curl"); err == nil {
+		return []string{p, "-s", "-o", "/dev/null", url}, p
+	}
+	if p, err := exec.LookPath("wget"); err == nil {
+		return []string{p, "-q", "-O", "/dev/null", url}, p
+	}
+	for _, p := range []string{"/bin/busybox", "/usr/bin/busybox"} {
+		if _, err := os.Stat(p); err == nil {
+			return []string{p, "wget", "-q", "-O", "/dev/null", url}, p
+		}
+	}
+	if p, err := exec.LookPath("busybox"); err == nil {
+		return []string{p, "wget", "-q", "-O", "/dev/null", url}, p
+	}
+	return nil, ""
+}
+
+func TestReceiverPrivileged(t *testing.T) {
+	privtest.Require(t)
+	cfg := createDefaultConfig()
+	cfg.Attach = privtest.Mode()
+	cfg.ExcludeSelf = false // the test's own connects are the ones to see
+	cfg.PollInterval = 20 * time.Millisecond
+	cfg.Batch.Timeout = 20 * time.Millisecond
+	sink := new(consumertest.LogsSink)
+	rcv, err := NewFactory().CreateLogs(context.Background(), receivertest.NewNopSettings(metadata.Type), cfg, sink)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := rcv.Start(context.Background(), componenttest.NewNopHost()); err != nil {
+		t.Fatalf("Start (attach %s): %v", cfg.Attach, err)
+	}
+	r := rcv.(*tcpconnectReceiver)
+	mode := r.src.Mode()
+	t.Logf("attach mode %s", mode)
+	ids, err := r.src.(probeSource).ProgramIDs()
+	if err != nil {
+		t.Fatal(err)
+	}
+	self := int64(os.Getpid())
+	exe, _ := os.Executable()
+
+	// waitOne waits until port has a record, then a little longer for
+	// duplicates, and checks there is exactly one.
+	waitOne := func(t *testing.T, port uint16) seen {
+		t.Helper()
+		var got []seen
+		for end := time.Now().Add(5 * time.Second); time.Now().Before(end); time.Sleep(10 * time.Millisecond) {
+			if got = records(sink, port); len(got) > 0 {
+				break
+			}
+		}
+		time.Sleep(3 * cfg.Batch.Timeout)
+		got = records(sink, port)
+		if len(got) != 1 {
+			t.Fatalf("port %d: %d records, want exactly 1: %+v", port, len(got), got)
+		}
+		s := got[0]
+		if s.event != EventName || s.mode != mode {
+			t.Errorf("event %q mode %q, want %q %q", s.event, s.mode, EventName, mode)
+		}
+		if s.names != 0 {
+			t.Errorf("tcpconnect.dns.names has %d names without DNS, want 0", s.names)
+		}
+		return s
+	}
+	checkSelf := func(t *testing.T, s seen, peer string) {
+		t.Helper()
+		if s.pid != self || s.exeName != filepath.Base(exe) || s.exePath != exe || s.peer != peer {
+			t.Errorf("record %+v, want pid %d exe %s peer %s", s, self, exe, peer)
+		}
+	}
+
+	tests := []struct {
+		name        string
+		network     string
+		addr        string
+		nonblocking bool
+	}{
+		{"ipv4 blocking", "tcp4", "127.0.0.1:0", false},
+		{"ipv6 blocking", "tcp6", "[::1]:0", false},
+		{"ipv4 nonblocking", "tcp4", "127.0.0.1:0", true},
+		{"ipv6 nonblocking", "tcp6", "[::1]:0", true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, ap := listen(t, tt.network, tt.addr)
+			if err := sockConnect(ap, unix.SOCK_STREAM, tt.nonblocking); err != nil {
+				t.Fatalf("connect %s: %v", ap, err)
+			}
+			checkSelf(t, waitOne(t, ap.Port()), ap.Addr().String())
+		})
+	}
+
+	t.Run("refused", func(t *testing.T) {
+		ln, ap := listen(t, "tcp4", "127.0.0.1:0")
+		ln.Close()
+		if err := sockConnect(ap, unix.SOCK_STREAM, false); err != unix.ECONNREFUSED {
+			t.Fatalf("connect to closed port: %v, want ECONNREFUSED", err)
+		}
+		checkSelf(t, waitOne(t, ap.Port()), "127.0.0.1")
+	})
+
+	t.Run("child process", func(t *testing.T) {
+		_, ap := listen(t, "tcp4", "127.0.0.1:0")
+		cmd := exec.Command(exe, "-test.run=^$")
+		cmd.Env = append(os.Environ(), envChildConnect+"="+ap.String())
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("child: %v: %s", err, out)
+		}
+		s := waitOne(t, ap.Port())
+		if s.pid != int64(cmd.Process.Pid) || s.ppid != self || s.exeName != filepath.Base(exe) {
+			t.Errorf("record %+v, want pid %d ppid %d exe %s", s, cmd.Process.Pid, self, filepath.Base(exe))
+		}
+	})
+
+	t.Run("foreign client", func(t *testing.T) {
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") }))
+		defer srv.Close()
+		argv, bin := foreignClient(srv.URL)
+		if argv == nil {
+			t.Skip("no curl, wget or busybox here")
+		}
+		cmd := exec.Command(argv[0], argv[1:]...)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("%s: %v: %s", strings.Join(argv, " "), err, out)
+		}
+		ap := netip.MustParseAddrPort(srv.Listener.Addr().String())
+		s := waitOne(t, ap.Port())
+		real, _ := filepath.EvalSymlinks(bin)
+		if s.pid != int64(cmd.Process.Pid) || s.exeName != filepath.Base(real) || s.peer != "127.0.0.1" {
+			t.Errorf("record %+v, want pid %d exe %s peer 127.0.0.1", s, cmd.Process.Pid, filepath.Base(real))
+		}
+		t.Logf("%s: %+v", argv[0], s)
+	})
+
+	t.Run("udp and unix give none", func(t *testing.T) {
+		_, marker := listen(t, "tcp4", "127.0.0.1:0")
+		uc, err := net.ListenPacket("udp4", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer uc.Close()
+		udp := uc.LocalAddr().(*net.UDPAddr).AddrPort()
+		if err := sockConnect(udp, unix.SOCK_DGRAM, false); err != nil {
+			t.Fatalf("udp connect: %v", err)
+		}
+		sock := filepath.Join(t.TempDir(), "s")
+		ul, err := net.Listen("unix", sock)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ul.Close()
+		c, err := net.Dial("unix", sock)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.Close()
+		// The ring keeps order: once the marker's record is in, the
+		// earlier connects would be too.
+		if err := sockConnect(marker, unix.SOCK_STREAM, false); err != nil {
+			t.Fatal(err)
+		}
+		waitOne(t, marker.Port())
+		if got := records(sink, udp.Port()); len(got) != 0 {
+			t.Errorf("udp connect gave %d records: %+v", len(got), got)
+		}
+		for _, ld := range sink.AllLogs() {
+			for i := 0; i < ld.ResourceLogs().Len(); i++ {
+				rl := ld.ResourceLogs().At(i)
+				for j := 0; j < rl.ScopeLogs().Len(); j++ {
+					lrs := rl.ScopeLogs().At(j).LogRecords()
+					for k := 0; k < lrs.Len(); k++ {
+						if a := strAttr(lrs.At(k).Attributes(), attrNetPeerAddress); !strings.HasPrefix(a, "127.") && a != "::1" {
+							t.Errorf("unexpected record to %s (a unix socket?)", a)
+						}
+					}
+				}
+			}
+		}
+	})
+
+	if err := rcv.Shutdown(context.Background()); err != nil {
+		t.Fatalf("Shutdown: %v", err)
+	}
+	live := map[ebpf.ProgramID]bool{}
+	for id := ebpf.ProgramID(0); ; {
+		next, err := ebpf.ProgramGetNextID(id)
+		if err != nil {
+			break
+		}
+		live[next] = true
+		id = next
+	}
+	for _, id := range ids {
+		if live[id] {
+			t.Errorf("program %d still loaded after Shutdown", id)
+		}
+	}
+
+	// The real lifecycle, twice, as mdatagen's generated test would run it.
+	for i := range 2 {
+		rcv, err := NewFactory().CreateLogs(context.Background(), receivertest.NewNopSettings(metadata.Type), cfg, consumertest.NewNop())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := rcv.Start(context.Background(), componenttest.NewNopHost()); err != nil {
+			t.Fatalf("Start %d: %v", i, err)
+		}
+		if err := rcv.Shutdown(context.Background()); err != nil {
+			t.Fatalf("Shutdown %d: %v", i, err)
+		}
+	}
+}
