@@ -529,7 +529,7 @@ func TestNativeGlibcResolver(t *testing.T) {
 		defer func() { _ = netns.Set(origin) }()
 		inner := &dnsTestServer{zone: zone{"glibc.test./A": {"glibc.test. 60 IN A 127.0.8.8"}}}
 		pc, ln := listenDNS(t, dnsServer)
-	inner.serve(t, pc, ln)
+		inner.serve(t, pc, ln)
 	}()
 
 	out, err := exec.Command(ip, "netns", "exec", name, getent, "ahostsv4", "glibc.test").CombinedOutput()
