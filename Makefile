@@ -18,9 +18,9 @@ VM_KERNELS ?= all
 VM_MODES ?= lsm,fentry,kprobe,cgroup,auto
 VM_TIMEOUT ?= 20m
 # Only the tests that need a kernel run in the VM (they need no testdata).
-VM_TEST_RUN ?= Probe|Priv
+VM_TEST_RUN ?= Probe|Priv|Pipeline
 
-.PHONY: all deps vmtest vmtest-fetch generate check-generate build run test unit lint e2e vmtest fuzz bench clean
+.PHONY: all deps ocb vmtest vmtest-fetch generate check-generate build run test unit lint e2e vmtest fuzz bench clean
 
 all: build
 
@@ -41,11 +41,15 @@ generate: deps
 check-generate: generate
 	@git diff --exit-code --stat -- bpf receiver/internal || { echo "generated code is stale: run make generate and commit"; exit 1; }
 
-$(OCB):
-	$(GO) install go.opentelemetry.io/collector/cmd/builder@$(OCB_VERSION)
+# ocb installs the OpenTelemetry Collector Builder at OCB_VERSION if missing.
+ocb:
+	@$(OCB) version 2>/dev/null | grep -q ' $(OCB_VERSION)$$' || \
+		{ echo "installing ocb $(OCB_VERSION)"; $(GO) install go.opentelemetry.io/collector/cmd/builder@$(OCB_VERSION); }
 
-# build makes the collector distribution with ocb into _build/otelcol-tcpconnect.
-build: $(OCB)
+# build makes the static collector distribution with ocb into
+# _build/otelcol-tcpconnect (run from the repository root: ocb resolves
+# output_path and the receiver's replace from here).
+build: ocb
 	CGO_ENABLED=0 $(OCB) --config builder-config.yaml
 
 # run builds the collector and runs it as root with the default config.
@@ -72,17 +76,19 @@ vmtest-fetch:
 
 # vmtest boots each pinned kernel once under qemu (TCG) and runs the privileged
 # tests in every attach mode, plus the guest sanity check.
-vmtest: deps
+vmtest: deps build
 	mkdir -p $(BUILD)/vm
 	CGO_ENABLED=0 $(GO) test -c -o $(BUILD)/vm/guestcheck.test ./internal/vmtest/guestcheck
 	CGO_ENABLED=0 $(GO) test -c -o $(BUILD)/vm/bpf.test ./bpf
 	CGO_ENABLED=0 $(GO) test -c -o $(BUILD)/vm/receiver.test ./receiver
+	CGO_ENABLED=0 $(GO) test -c -o $(BUILD)/vm/e2e.test ./e2e
 	$(GO) run ./cmd/vmtest -kernels $(VM_KERNELS) -timeout $(VM_TIMEOUT) -module veth \
 		-env TCPCONNECT_REQUIRE_PRIVILEGED=1 \
 		-file $(BUILD)/vm/guestcheck.test:/tests/guestcheck.test \
+		-file $(COLLECTOR):/bin/otelcol-tcpconnect -env TCPCONNECT_COLLECTOR=/bin/otelcol-tcpconnect \
 		-run 'guestcheck=/tests/guestcheck.test -test.v' \
 		-mode-matrix $(VM_MODES) -test-args '-test.v -test.timeout=5m -test.run=$(VM_TEST_RUN)' \
-		-test $(BUILD)/vm/bpf.test -test $(BUILD)/vm/receiver.test
+		-test $(BUILD)/vm/bpf.test -test $(BUILD)/vm/receiver.test -test $(BUILD)/vm/e2e.test
 
 fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzParse -fuzztime 10s ./dns/
