@@ -243,6 +243,10 @@ func runClient(c httpClient, port int) (wantConnect, error) {
 	if err != nil {
 		return wantConnect{}, fmt.Errorf("look up %s: %w", c.prog, err)
 	}
+	if c.prog != "busybox" && baseName(path) == "busybox" {
+		// The VM's wget is busybox's applet: it is run as "busybox wget".
+		return wantConnect{}, fmt.Errorf("%s is busybox's applet, tested as busybox wget: %w", path, exec.ErrNotFound)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, path, c.args...)

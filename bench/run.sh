@@ -1,0 +1,346 @@
+#!/usr/bin/env bash
+# bench/run.sh: connect-storm overhead of the tcpconnect collector, A/B.
+#
+# For every setup and pair it runs the storm without monitoring (A) and with
+# the monitor running (B), in alternating order (A B, then B A, ...), and
+# writes one TSV row per pair; then a markdown table (benchtool table).
+#
+#   bench/run.sh --pairs 5 --threads 2 --seconds 5
+#
+# Setups: file (tcpconnect -> batch -> file), direct (tcpconnect -> file),
+# otlp (tcpconnect -> batch -> OTLP -> second collector -> file), debug
+# (tcpconnect -> debug exporter: the receiver's own CPU), bpftrace (a
+# tcpconnect-style bpftrace script). Loads: connect (the storm alone) and dns
+# (the storm plus a paced DNS answer storm on 127.0.0.77:53, DNS capture on).
+# Last, a cache fill: --cache-names unique names answered while the collector
+# runs with DNS on, then its peak RSS.
+#
+# Needs root (eBPF), gcc, go; bpftrace for the bpftrace setup. Every loop is
+# bounded; all traffic is on loopback.
+set -euo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+root=$(dirname "$here")
+
+pairs=5
+threads=2
+seconds=5
+sample_every=100
+setups="file,otlp,bpftrace,debug,direct"
+loads="connect,dns"
+dns_qps=5000
+cache_names=100000
+collector="$root/_build/otelcol-tcpconnect"
+out="/tmp/tcpconnect-bench/$(date +%Y%m%d-%H%M%S)"
+
+usage() {
+	cat <<EOF
+usage: $0 [--pairs N] [--threads T] [--seconds S] [--setups LIST] [--loads LIST]
+          [--dns-qps Q] [--cache-names N] [--sample-every K] [--collector PATH] [--out DIR]
+  --setups  comma list of file,direct,otlp,debug,bpftrace (default $setups)
+  --loads   comma list of connect,dns (default $loads)
+  --cache-names 0 skips the cache-fill measurement
+EOF
+	exit 2
+}
+
+while [[ $# -gt 0 ]]; do
+	case "$1" in
+	--pairs) pairs=$2; shift 2 ;;
+	--threads) threads=$2; shift 2 ;;
+	--seconds) seconds=$2; shift 2 ;;
+	--setups) setups=$2; shift 2 ;;
+	--loads) loads=$2; shift 2 ;;
+	--dns-qps) dns_qps=$2; shift 2 ;;
+	--cache-names) cache_names=$2; shift 2 ;;
+	--sample-every) sample_every=$2; shift 2 ;;
+	--collector) collector=$2; shift 2 ;;
+	--out) out=$2; shift 2 ;;
+	*) usage ;;
+	esac
+done
+[[ $pairs =~ ^[0-9]+$ && $pairs -ge 1 && $pairs -le 50 ]] || usage
+[[ $seconds =~ ^[0-9]+$ && $seconds -ge 1 && $seconds -le 120 ]] || usage
+[[ $threads =~ ^[0-9]+$ && $threads -ge 1 && $threads -le 64 ]] || usage
+[[ $cache_names =~ ^[0-9]+$ && $cache_names -le 1000000 ]] || usage
+[[ $(id -u) == 0 ]] || { echo "run.sh loads eBPF programs: run as root" >&2; exit 1; }
+
+mkdir -p "$out"
+bin="$out/bin"
+mkdir -p "$bin"
+echo "== building the generators into $bin" >&2
+gcc -O2 -Wall -pthread -o "$bin/storm" "$here/storm.c"
+(cd "$root" && go build -o "$bin/benchtool" ./bench/benchtool && go build -o "$bin/dnsstorm" ./bench/dnsstorm)
+
+needs_collector=0
+for s in ${setups//,/ }; do
+	case $s in
+	file | direct | otlp | debug) needs_collector=1 ;;
+	bpftrace) command -v bpftrace >/dev/null || { echo "bpftrace not installed (apt-get install bpftrace)" >&2; exit 1; } ;;
+	*) echo "unknown setup $s" >&2; usage ;;
+	esac
+done
+if [[ $needs_collector == 1 && ! -x $collector ]]; then
+	echo "collector $collector not built (make build)" >&2
+	exit 1
+fi
+if [[ ,$setups, == *,bpftrace,* ]] && ! grep -q ' tracefs ' /proc/mounts; then
+	echo "== mounting tracefs on /sys/kernel/tracing (bpftrace tracepoints need it)" >&2
+	mount -t tracefs tracefs /sys/kernel/tracing
+fi
+
+health_port=23133
+metrics_port=28888
+gw_health_port=23134
+otlp_port=24317
+pids=()
+
+cleanup() {
+	local p
+	for p in "${pids[@]}"; do
+		kill -TERM "$p" 2>/dev/null || true
+	done
+}
+trap cleanup EXIT
+
+# stop PID: SIGTERM, wait up to 10 s, then SIGKILL.
+stop() {
+	local p=$1 i
+	kill -TERM "$p" 2>/dev/null || return 0
+	for ((i = 0; i < 100; i++)); do
+		kill -0 "$p" 2>/dev/null || break
+		sleep 0.1
+	done
+	kill -KILL "$p" 2>/dev/null || true
+	wait "$p" 2>/dev/null || true
+}
+
+# wait_health PORT PID: until the health check says ready (at most 30 s).
+wait_health() {
+	local port=$1 p=$2 i
+	for ((i = 0; i < 300; i++)); do
+		kill -0 "$p" 2>/dev/null || { echo "collector $p exited; see its log" >&2; return 1; }
+		if curl -fsS "http://127.0.0.1:$port/" >/dev/null 2>&1; then
+			return 0
+		fi
+		sleep 0.1
+	done
+	echo "collector $p not ready in 30 s" >&2
+	return 1
+}
+
+# wait_quiet FILE: until FILE has not grown for 1.5 s (at most 60 s).
+wait_quiet() {
+	local f=$1 last=-1 same=0 i size
+	for ((i = 0; i < 600; i++)); do
+		size=$(stat -c %s "$f" 2>/dev/null || echo 0)
+		if [[ $size == "$last" ]]; then
+			same=$((same + 1))
+			[[ $same -ge 15 ]] && return 0
+		else
+			same=0
+			last=$size
+		fi
+		sleep 0.1
+	done
+}
+
+# metric NAME: the sum of the receiver's Prometheus series matching NAME;
+# 0 when the collector answers without that series (the receiver creates a
+# counter's series on its first increment), NA when it does not answer.
+metric() {
+	local m
+	if ! m=$(curl -fsS "http://127.0.0.1:$metrics_port/metrics" 2>/dev/null); then
+		echo NA
+		return
+	fi
+	awk -v n="$1" '$1 ~ n && $1 !~ /^#/ { s += $NF } END { printf "%d", s }' <<<"$m"
+}
+
+kv() { # kv KEY LINE: the value of KEY=... in LINE
+	local k=$1 line=$2 f
+	for f in $line; do
+		if [[ $f == "$k="* ]]; then
+			echo "${f#*=}"
+			return
+		fi
+	done
+	echo NA
+}
+
+start_dns_load() { # start_dns_load LOG: the paced DNS storm in the background
+	"$bin/dnsstorm" -listen 127.0.0.77:53 -workers 2 -qps "$dns_qps" -count 10000000 \
+		-duration "$((seconds + 2))s" >"$1" 2>&1 &
+	dns_pid=$!
+	pids+=("$dns_pid")
+	sleep 0.5
+}
+
+# run_storm TAG: one storm run; sets storm_line.
+run_storm() {
+	local tag=$1
+	storm_line=$("$bin/storm" -t "$threads" -d "$seconds" -k "$sample_every" -o "$out/$tag.samples")
+	echo "$storm_line" >"$out/$tag.storm"
+}
+
+# run_a LOAD TAG: the storm without monitoring.
+run_a() {
+	local load=$1 tag=$2
+	dns_line=""
+	if [[ $load == dns ]]; then start_dns_load "$out/$tag.dns"; fi
+	run_storm "$tag"
+	if [[ $load == dns ]]; then
+		wait "$dns_pid" || true
+		dns_line=$(cat "$out/$tag.dns")
+	fi
+	rate_a=$(kv rate "$storm_line")
+	dnsq_a=$(kv qps "$dns_line")
+}
+
+# run_b LOAD SETUP TAG: the storm with SETUP monitoring; sets the row fields.
+run_b() {
+	local load=$1 setup=$2 tag=$3 dns=false col="" gw="" bt="" watch=""
+	local outf="$out/$tag.out"
+	local cpu0 cpu1 recv0 recv1 pstat
+	if [[ $load == dns ]]; then dns=true; fi
+	export BENCH_DNS=$dns BENCH_HEALTH_PORT=$health_port BENCH_METRICS_PORT=$metrics_port BENCH_OTLP_PORT=$otlp_port
+	rm -f "$outf"
+	case $setup in
+	file | direct | debug)
+		BENCH_OUT=$outf "$collector" --config "$here/configs/$setup.yaml" >"$out/$tag.log" 2>&1 &
+		col=$!
+		pids+=("$col")
+		wait_health "$health_port" "$col"
+		;;
+	otlp)
+		BENCH_OUT=$outf BENCH_HEALTH_PORT=$gw_health_port BENCH_METRICS_PORT=0 \
+			"$collector" --config "$here/configs/otlp-gateway.yaml" >"$out/$tag.gw.log" 2>&1 &
+		gw=$!
+		pids+=("$gw")
+		wait_health "$gw_health_port" "$gw"
+		BENCH_OUT=/dev/null "$collector" --config "$here/configs/otlp-agent.yaml" >"$out/$tag.log" 2>&1 &
+		col=$!
+		pids+=("$col")
+		wait_health "$health_port" "$col"
+		;;
+	bpftrace)
+		bpftrace -o "$outf" "$here/tcpconnect.bt" >"$out/$tag.log" 2>&1 &
+		bt=$!
+		pids+=("$bt")
+		local i
+		for ((i = 0; i < 300; i++)); do
+			grep -q Attaching "$outf" 2>/dev/null && break
+			sleep 0.1
+		done
+		sleep 0.5
+		;;
+	esac
+	if [[ $setup != debug ]]; then
+		: >>"$outf"
+		"$bin/benchtool" watch -file "$outf" -out "$out/$tag.watch" -max 10m &
+		watch=$!
+		pids+=("$watch")
+	fi
+	local mon=${col:-$bt}
+	cpu0=$(kv cpu_seconds "$("$bin/benchtool" proc -pid "$mon")")
+	recv0=NA
+	if [[ -n $col ]]; then recv0=$(metric tcpconnect_connects_received); fi
+	dns_line=""
+	if [[ $load == dns ]]; then start_dns_load "$out/$tag.dns"; fi
+	run_storm "$tag"
+	if [[ $load == dns ]]; then
+		wait "$dns_pid" || true
+		dns_line=$(cat "$out/$tag.dns")
+	fi
+	if [[ $setup == debug ]]; then
+		sleep 1.5
+	else
+		wait_quiet "$outf"
+	fi
+	pstat=$("$bin/benchtool" proc -pid "$mon")
+	cpu1=$(kv cpu_seconds "$pstat")
+	hwm=$(kv hwm_mib "$pstat")
+	lost=NA recv1=NA dnslost=NA
+	if [[ -n $col ]]; then
+		lost=$(metric tcpconnect_connects_lost)
+		dnslost=$(metric tcpconnect_dns_packets_lost)
+		recv1=$(metric tcpconnect_connects_received)
+	fi
+	local p
+	for p in "$watch" "$col" "$gw" "$bt"; do
+		if [[ -n $p ]]; then stop "$p"; fi
+	done
+	rate_b=$(kv rate "$storm_line")
+	connects=$(kv connects "$storm_line")
+	dnsq_b=$(kv qps "$dns_line")
+	cpu=$(awk -v a="$cpu0" -v b="$cpu1" 'BEGIN { printf "%.2f", b - a }')
+	if [[ $recv0 != NA && $recv1 != NA ]]; then
+		events=$((recv1 - recv0))
+	else
+		events=NA
+	fi
+	if [[ $setup == debug ]]; then
+		ana="matched=NA records=NA"
+	else
+		local fmt=otlpjson
+		if [[ $setup == bpftrace ]]; then fmt=bpftrace; fi
+		ana=$("$bin/benchtool" analyze -format "$fmt" -file "$outf" -watch "$out/$tag.watch" \
+			-samples "$out/$tag.samples" -pid "$(kv pid "$storm_line")" -port "$(kv port "$storm_line")")
+		echo "$ana" >"$out/$tag.analysis"
+		rm -f "$outf" # large; the analysis is kept
+	fi
+	if [[ $events == NA ]]; then events=$(kv records "$ana"); fi
+}
+
+results="$out/results.tsv"
+printf 'load\tsetup\tpair\trate_a\trate_b\tconnects\tmatched\tkernel_lost\tevents\tcpu_s\thwm_mib\tfile_p50_ms\tfile_p99_ms\tobs_p50_ms\tobs_p99_ms\tdns_qps_a\tdns_qps_b\tdns_lost\n' >"$results"
+
+for load in ${loads//,/ }; do
+	for setup in ${setups//,/ }; do
+		if [[ $load == dns && $setup != file && $setup != bpftrace ]]; then continue; fi
+		for ((p = 1; p <= pairs; p++)); do
+			tag="$load-$setup-$p"
+			echo "== $tag" >&2
+			if ((p % 2)); then
+				run_a "$load" "$tag-A"
+				run_b "$load" "$setup" "$tag-B"
+			else
+				run_b "$load" "$setup" "$tag-B"
+				run_a "$load" "$tag-A"
+			fi
+			printf '%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' \
+				"$load" "$setup" "$p" "$rate_a" "$rate_b" "$connects" "$(kv matched "$ana")" "$lost" "$events" \
+				"$cpu" "$hwm" "$(kv file_ms_p50 "$ana")" "$(kv file_ms_p99 "$ana")" \
+				"$(kv observed_ms_p50 "$ana")" "$(kv observed_ms_p99 "$ana")" "$dnsq_a" "$dnsq_b" "$dnslost" |
+				tee -a "$results" >&2
+		done
+	done
+done
+
+cache_line="cache fill: skipped"
+if [[ $cache_names -gt 0 && $needs_collector == 1 ]]; then
+	echo "== cache fill: $cache_names names" >&2
+	# One A record per answer: each name (question + CNAME) maps one new IP, so
+	# the cache holds cache_names entries; max_entries is set above that.
+	export BENCH_HEALTH_PORT=$health_port BENCH_METRICS_PORT=$metrics_port BENCH_DNS_MAX_ENTRIES=$((cache_names * 2))
+	"$collector" --config "$here/configs/cache.yaml" >"$out/cache.log" 2>&1 &
+	col=$!
+	pids+=("$col")
+	wait_health "$health_port" "$col"
+	dl=$("$bin/dnsstorm" -listen 127.0.0.77:53 -workers 2 -answers 1 -count "$cache_names" -duration 120s)
+	sleep 2
+	pstat=$("$bin/benchtool" proc -pid "$col")
+	cache_line="cache fill: $dl; collector $pstat; dns_cache_entries=$(metric tcpconnect_dns_cache_entries) dns_answers_parsed=$(metric tcpconnect_dns_answers_parsed) dns_packets_lost=$(metric tcpconnect_dns_packets_lost)"
+	stop "$col"
+fi
+echo "$cache_line" | tee "$out/cache.txt" >&2
+
+{
+	echo "Run: $0 --pairs $pairs --threads $threads --seconds $seconds --setups $setups --loads $loads --dns-qps $dns_qps --cache-names $cache_names --sample-every $sample_every"
+	echo "Machine: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //'), kernel $(uname -r), $(date -u +%Y-%m-%dT%H:%MZ)"
+	echo
+	"$bin/benchtool" table -in "$results"
+	echo
+	echo "$cache_line"
+} | tee "$out/table.md"
+echo "results in $out" >&2
