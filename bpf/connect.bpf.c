@@ -164,9 +164,8 @@ static __always_inline void tc_emit(__u8 hook, __u8 family, __u16 dport, const _
 
 /*
  * security_socket_connect(sock, address, addrlen), shared by the lsm, fentry and
- * kprobe programs. Keeps what the cgroup hooks would see: TCP stream sockets in
- * TCP_CLOSE (a repeated connect on a connecting socket never reaches the
- * network), an AF_INET/AF_INET6 address of the socket's own family and of a
+ * kprobe programs. Keeps what the cgroup hooks would see: TCP stream sockets,
+ * unconnected and in TCP_CLOSE, an AF_INET/AF_INET6 address of the socket's own family and of a
  * length the kernel accepts. AF_UNSPEC (disconnect) falls out here too.
  */
 static __always_inline void tc_socket_connect(struct socket *sock, struct sockaddr *address,
@@ -184,7 +183,13 @@ static __always_inline void tc_socket_connect(struct socket *sock, struct sockad
 	sk = BPF_CORE_READ(sock, sk);
 	if (!sk || BPF_CORE_READ(sk, sk_protocol) != IPPROTO_TCP)
 		return;
-	if (BPF_CORE_READ(sk, __sk_common.skc_state) != TCP_CLOSE)
+	/*
+	 * Only a first connect: a call on a connecting socket (a non-blocking
+	 * client polling, or a blocking connect restarted after a signal) sends
+	 * nothing, and the cgroup hooks never see it either.
+	 */
+	if (BPF_CORE_READ(sock, state) != SS_UNCONNECTED ||
+	    BPF_CORE_READ(sk, __sk_common.skc_state) != TCP_CLOSE)
 		return;
 	family = BPF_CORE_READ(address, sa_family);
 	if (family != BPF_CORE_READ(sk, __sk_common.skc_family))

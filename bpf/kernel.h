@@ -93,7 +93,16 @@ struct sock {
 	unsigned short sk_type;
 };
 
+enum socket_state {
+	SS_FREE = 0,
+	SS_UNCONNECTED,
+	SS_CONNECTING,
+	SS_CONNECTED,
+	SS_DISCONNECTING,
+};
+
 struct socket {
+	enum socket_state state;
 	short type;
 	struct sock *sk;
 };

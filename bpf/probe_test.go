@@ -177,6 +177,33 @@ func TestProbeConnects(t *testing.T) {
 		})
 	}
 
+	// A second connect() on a socket still connecting (here: refused while
+	// non-blocking) sends nothing: one record, in every mode.
+	t.Run("repeated connect", func(t *testing.T) {
+		ln, err := net.Listen("tcp4", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		ap := ln.Addr().(*net.TCPAddr).AddrPort()
+		ln.Close()
+		fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer unix.Close(fd)
+		sa := &unix.SockaddrInet4{Port: int(ap.Port()), Addr: ap.Addr().As4()}
+		first := unix.Connect(fd, sa)
+		time.Sleep(50 * time.Millisecond)
+		second := unix.Connect(fd, sa)
+		t.Logf("first connect: %v, second: %v", first, second)
+		got := readConnects(t, p, 3*time.Second, func(c *event.Connect) bool {
+			return c.DstPort == ap.Port() && int(c.TGID) == os.Getpid()
+		}, 3)
+		if len(got) != 1 {
+			t.Fatalf("got %d records for one connect and its retry, want 1: %+v", len(got), got)
+		}
+	})
+
 	if err := p.Close(); err != nil {
 		t.Fatalf("close: %v", err)
 	}
@@ -211,4 +238,23 @@ func rawConnect(ap netip.AddrPort, inet6 bool) error {
 	}
 	defer unix.Close(fd)
 	return unix.Connect(fd, sa)
+}
+
+// TestProbeKprobeLoads loads (without attaching) the kprobe program, which
+// shares tc_socket_connect with the lsm and fentry programs: its CO-RE
+// relocations and the verifier run against this kernel even where tracing
+// programs may not attach (the build machine has no kprobes, and refuses lsm
+// and fentry at load).
+func TestProbeKprobeLoads(t *testing.T) {
+	privtest.Require(t)
+	spec, err := loadConnect()
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec.Programs = map[string]*ebpf.ProgramSpec{"tc_kprobe_connect": spec.Programs["tc_kprobe_connect"]}
+	coll, err := ebpf.NewCollection(spec)
+	if err != nil {
+		t.Fatalf("load tc_kprobe_connect: %v", err)
+	}
+	coll.Close()
 }
