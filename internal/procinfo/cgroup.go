@@ -47,7 +47,9 @@ func ParseCgroupFile(r io.Reader) (Container, error) {
 
 // containerPrefixes are the runtimes' prefixes of a systemd scope unit that
 // names a container: docker-<id>.scope, cri-containerd-<id>.scope, ...
-var containerPrefixes = [...]string{"docker-", "cri-containerd-", "crio-", "libpod-", "containerd-", "nerdctl-"}
+func containerPrefixes() [6]string {
+	return [...]string{"docker-", "cri-containerd-", "crio-", "libpod-", "containerd-", "nerdctl-"}
+}
 
 // ParseCgroupPath extracts the container id and pod UID from one cgroup path,
 // as docker, containerd (plain and CRI), CRI-O, podman and the kubelet (cgroupfs
@@ -91,7 +93,7 @@ func containerID(elem string) string {
 	if strings.Contains(e, "conmon") {
 		return ""
 	}
-	for _, pre := range containerPrefixes {
+	for _, pre := range containerPrefixes() {
 		if strings.HasPrefix(e, pre) {
 			e = e[len(pre):]
 			break

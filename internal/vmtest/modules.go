@@ -81,7 +81,7 @@ func normModName(name string) string {
 	return strings.ReplaceAll(name, "-", "_")
 }
 
-var moduleSuffixes = []string{".ko", ".ko.xz", ".ko.zst", ".ko.gz"}
+func moduleSuffixes() [4]string { return [...]string{".ko", ".ko.xz", ".ko.zst", ".ko.gz"} }
 
 func indexModules(dir string) (map[string]string, error) {
 	index := map[string]string{}
@@ -89,7 +89,7 @@ func indexModules(dir string) (map[string]string, error) {
 		if err != nil || d.IsDir() {
 			return err
 		}
-		for _, suf := range moduleSuffixes {
+		for _, suf := range moduleSuffixes() {
 			if base, ok := strings.CutSuffix(d.Name(), suf); ok {
 				index[normModName(base)] = path
 			}
