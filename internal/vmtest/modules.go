@@ -81,6 +81,7 @@ func normModName(name string) string {
 	return strings.ReplaceAll(name, "-", "_")
 }
 
+// moduleSuffixes are the file endings a kernel module may have in the package.
 func moduleSuffixes() [4]string { return [...]string{".ko", ".ko.xz", ".ko.zst", ".ko.gz"} }
 
 func indexModules(dir string) (map[string]string, error) {
