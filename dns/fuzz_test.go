@@ -2,7 +2,9 @@ package dns
 
 import (
 	"bytes"
+	"hash/maphash"
 	"net/netip"
+	"slices"
 	"testing"
 	"time"
 )
@@ -14,7 +16,7 @@ func checkCache(tb testing.TB, c *Cache) {
 	n, prev := 0, int32(none)
 	for i := c.head; i != none; i = c.entries[i].next {
 		e := &c.entries[i]
-		if !e.live || e.prev != prev {
+		if !e.live() || e.prev != prev {
 			tb.Fatalf("LRU list broken at %d", i)
 		}
 		prev, n = i, n+1
@@ -25,43 +27,92 @@ func checkCache(tb testing.TB, c *Cache) {
 	if prev != c.tail || n != c.live || n > c.maxEntries {
 		tb.Fatalf("LRU list has %d entries, live %d, max %d; tail %d/%d", n, c.live, c.maxEntries, prev, c.tail)
 	}
-	// IP chains: every live entry reachable from its IP, once.
-	refs := map[*interned]int32{}
-	seen := 0
-	for ip, head := range c.byIP {
+	// IP chains: every live entry reachable from its IP, once; the index
+	// finds every IP.
+	refs := map[uint32]uint32{}
+	zoneRefs := map[uint32]int32{}
+	seen, ips, slots := 0, 0, 0
+	for _, v := range c.ipIndex {
+		if v == 0 {
+			continue
+		}
+		ips++
+		head := int32(v&ipIdxMask) - 1
+		ip := c.ip(&c.entries[head])
+		if _, h := c.ipFind(&c.entries[head].addr, c.entries[head].zone); h != head {
+			tb.Fatalf("IP %v: index finds %d, holds %d", ip, h, head)
+		}
 		scopes := 0
 		for i := head; i != none; i = c.entries[i].ipNext {
 			e := &c.entries[i]
-			if !e.live || e.addr != ip || ip.Is4In6() {
-				tb.Fatalf("entry %d in the chain of %v: live %v, addr %v", i, ip, e.live, e.addr)
+			if !e.live() || c.ip(e) != ip || ip.Is4In6() {
+				tb.Fatalf("entry %d in the chain of %v: live %v, addr %v", i, ip, e.live(), c.ip(e))
 			}
 			if scopes++; scopes > MaxScopesPerIP {
 				tb.Fatalf("%v has more than %d scopes", ip, MaxScopesPerIP)
 			}
-			if len(e.names) > c.maxNames {
-				tb.Fatalf("entry %d has %d names", i, len(e.names))
+			if e.zone != 0 {
+				zoneRefs[e.zone]++
 			}
-			for j, s := range e.names {
-				refs[s.name]++
-				for _, o := range e.names[:j] {
-					if o.name == s.name {
-						tb.Fatalf("entry %d holds %q twice", i, s.name.s)
-					}
+			var names []uint32
+			for j := e.names; j != none; j = c.slots[j].next {
+				id := c.slots[j].name
+				if slices.Contains(names, id) {
+					tb.Fatalf("entry %d holds %q twice", i, c.str(id))
 				}
+				if names = append(names, id); len(names) > c.maxNames {
+					tb.Fatalf("entry %d has more than %d names", i, c.maxNames)
+				}
+				refs[id]++
 			}
+			slots += len(names)
 			seen++
 		}
 	}
-	if seen != c.live {
-		tb.Fatalf("%d entries reachable by IP, %d live", seen, c.live)
+	if seen != c.live || ips != c.ipCount {
+		tb.Fatalf("%d entries reachable by IP, %d live; %d IPs indexed, %d counted", seen, c.live, ips, c.ipCount)
 	}
-	// Interned strings: reference counts match, nothing leaks.
-	if len(refs) != len(c.names) {
-		tb.Fatalf("%d names referenced, %d interned", len(refs), len(c.names))
+	// Slots: every slot is an entry's or free.
+	free := 0
+	for j := c.freeSlot; j != none; j = c.slots[j].next {
+		if free++; free > len(c.slots) {
+			tb.Fatal("slot free list loops")
+		}
 	}
-	for p, r := range refs {
-		if c.names[p.s] != p || p.refs != r {
-			tb.Fatalf("name %q: %d refs counted, %d held", p.s, p.refs, r)
+	if slots+free != len(c.slots) {
+		tb.Fatalf("%d slots used, %d free, %d in the pool", slots, free, len(c.slots))
+	}
+	// Interned names: reference counts match, nothing leaks, each name
+	// once and found by the index, its bytes in a kept chunk.
+	if len(refs) != c.nameCount {
+		tb.Fatalf("%d names referenced, %d interned", len(refs), c.nameCount)
+	}
+	byName := map[string]uint32{}
+	live := 0
+	for id, r := range c.recs {
+		if r.n == 0 {
+			continue
+		}
+		s := c.str(uint32(id))
+		if got, _ := c.nameFind([]byte(s), maphash.String(c.seed, s)); got != uint32(id) || r.refs != refs[uint32(id)] {
+			tb.Fatalf("name %q: found as %d, is %d; %d refs counted, %d held", s, got, id, refs[uint32(id)], r.refs)
+		}
+		if o, dup := byName[s]; dup {
+			tb.Fatalf("name %q interned as %d and %d", s, o, id)
+		}
+		byName[s] = uint32(id)
+		live += int(r.n)
+	}
+	if len(byName) != c.nameCount || live != c.arenaLive {
+		tb.Fatalf("%d names, %d bytes held; counted %d, %d", len(byName), live, c.nameCount, c.arenaLive)
+	}
+	// Zones: reference counts match.
+	if len(zoneRefs) != len(c.zones) {
+		tb.Fatalf("%d zones referenced, %d held", len(zoneRefs), len(c.zones))
+	}
+	for id, r := range zoneRefs {
+		if z := c.zoneRecs[id-1]; c.zones[z.s] != id || z.refs != r {
+			tb.Fatalf("zone %q: %d refs counted, %d held", z.s, r, z.refs)
 		}
 	}
 }
