@@ -1,6 +1,7 @@
 package receiver
 
 import (
+	"net/netip"
 	"time"
 
 	"go.opentelemetry.io/collector/pdata/pcommon"
@@ -17,29 +18,35 @@ const EventName = "net_tcp_connect"
 // Attribute names. Standard ones are OpenTelemetry semantic conventions;
 // tcpconnect.* are this receiver's own.
 const (
-	attrHostName        = "host.name"
-	attrProcessPID      = "process.pid"
-	attrProcessPPID     = "process.parent_pid"
-	attrProcessExeName  = "process.executable.name"
-	attrProcessExePath  = "process.executable.path"
-	attrProcessOwner    = "process.owner"
-	attrProcessRealUID  = "process.real_user.id"
-	attrProcessCmdLine  = "process.command_line"
-	attrContainerID     = "container.id"
-	attrK8sPodUID       = "k8s.pod.uid"
-	attrNetTransport    = "network.transport"
-	attrNetType         = "network.type"
-	attrNetPeerAddress  = "network.peer.address"
-	attrNetPeerPort     = "network.peer.port"
-	attrServerAddress   = "server.address"
-	attrServerPort      = "server.port"
-	attrThreadID        = "thread.id"
-	attrThreadName      = "thread.name"
-	attrDNSNames        = "tcpconnect.dns.names"
-	attrDNSNameAge      = "tcpconnect.dns.age"
-	attrAttachMode      = "tcpconnect.attach_mode"
-	severityText        = "INFO"
-	recordAttributesCap = 12
+	attrHostName       = "host.name"
+	attrProcessPID     = "process.pid"
+	attrProcessPPID    = "process.parent_pid"
+	attrProcessExeName = "process.executable.name"
+	attrProcessExePath = "process.executable.path"
+	attrProcessOwner   = "process.owner"
+	attrProcessRealUID = "process.real_user.id"
+	attrProcessCmdLine = "process.command_line"
+	attrContainerID    = "container.id"
+	attrK8sPodUID      = "k8s.pod.uid"
+	attrNetTransport   = "network.transport"
+	attrNetType        = "network.type"
+	attrNetPeerAddress = "network.peer.address"
+	attrNetPeerPort    = "network.peer.port"
+	attrServerAddress  = "server.address"
+	attrServerPort     = "server.port"
+	attrThreadID       = "thread.id"
+	attrThreadName     = "thread.name"
+	attrDNSNames       = "tcpconnect.dns.names"
+	attrDNSNameAge     = "tcpconnect.dns.age"
+	attrAttachMode     = "tcpconnect.attach_mode"
+	severityText       = "INFO"
+	// recordAttributes is how many attributes every record has; thread.name
+	// and tcpconnect.dns.age are added when present. The attribute slice is
+	// allocated once at its final size.
+	recordAttributes = 9
+	// maxInterned bounds each of the batcher's string caches (IP text and
+	// thread names); a full cache is emptied and refilled.
+	maxInterned = 1024
 )
 
 // lookup is what the DNS correlator found for one connect.
@@ -61,6 +68,19 @@ type batcher struct {
 	procs map[procinfo.Key]plog.LogRecordSlice
 	n     int
 	first time.Time // when the batch's first record arrived
+
+	// The last process added to: consecutive connects mostly come from the
+	// same process, so most records skip the procs map.
+	lastKey  procinfo.Key
+	lastRecs plog.LogRecordSlice
+	haveLast bool
+
+	// Strings built once and shared by the records that carry the same
+	// value (Go strings are immutable, so sharing them is invisible in the
+	// output): the text of each destination IP and each thread name. Both
+	// outlive batches and are bounded by maxInterned.
+	ips   map[netip.Addr]string
+	comms map[string]string
 }
 
 func newBatcher(hostName, scopeVersion string, commandLine bool) *batcher {
@@ -70,6 +90,8 @@ func newBatcher(hostName, scopeVersion string, commandLine bool) *batcher {
 		commandLine:  commandLine,
 		logs:         plog.NewLogs(),
 		procs:        make(map[procinfo.Key]plog.LogRecordSlice),
+		ips:          make(map[netip.Addr]string),
+		comms:        make(map[string]string),
 	}
 }
 
@@ -81,29 +103,85 @@ func (b *batcher) take() (plog.Logs, int) {
 	ld, n := b.logs, b.n
 	b.logs = plog.NewLogs()
 	clear(b.procs)
+	b.haveLast = false
+	b.lastRecs = plog.LogRecordSlice{}
 	b.n = 0
 	return ld, n
 }
 
 // add appends the log record of one connect. ts is the kernel time of the
-// connect and observed the read time, both wall clock.
+// connect and observed the read time, both wall clock. p is used only when
+// the process has no resource in the batch yet.
 func (b *batcher) add(c *event.Connect, p *procinfo.Info, dns lookup, ts, observed time.Time) {
 	key := procinfo.Key{PID: c.TGID, StartTimeNs: c.StartTimeNs}
-	recs, ok := b.procs[key]
+	recs, ok := b.records(key)
 	if !ok {
-		rl := b.logs.ResourceLogs().AppendEmpty()
-		b.fillResource(rl.Resource().Attributes(), c, p)
-		sl := rl.ScopeLogs().AppendEmpty()
-		sl.Scope().SetName(metadata.ScopeName)
-		sl.Scope().SetVersion(b.scopeVersion)
-		recs = sl.LogRecords()
-		b.procs[key] = recs
+		recs = b.addProcess(key, c, p)
 	}
+	b.appendRecord(recs, c, dns, ts, observed)
+}
+
+// records returns the log records of process key in the batch, if it has a
+// resource there already.
+func (b *batcher) records(key procinfo.Key) (plog.LogRecordSlice, bool) {
+	if b.haveLast && key == b.lastKey {
+		return b.lastRecs, true
+	}
+	recs, ok := b.procs[key]
+	if ok {
+		b.lastKey, b.lastRecs, b.haveLast = key, recs, true
+	}
+	return recs, ok
+}
+
+// addProcess adds the resource and scope of process key (of c, described by
+// p) to the batch and returns its empty log records.
+func (b *batcher) addProcess(key procinfo.Key, c *event.Connect, p *procinfo.Info) plog.LogRecordSlice {
+	rl := b.logs.ResourceLogs().AppendEmpty()
+	b.fillResource(rl.Resource().Attributes(), c, p)
+	sl := rl.ScopeLogs().AppendEmpty()
+	sl.Scope().SetName(metadata.ScopeName)
+	sl.Scope().SetVersion(b.scopeVersion)
+	recs := sl.LogRecords()
+	b.procs[key] = recs
+	b.lastKey, b.lastRecs, b.haveLast = key, recs, true
+	return recs
+}
+
+// appendRecord appends the log record of connect c to recs, the records of
+// c's process in this batch.
+func (b *batcher) appendRecord(recs plog.LogRecordSlice, c *event.Connect, dns lookup, ts, observed time.Time) {
 	if b.n == 0 {
 		b.first = observed
 	}
 	b.n++
-	fillRecord(recs.AppendEmpty(), c, dns, ts, observed)
+	b.fillRecord(recs.AppendEmpty(), c, dns, ts, observed)
+}
+
+// ipString returns the text of ip, formatted once per address.
+func (b *batcher) ipString(ip netip.Addr) string {
+	if s, ok := b.ips[ip]; ok {
+		return s
+	}
+	if len(b.ips) >= maxInterned {
+		clear(b.ips)
+	}
+	s := ip.String()
+	b.ips[ip] = s
+	return s
+}
+
+// commString returns comm as a string, converted once per distinct name.
+func (b *batcher) commString(comm []byte) string {
+	if s, ok := b.comms[string(comm)]; ok {
+		return s
+	}
+	if len(b.comms) >= maxInterned {
+		clear(b.comms)
+	}
+	s := string(comm)
+	b.comms[s] = s
+	return s
 }
 
 func (b *batcher) fillResource(attrs pcommon.Map, c *event.Connect, p *procinfo.Info) {
@@ -132,22 +210,30 @@ func (b *batcher) fillResource(attrs pcommon.Map, c *event.Connect, p *procinfo.
 	}
 }
 
-func fillRecord(lr plog.LogRecord, c *event.Connect, dns lookup, ts, observed time.Time) {
+func (b *batcher) fillRecord(lr plog.LogRecord, c *event.Connect, dns lookup, ts, observed time.Time) {
 	lr.SetEventName(EventName)
 	lr.SetSeverityNumber(plog.SeverityNumberInfo)
 	lr.SetSeverityText(severityText)
 	lr.SetTimestamp(pcommon.NewTimestampFromTime(ts))
 	lr.SetObservedTimestamp(pcommon.NewTimestampFromTime(observed))
 
+	comm := c.Comm()
+	n := recordAttributes
+	if len(comm) > 0 {
+		n++
+	}
+	if len(dns.names) > 0 {
+		n++
+	}
 	attrs := lr.Attributes()
-	attrs.EnsureCapacity(recordAttributesCap)
+	attrs.EnsureCapacity(n)
 	attrs.PutStr(attrNetTransport, "tcp")
 	if c.Dst.Is4() {
 		attrs.PutStr(attrNetType, "ipv4")
 	} else {
 		attrs.PutStr(attrNetType, "ipv6")
 	}
-	ip := c.Dst.String()
+	ip := b.ipString(c.Dst)
 	attrs.PutStr(attrNetPeerAddress, ip)
 	attrs.PutInt(attrNetPeerPort, int64(c.DstPort))
 	if dns.best != "" {
@@ -157,8 +243,8 @@ func fillRecord(lr plog.LogRecord, c *event.Connect, dns lookup, ts, observed ti
 	}
 	attrs.PutInt(attrServerPort, int64(c.DstPort))
 	attrs.PutInt(attrThreadID, int64(c.TID))
-	if comm := c.Comm(); len(comm) > 0 {
-		attrs.PutStr(attrThreadName, string(comm))
+	if len(comm) > 0 {
+		attrs.PutStr(attrThreadName, b.commString(comm))
 	}
 	names := attrs.PutEmptySlice(attrDNSNames)
 	names.EnsureCapacity(len(dns.names))

@@ -213,7 +213,8 @@ type reader struct {
 	rec      ringbuf.Record
 	conn     event.Connect
 	dnsRec   event.DNS
-	bootWall int64 // CLOCK_REALTIME - CLOCK_BOOTTIME, ns
+	bootWall int64     // CLOCK_REALTIME - CLOCK_BOOTTIME, ns
+	clock    time.Time // time.Now() at the last tick; see readTime
 	next     time.Time
 	sweep    time.Time // next DNS cache sweep
 	c        counts
@@ -229,7 +230,8 @@ func (rd *reader) run(ctx context.Context) {
 	r := rd.r
 	poll := r.cfg.PollInterval
 	rd.bootWall = bootToWall()
-	rd.next = time.Now().Add(poll)
+	rd.clock = time.Now()
+	rd.next = rd.clock.Add(poll)
 	for {
 		r.src.SetDeadline(time.Now().Add(poll))
 		for {
@@ -249,7 +251,7 @@ func (rd *reader) run(ctx context.Context) {
 				}
 				break
 			}
-			now := time.Now()
+			now := rd.readTime()
 			rd.handle(rd.rec.RawSample, now)
 			if rd.batch.len() >= r.cfg.Batch.MaxSize {
 				rd.flush(ctx)
@@ -266,12 +268,23 @@ func (rd *reader) run(ctx context.Context) {
 	}
 }
 
+// readTime returns the time a record is read: its ObservedTimestamp, and the
+// reader's clock for the process cache and the batch timeout. It is the wall
+// clock of the last tick plus the monotonic time since, exact to the
+// nanosecond but for a clock step or slew since that tick (at most one poll
+// interval ago, like bootWall), and half the cost of time.Now, which reads
+// both clocks.
+func (rd *reader) readTime() time.Time {
+	return rd.clock.Add(time.Since(rd.clock))
+}
+
 // tick does the once-per-poll-interval work; it reports true when Shutdown
 // asked the reader to stop (after the last batch was flushed).
 func (rd *reader) tick(ctx context.Context, now time.Time) bool {
 	r := rd.r
 	rd.next = now.Add(r.cfg.PollInterval)
 	rd.bootWall = bootToWall()
+	rd.clock = time.Now()
 	if rd.batch.len() > 0 && now.Sub(rd.batch.first) >= r.cfg.Batch.Timeout {
 		rd.flush(ctx)
 	}
@@ -367,7 +380,15 @@ func (rd *reader) handle(raw []byte, now time.Time) {
 		}
 		rd.c.connects++
 		ts := time.Unix(0, int64(c.BootTimeNs)+rd.bootWall)
-		info := rd.procs.Lookup(procinfo.Key{PID: c.TGID, StartTimeNs: c.StartTimeNs}, c.Exe(), c.Comm(), c.UID, c.CgroupID, now)
+		key := procinfo.Key{PID: c.TGID, StartTimeNs: c.StartTimeNs}
+		// The process cache is asked only for a process new to the batch:
+		// its Info is read once, for the resource, and later records of
+		// the process in the batch share that resource.
+		recs, ok := rd.batch.records(key)
+		if !ok {
+			info := rd.procs.Lookup(key, c.Exe(), c.Comm(), c.UID, c.CgroupID, now)
+			recs = rd.batch.addProcess(key, c, info)
+		}
 		var l lookup
 		if rd.r.dns != nil {
 			scope := dns.Scope{NetNS: c.NetNS, TGID: c.TGID, CgroupID: c.CgroupID}
@@ -378,7 +399,7 @@ func (rd *reader) handle(raw []byte, now time.Time) {
 		} else {
 			rd.c.unnamed++
 		}
-		rd.batch.add(c, info, l, ts, now)
+		rd.batch.appendRecord(recs, c, l, ts, now)
 	case event.TypeDNS:
 		d := &rd.dnsRec
 		if err := event.DecodeDNS(raw, d); err != nil {

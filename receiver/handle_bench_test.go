@@ -1,0 +1,61 @@
+package receiver
+
+import (
+	"net/netip"
+	"testing"
+	"time"
+
+	"go.opentelemetry.io/collector/receiver/receivertest"
+
+	"github.com/tcpconnect/tcpconnect/dns"
+	"github.com/tcpconnect/tcpconnect/internal/event"
+	"github.com/tcpconnect/tcpconnect/internal/procinfo"
+	"github.com/tcpconnect/tcpconnect/receiver/internal/metadata"
+)
+
+// benchDNS is a dnsSink that names every destination with two names.
+type benchDNS struct{}
+
+func (benchDNS) HandleDNS(*event.DNS, time.Time) {}
+func (benchDNS) Lookup(_ netip.Addr, _ dns.Scope, _ time.Time, dst []string) ([]string, string, time.Duration) {
+	dst = append(dst, "www.example.com", "example.com-v4.edgesuite.net")
+	return dst, dst[0], 1500 * time.Millisecond
+}
+func (benchDNS) Stats() dnsStats   { return dnsStats{} }
+func (benchDNS) Sweep(_ time.Time) {}
+
+// benchmarkHandle measures the reader's whole per-connect path, raw record to
+// plog record: decode, process cache, DNS lookup, record build. The records
+// come from two threads of one process to eight destinations, like a busy
+// client; the batch is taken every 1024 records.
+func benchmarkHandle(b *testing.B, sink dnsSink) {
+	var raws [][]byte
+	for i := range 8 {
+		dst := netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 0, 1, byte(i)}), 443)
+		raws = append(raws, connectRec{hook: event.HookCgroup, dst: dst, startNs: 1, tgid: 4242, tid: 4243 + uint32(i%2), ppid: 1, comm: []string{"curl", "worker"}[i%2], exe: "curl"}.raw())
+	}
+	r := &tcpconnectReceiver{cfg: createDefaultConfig(), set: receivertest.NewNopSettings(metadata.Type), dns: sink}
+	rd := &reader{
+		r:     r,
+		procs: procinfo.New(procinfo.Config{ProcRoot: b.TempDir()}),
+		batch: newBatcher("host-1", "v1", false),
+		mode:  "cgroup",
+		names: make([]string, 0, maxNames),
+	}
+	now := time.Now()
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		rd.handle(raws[i%len(raws)], now)
+		if rd.batch.len() == 1024 {
+			rd.batch.take()
+		}
+	}
+	if rd.c.decodeErrors != 0 {
+		b.Fatalf("%d decode errors", rd.c.decodeErrors)
+	}
+}
+
+func BenchmarkHandle(b *testing.B) {
+	b.Run("no_dns", func(b *testing.B) { benchmarkHandle(b, nil) })
+	b.Run("names", func(b *testing.B) { benchmarkHandle(b, benchDNS{}) })
+}
