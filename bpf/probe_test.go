@@ -207,20 +207,7 @@ func TestProbeConnects(t *testing.T) {
 	if err := p.Close(); err != nil {
 		t.Fatalf("close: %v", err)
 	}
-	live := map[ebpf.ProgramID]bool{}
-	for id := ebpf.ProgramID(0); ; {
-		next, err := ebpf.ProgramGetNextID(id)
-		if err != nil {
-			break
-		}
-		live[next] = true
-		id = next
-	}
-	for _, id := range ids {
-		if live[id] {
-			t.Errorf("program %d still loaded after Close", id)
-		}
-	}
+	privtest.RequireUnloaded(t, ids)
 }
 
 // rawConnect connects with plain system calls, so that a v4-mapped address

@@ -14,7 +14,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cilium/ebpf"
 	"go.opentelemetry.io/collector/component/componenttest"
 	"go.opentelemetry.io/collector/consumer/consumertest"
 	"go.opentelemetry.io/collector/pdata/pcommon"
@@ -326,20 +325,7 @@ func TestReceiverPrivileged(t *testing.T) {
 	if err := rcv.Shutdown(context.Background()); err != nil {
 		t.Fatalf("Shutdown: %v", err)
 	}
-	live := map[ebpf.ProgramID]bool{}
-	for id := ebpf.ProgramID(0); ; {
-		next, err := ebpf.ProgramGetNextID(id)
-		if err != nil {
-			break
-		}
-		live[next] = true
-		id = next
-	}
-	for _, id := range ids {
-		if live[id] {
-			t.Errorf("program %d still loaded after Shutdown", id)
-		}
-	}
+	privtest.RequireUnloaded(t, ids)
 
 	// The real lifecycle, twice, as mdatagen's generated test would run it.
 	for i := range 2 {

@@ -5,6 +5,8 @@ package privtest
 import (
 	"os"
 	"testing"
+
+	"github.com/cilium/ebpf"
 )
 
 // Environment variables that steer privileged tests.
@@ -35,4 +37,24 @@ func Mode() string {
 		return m
 	}
 	return "auto"
+}
+
+// RequireUnloaded fails t for each of ids that is still a loaded BPF program:
+// after Close or Shutdown nothing of ours may stay in the kernel.
+func RequireUnloaded(t testing.TB, ids []ebpf.ProgramID) {
+	t.Helper()
+	live := map[ebpf.ProgramID]bool{}
+	for id := ebpf.ProgramID(0); ; {
+		next, err := ebpf.ProgramGetNextID(id)
+		if err != nil {
+			break
+		}
+		live[next] = true
+		id = next
+	}
+	for _, id := range ids {
+		if live[id] {
+			t.Errorf("program %d still loaded", id)
+		}
+	}
 }
