@@ -94,6 +94,17 @@ vmtest: deps build
 fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzParse -fuzztime 10s ./dns/
 
+# bench is the native A/B connect storm (BENCHMARKS.md; about 12 minutes, root);
+# bench-vm the same in lsm mode under qemu; bench-go the hot-path Go benchmarks.
+bench: build
+	bench/run.sh --pairs 5 --threads 2 --seconds 5
+
+bench-vm: build
+	bench/vm.sh --pairs 7 --seconds 5
+
+bench-go:
+	$(GO) test -run '^$$' -bench . -benchmem ./internal/event ./dns ./receiver/
+
 test: deps lint check-generate unit fuzz e2e vmtest
 
 clean:
