@@ -21,7 +21,7 @@ VM_TIMEOUT ?= 20m
 # Only the tests that need a kernel run in the VM (they need no testdata).
 VM_TEST_RUN ?= Probe|Priv|Pipeline
 
-.PHONY: all deps ocb vmtest vmtest-fetch generate check-generate build run test unit lint e2e vmtest fuzz bench clean
+.PHONY: all deps ocb vmtest vmtest-fetch generate check-generate build run test unit lint e2e vmtest fuzz bench bench-go bench-vm clean
 
 all: build
 
