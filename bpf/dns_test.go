@@ -2,14 +2,12 @@ package bpf
 
 import (
 	"context"
-	"errors"
 	"net"
 	"os"
 	"testing"
 	"time"
 	"unsafe"
 
-	"github.com/cilium/ebpf/ringbuf"
 	"github.com/miekg/dns"
 	"golang.org/x/net/dns/dnsmessage"
 
@@ -85,39 +83,30 @@ func TestProbeDNSCapture(t *testing.T) {
 				t.Fatalf("lookup: %v", err)
 			}
 			var query, answer bool
-			var rec ringbuf.Record
 			var d event.DNS
 			end := time.Now().Add(3 * time.Second)
 			for time.Now().Before(end) && !(query && answer) {
-				p.SetDeadline(time.Now().Add(50 * time.Millisecond))
-				for {
-					err := p.ReadInto(&rec)
-					if errors.Is(err, os.ErrDeadlineExceeded) {
-						break
+				drainRound(t, p, 50*time.Millisecond, func(raw []byte) {
+					if event.Type(raw) != event.TypeDNS {
+						return
 					}
-					if err != nil {
-						t.Fatal(err)
-					}
-					if event.Type(rec.RawSample) != event.TypeDNS {
-						continue
-					}
-					if err := event.DecodeDNS(rec.RawSample, &d); err != nil {
+					if err := event.DecodeDNS(raw, &d); err != nil {
 						t.Fatal(err)
 					}
 					msg := d.Payload
 					if d.L4Proto == 6 {
 						if len(msg) < 2 {
-							continue
+							return
 						}
 						msg = msg[2:]
 					}
 					var parser dnsmessage.Parser
 					if _, err := parser.Start(msg); err != nil {
-						continue
+						return
 					}
 					q, err := parser.Question()
 					if err != nil || q.Name.String() != name+"." {
-						continue
+						return
 					}
 					if d.Egress && d.DstPort == 53 {
 						query = true
@@ -128,7 +117,7 @@ func TestProbeDNSCapture(t *testing.T) {
 					if !d.Egress && d.SrcPort == 53 {
 						answer = true
 					}
-				}
+				})
 			}
 			if !query || !answer {
 				t.Fatalf("captured query=%v answer=%v for %s", query, answer, name)

@@ -1,7 +1,6 @@
 package bpf
 
 import (
-	"errors"
 	"net"
 	"net/netip"
 	"os"
@@ -43,32 +42,21 @@ func stormListener(t *testing.T) netip.AddrPort {
 // the connect records from this process to port.
 func countDelivered(t *testing.T, p *Probe, port uint16, quiet, limit time.Duration) int {
 	t.Helper()
-	var rec ringbuf.Record
 	var c event.Connect
 	n := 0
 	end := time.Now().Add(limit)
 	for time.Now().Before(end) {
-		p.SetDeadline(time.Now().Add(quiet))
-		got := 0
-		for {
-			err := p.ReadInto(&rec)
-			if errors.Is(err, os.ErrDeadlineExceeded) {
-				break
+		got := drainRound(t, p, quiet, func(raw []byte) {
+			if event.Type(raw) != event.TypeConnect {
+				return
 			}
-			if err != nil {
-				t.Fatalf("read: %v", err)
-			}
-			got++
-			if event.Type(rec.RawSample) != event.TypeConnect {
-				continue
-			}
-			if err := event.DecodeConnect(rec.RawSample, &c); err != nil {
+			if err := event.DecodeConnect(raw, &c); err != nil {
 				t.Fatal(err)
 			}
 			if int(c.TGID) == os.Getpid() && c.DstPort == port {
 				n++
 			}
-		}
+		})
 		if got == 0 {
 			return n
 		}

@@ -92,12 +92,31 @@ func openForTest(t *testing.T, opts Options) *Probe {
 	return p
 }
 
+// drainRound reads records until the ring has been empty for poll, handing
+// each raw record to fn, and returns how many it read.
+func drainRound(t *testing.T, p *Probe, poll time.Duration, fn func(raw []byte)) int {
+	t.Helper()
+	var rec ringbuf.Record
+	n := 0
+	p.SetDeadline(time.Now().Add(poll))
+	for {
+		err := p.ReadInto(&rec)
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			return n
+		}
+		if err != nil {
+			t.Fatalf("read: %v", err)
+		}
+		n++
+		fn(rec.RawSample)
+	}
+}
+
 // readConnects drains connect records until pred has seen what it wants or
 // the timeout passes; it returns the records that pred accepted.
 func readConnects(t *testing.T, p *Probe, timeout time.Duration, pred func(*event.Connect) bool, n int) []event.Connect {
 	t.Helper()
 	var out []event.Connect
-	var rec ringbuf.Record
 	end := time.Now().Add(timeout)
 	for time.Now().Before(end) && len(out) < n {
 		if len(out) > 0 {
@@ -106,26 +125,18 @@ func readConnects(t *testing.T, p *Probe, timeout time.Duration, pred func(*even
 				end = short
 			}
 		}
-		p.SetDeadline(time.Now().Add(50 * time.Millisecond))
-		for {
-			err := p.ReadInto(&rec)
-			if errors.Is(err, os.ErrDeadlineExceeded) {
-				break
-			}
-			if err != nil {
-				t.Fatalf("read: %v", err)
-			}
-			if event.Type(rec.RawSample) != event.TypeConnect {
-				continue
+		drainRound(t, p, 50*time.Millisecond, func(raw []byte) {
+			if event.Type(raw) != event.TypeConnect {
+				return
 			}
 			var c event.Connect
-			if err := event.DecodeConnect(rec.RawSample, &c); err != nil {
+			if err := event.DecodeConnect(raw, &c); err != nil {
 				t.Fatal(err)
 			}
 			if pred(&c) {
 				out = append(out, c)
 			}
-		}
+		})
 	}
 	return out
 }
