@@ -7,7 +7,10 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/tcpconnect/tcpconnect/internal/event"
+	"github.com/tcpconnect/tcpconnect/internal/privtest"
 )
 
 func TestFilterFlagsAndKeys(t *testing.T) {
@@ -55,7 +58,7 @@ func TestProbeFilters(t *testing.T) {
 		netip.AddrPortFrom(netip.MustParseAddr("::1"), v6),
 		netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), kept),
 	} {
-		if err := rawConnect(ap, false); err != nil {
+		if err := privtest.Connect(ap, unix.SOCK_STREAM, false); err != nil {
 			t.Fatalf("connect %s: %v", ap, err)
 		}
 	}

@@ -8,8 +8,10 @@ import (
 	"time"
 
 	"github.com/cilium/ebpf/ringbuf"
+	"golang.org/x/sys/unix"
 
 	"github.com/tcpconnect/tcpconnect/internal/event"
+	"github.com/tcpconnect/tcpconnect/internal/privtest"
 )
 
 // lossConnects is how many connects the loss tests make: far more than a
@@ -69,7 +71,7 @@ func countDelivered(t *testing.T, p *Probe, port uint16, quiet, limit time.Durat
 func makeConnects(t *testing.T, ap netip.AddrPort, n int) {
 	t.Helper()
 	for i := range n {
-		if err := rawConnect(ap, false); err != nil {
+		if err := privtest.Connect(ap, unix.SOCK_STREAM, false); err != nil {
 			t.Fatalf("connect %d: %v", i, err)
 		}
 	}

@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/tcpconnect/tcpconnect/internal/event"
 	"github.com/tcpconnect/tcpconnect/internal/privtest"
 )
@@ -55,7 +57,7 @@ func TestProbeModesAgree(t *testing.T) {
 			if tt.mapped {
 				ap = netip.AddrPortFrom(netip.AddrFrom16(ap.Addr().As16()), ap.Port())
 			}
-			if err := rawConnect(ap, tt.mapped); err != nil {
+			if err := privtest.Connect(ap, unix.SOCK_STREAM, false); err != nil {
 				t.Fatal(err)
 			}
 			var first event.Connect

@@ -16,6 +16,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/tcpconnect/tcpconnect/internal/event"
+	"github.com/tcpconnect/tcpconnect/internal/privtest"
 )
 
 // envConnectTo makes the test binary a plain client: connect there and exit.
@@ -23,7 +24,7 @@ const envConnectTo = "TCPCONNECT_TEST_CONNECT_TO"
 
 func TestMain(m *testing.M) {
 	if to := os.Getenv(envConnectTo); to != "" {
-		if err := rawConnect(netip.MustParseAddrPort(to), false); err != nil {
+		if err := privtest.Connect(netip.MustParseAddrPort(to), unix.SOCK_STREAM, false); err != nil {
 			fmt.Fprintln(os.Stderr, "connect:", err)
 			os.Exit(1)
 		}

@@ -170,7 +170,7 @@ func TestProbeConnects(t *testing.T) {
 			}
 			defer ln.Close()
 			ap := ln.Addr().(*net.TCPAddr).AddrPort()
-			if err := rawConnect(netip.MustParseAddrPort(tt.dial(ap)), tt.name == "v4mapped"); err != nil {
+			if err := privtest.Connect(netip.MustParseAddrPort(tt.dial(ap)), unix.SOCK_STREAM, false); err != nil {
 				t.Fatalf("connect: %v", err)
 			}
 			got := readConnects(t, p, 3*time.Second, func(c *event.Connect) bool {
@@ -219,23 +219,6 @@ func TestProbeConnects(t *testing.T) {
 		t.Fatalf("close: %v", err)
 	}
 	privtest.RequireUnloaded(t, ids)
-}
-
-// rawConnect connects with plain system calls, so that a v4-mapped address
-// reaches the kernel on an AF_INET6 socket (Go's dialer unmaps it).
-func rawConnect(ap netip.AddrPort, inet6 bool) error {
-	family := unix.AF_INET6
-	var sa unix.Sockaddr = &unix.SockaddrInet6{Port: int(ap.Port()), Addr: ap.Addr().As16()}
-	if !inet6 && ap.Addr().Is4() {
-		family = unix.AF_INET
-		sa = &unix.SockaddrInet4{Port: int(ap.Port()), Addr: ap.Addr().As4()}
-	}
-	fd, err := unix.Socket(family, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
-		return err
-	}
-	defer unix.Close(fd)
-	return unix.Connect(fd, sa)
 }
 
 // TestProbeKprobeLoads loads (without attaching) the kprobe program, which

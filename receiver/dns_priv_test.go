@@ -49,7 +49,7 @@ func init() {
 		os.Exit(1)
 	}
 	port, _ := netip.ParseAddrPort("0.0.0.0:" + f[2])
-	_ = sockConnect(netip.AddrPortFrom(ips[0], port.Port()), unix.SOCK_STREAM, false)
+	_ = privtest.Connect(netip.AddrPortFrom(ips[0], port.Port()), unix.SOCK_STREAM, false)
 	os.Exit(0)
 }
 
@@ -218,7 +218,7 @@ func newDNSHarness(t *testing.T, z zone, truncate map[string]bool) *dnsHarness {
 func (h *dnsHarness) connect(ip string) named {
 	h.t.Helper()
 	before := len(namedRecords(h.sink, netip.MustParseAddr(ip).Unmap().String(), h.port))
-	if err := sockConnect(netip.AddrPortFrom(netip.MustParseAddr(ip), h.port), unix.SOCK_STREAM, false); err != unix.ECONNREFUSED {
+	if err := privtest.Connect(netip.AddrPortFrom(netip.MustParseAddr(ip), h.port), unix.SOCK_STREAM, false); err != unix.ECONNREFUSED {
 		h.t.Fatalf("connect %s: %v, want ECONNREFUSED", ip, err)
 	}
 	return h.waitRecord(netip.MustParseAddr(ip).Unmap().String(), before+1)[before]
@@ -382,7 +382,7 @@ func TestDNSPrivileged(t *testing.T) {
 		for i := range 1000 {
 			name := fmt.Sprintf("o%d.order.test", i)
 			ips := h.resolve(name, "udp", "ip4")
-			if err := sockConnect(netip.AddrPortFrom(ips[0], h.port), unix.SOCK_STREAM, false); err != unix.ECONNREFUSED {
+			if err := privtest.Connect(netip.AddrPortFrom(ips[0], h.port), unix.SOCK_STREAM, false); err != unix.ECONNREFUSED {
 				t.Fatalf("connect %s: %v", ips[0], err)
 			}
 		}

@@ -32,7 +32,7 @@ func init() {
 	// A child re-executed by TestReceiverPrivileged: connect and exit before
 	// any test (or goleak) runs. Not state: it reads the environment once.
 	if addr := os.Getenv(envChildConnect); addr != "" {
-		err := sockConnect(netip.MustParseAddrPort(addr), unix.SOCK_STREAM, false)
+		err := privtest.Connect(netip.MustParseAddrPort(addr), unix.SOCK_STREAM, false)
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "child connect:", err)
 			os.Exit(1)
@@ -90,41 +90,6 @@ func intAttr(m pcommon.Map, k string) int64 {
 func strAttr(m pcommon.Map, k string) string {
 	v, _ := m.Get(k)
 	return v.Str()
-}
-
-// sockConnect connects a socket of type typ to ap; nonblocking connects with
-// O_NONBLOCK and then polls for the result.
-func sockConnect(ap netip.AddrPort, typ int, nonblocking bool) error {
-	family := unix.AF_INET6
-	var sa unix.Sockaddr = &unix.SockaddrInet6{Port: int(ap.Port()), Addr: ap.Addr().As16()}
-	if ap.Addr().Is4() {
-		family = unix.AF_INET
-		sa = &unix.SockaddrInet4{Port: int(ap.Port()), Addr: ap.Addr().As4()}
-	}
-	if nonblocking {
-		typ |= unix.SOCK_NONBLOCK
-	}
-	fd, err := unix.Socket(family, typ|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
-		return fmt.Errorf("socket: %w", err)
-	}
-	defer unix.Close(fd)
-	err = unix.Connect(fd, sa)
-	if nonblocking && err == unix.EINPROGRESS {
-		pfd := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLOUT}}
-		if _, err := unix.Poll(pfd, 3000); err != nil {
-			return fmt.Errorf("poll: %w", err)
-		}
-		soErr, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_ERROR)
-		if err != nil {
-			return fmt.Errorf("SO_ERROR: %w", err)
-		}
-		if soErr != 0 {
-			return unix.Errno(soErr)
-		}
-		return nil
-	}
-	return err
 }
 
 func listen(t *testing.T, network, addr string) (net.Listener, netip.AddrPort) {
@@ -227,7 +192,7 @@ func TestReceiverPrivileged(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			_, ap := listen(t, tt.network, tt.addr)
-			if err := sockConnect(ap, unix.SOCK_STREAM, tt.nonblocking); err != nil {
+			if err := privtest.Connect(ap, unix.SOCK_STREAM, tt.nonblocking); err != nil {
 				t.Fatalf("connect %s: %v", ap, err)
 			}
 			checkSelf(t, waitOne(t, ap.Port()), ap.Addr().String())
@@ -237,7 +202,7 @@ func TestReceiverPrivileged(t *testing.T) {
 	t.Run("refused", func(t *testing.T) {
 		ln, ap := listen(t, "tcp4", "127.0.0.1:0")
 		ln.Close()
-		if err := sockConnect(ap, unix.SOCK_STREAM, false); err != unix.ECONNREFUSED {
+		if err := privtest.Connect(ap, unix.SOCK_STREAM, false); err != unix.ECONNREFUSED {
 			t.Fatalf("connect to closed port: %v, want ECONNREFUSED", err)
 		}
 		checkSelf(t, waitOne(t, ap.Port()), "127.0.0.1")
@@ -284,7 +249,7 @@ func TestReceiverPrivileged(t *testing.T) {
 		}
 		defer uc.Close()
 		udp := uc.LocalAddr().(*net.UDPAddr).AddrPort()
-		if err := sockConnect(udp, unix.SOCK_DGRAM, false); err != nil {
+		if err := privtest.Connect(udp, unix.SOCK_DGRAM, false); err != nil {
 			t.Fatalf("udp connect: %v", err)
 		}
 		sock := filepath.Join(t.TempDir(), "s")
@@ -300,7 +265,7 @@ func TestReceiverPrivileged(t *testing.T) {
 		c.Close()
 		// The ring keeps order: once the marker's record is in, the
 		// earlier connects would be too.
-		if err := sockConnect(marker, unix.SOCK_STREAM, false); err != nil {
+		if err := privtest.Connect(marker, unix.SOCK_STREAM, false); err != nil {
 			t.Fatal(err)
 		}
 		waitOne(t, marker.Port())

@@ -3,10 +3,13 @@
 package privtest
 
 import (
+	"fmt"
+	"net/netip"
 	"os"
 	"testing"
 
 	"github.com/cilium/ebpf"
+	"golang.org/x/sys/unix"
 )
 
 // Environment variables that steer privileged tests.
@@ -57,4 +60,41 @@ func RequireUnloaded(t testing.TB, ids []ebpf.ProgramID) {
 			t.Errorf("program %d still loaded", id)
 		}
 	}
+}
+
+// Connect connects a socket of type typ to ap with plain system calls, so
+// that a v4-mapped address reaches the kernel on an AF_INET6 socket (Go's
+// dialer unmaps it); nonblocking connects with O_NONBLOCK and then polls for
+// the result.
+func Connect(ap netip.AddrPort, typ int, nonblocking bool) error {
+	family := unix.AF_INET6
+	var sa unix.Sockaddr = &unix.SockaddrInet6{Port: int(ap.Port()), Addr: ap.Addr().As16()}
+	if ap.Addr().Is4() {
+		family = unix.AF_INET
+		sa = &unix.SockaddrInet4{Port: int(ap.Port()), Addr: ap.Addr().As4()}
+	}
+	if nonblocking {
+		typ |= unix.SOCK_NONBLOCK
+	}
+	fd, err := unix.Socket(family, typ|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("socket: %w", err)
+	}
+	defer unix.Close(fd)
+	err = unix.Connect(fd, sa)
+	if nonblocking && err == unix.EINPROGRESS {
+		pfd := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLOUT}}
+		if _, err := unix.Poll(pfd, 3000); err != nil {
+			return fmt.Errorf("poll: %w", err)
+		}
+		soErr, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_ERROR)
+		if err != nil {
+			return fmt.Errorf("SO_ERROR: %w", err)
+		}
+		if soErr != 0 {
+			return unix.Errno(soErr)
+		}
+		return nil
+	}
+	return err
 }
