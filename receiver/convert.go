@@ -121,6 +121,13 @@ func (b *batcher) add(c *event.Connect, p *procinfo.Info, dns lookup, ts, observ
 	b.appendRecord(recs, c, dns, ts, observed)
 }
 
+// hasProcess reports whether process key has a resource in the batch, so
+// that add will not need its procinfo.Info.
+func (b *batcher) hasProcess(key procinfo.Key) bool {
+	_, ok := b.records(key)
+	return ok
+}
+
 // records returns the log records of process key in the batch, if it has a
 // resource there already.
 func (b *batcher) records(key procinfo.Key) (plog.LogRecordSlice, bool) {

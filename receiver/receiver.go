@@ -380,14 +380,12 @@ func (rd *reader) handle(raw []byte, now time.Time) {
 		}
 		rd.c.connects++
 		ts := time.Unix(0, int64(c.BootTimeNs)+rd.bootWall)
-		key := procinfo.Key{PID: c.TGID, StartTimeNs: c.StartTimeNs}
 		// The process cache is asked only for a process new to the batch:
 		// its Info is read once, for the resource, and later records of
 		// the process in the batch share that resource.
-		recs, ok := rd.batch.records(key)
-		if !ok {
-			info := rd.procs.Lookup(key, c.Exe(), c.Comm(), c.UID, c.CgroupID, now)
-			recs = rd.batch.addProcess(key, c, info)
+		var info *procinfo.Info
+		if key := (procinfo.Key{PID: c.TGID, StartTimeNs: c.StartTimeNs}); !rd.batch.hasProcess(key) {
+			info = rd.procs.Lookup(key, c.Exe(), c.Comm(), c.UID, c.CgroupID, now)
 		}
 		var l lookup
 		if rd.r.dns != nil {
@@ -399,7 +397,7 @@ func (rd *reader) handle(raw []byte, now time.Time) {
 		} else {
 			rd.c.unnamed++
 		}
-		rd.batch.appendRecord(recs, c, l, ts, now)
+		rd.batch.add(c, info, l, ts, now)
 	case event.TypeDNS:
 		d := &rd.dnsRec
 		if err := event.DecodeDNS(raw, d); err != nil {
