@@ -3,13 +3,10 @@
 package bpf
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
 	"io"
-	"net/netip"
 	"os"
-	"strings"
 	"time"
 
 	"github.com/cilium/ebpf"
@@ -61,111 +58,6 @@ type Options struct {
 	DNS bool
 	// Filter leaves connects out in the kernel, before they reach the ring.
 	Filter Filter
-}
-
-// Filter selects connects in the kernel. Empty include lists keep everything;
-// an exclude match always drops. Filtered connects are counted (Lost.Filtered).
-type Filter struct {
-	IncludeCIDRs []netip.Prefix
-	ExcludeCIDRs []netip.Prefix
-	IncludePorts []uint16
-	ExcludePorts []uint16
-	// Process names are matched against the task's comm: at most 15 bytes.
-	IncludeComms []string
-	ExcludeComms []string
-}
-
-// Bits of filter_flags (enum tc_filter_flag) and port/comm marks.
-const (
-	filterIncludeCIDR = 1 << 0
-	filterIncludePort = 1 << 1
-	filterExcludePort = 1 << 2
-	filterIncludeComm = 1 << 3
-	filterExcludeComm = 1 << 4
-	filterExcludeCIDR = 1 << 5
-	markInclude       = 1
-	markExclude       = 2
-	commLen           = 16
-)
-
-func (f *Filter) flags() uint32 {
-	var v uint32
-	for _, b := range []struct {
-		on  bool
-		bit uint32
-	}{
-		{len(f.IncludeCIDRs) > 0, filterIncludeCIDR}, {len(f.ExcludeCIDRs) > 0, filterExcludeCIDR},
-		{len(f.IncludePorts) > 0, filterIncludePort}, {len(f.ExcludePorts) > 0, filterExcludePort},
-		{len(f.IncludeComms) > 0, filterIncludeComm}, {len(f.ExcludeComms) > 0, filterExcludeComm},
-	} {
-		if b.on {
-			v |= b.bit
-		}
-	}
-	return v
-}
-
-// cidrKey is struct tc_cidr_key: IPv4 prefixes are stored v4-mapped.
-type cidrKey struct {
-	PrefixLen uint32
-	Addr      [16]byte
-}
-
-func newCIDRKey(p netip.Prefix) cidrKey {
-	p = p.Masked()
-	bits := p.Bits()
-	if p.Addr().Is4() {
-		bits += 96
-	}
-	return cidrKey{PrefixLen: uint32(bits), Addr: p.Addr().As16()}
-}
-
-func commKey(s string) [commLen]byte {
-	var k [commLen]byte
-	copy(k[:commLen-1], s)
-	return k
-}
-
-// fill writes the filter into the kernel maps.
-func (f *Filter) fill(set *connectSet) error {
-	one := uint8(1)
-	for _, c := range []struct {
-		m     *ebpf.Map
-		cidrs []netip.Prefix
-	}{{set.IncludeCIDR, f.IncludeCIDRs}, {set.ExcludeCIDR, f.ExcludeCIDRs}} {
-		for _, p := range c.cidrs {
-			if !p.IsValid() {
-				return fmt.Errorf("filter: invalid prefix %v", p)
-			}
-			if err := c.m.Put(newCIDRKey(p), one); err != nil {
-				return fmt.Errorf("filter: add %s: %w", p, err)
-			}
-		}
-	}
-	for _, l := range []struct {
-		ports []uint16
-		mark  uint8
-	}{{f.IncludePorts, markInclude}, {f.ExcludePorts, markExclude}} {
-		for _, port := range l.ports {
-			if err := set.Ports.Put(port, l.mark); err != nil {
-				return fmt.Errorf("filter: add port %d: %w", port, err)
-			}
-		}
-	}
-	for _, l := range []struct {
-		comms []string
-		mark  uint8
-	}{{f.IncludeComms, markInclude}, {f.ExcludeComms, markExclude}} {
-		for _, c := range l.comms {
-			if len(c) == 0 || len(c) > commLen-1 {
-				return fmt.Errorf("filter: process name %q: must be 1 to %d bytes (the kernel's comm)", c, commLen-1)
-			}
-			if err := set.Comms.Put(commKey(c), l.mark); err != nil {
-				return fmt.Errorf("filter: add process name %q: %w", c, err)
-			}
-		}
-	}
-	return nil
 }
 
 // Attempt is one mode that Open tried, with the reason it failed (nil: used).
@@ -451,52 +343,4 @@ func (p *Probe) closeAll() error {
 	}
 	p.closers, p.progs, p.events, p.lost = nil, nil, nil, nil
 	return errors.Join(errs...)
-}
-
-// CgroupV2Mount returns the first cgroup2 mount point in /proc/self/mountinfo.
-func CgroupV2Mount() (string, error) {
-	f, err := os.Open("/proc/self/mountinfo")
-	if err != nil {
-		return "", fmt.Errorf("find cgroup v2 mount: %w", err)
-	}
-	defer f.Close()
-	return parseCgroup2Mount(f)
-}
-
-func parseCgroup2Mount(r io.Reader) (string, error) {
-	s := bufio.NewScanner(r)
-	for s.Scan() {
-		// id parent major:minor root mountpoint options [optional...] - fstype source superopts
-		fields := strings.Fields(s.Text())
-		for i, f := range fields {
-			if f == "-" && i+1 < len(fields) && i >= 4 {
-				if fields[i+1] == "cgroup2" {
-					return unescapeMount(fields[4]), nil
-				}
-				break
-			}
-		}
-	}
-	if err := s.Err(); err != nil {
-		return "", fmt.Errorf("read mountinfo: %w", err)
-	}
-	return "", errors.New("no cgroup v2 (cgroup2) mount found: mount one, e.g. mount -t cgroup2 none /sys/fs/cgroup")
-}
-
-// unescapeMount undoes the octal escapes (\040 for space) of mountinfo paths.
-func unescapeMount(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+3 < len(s) {
-			v := (int(s[i+1]-'0') << 6) | (int(s[i+2]-'0') << 3) | int(s[i+3]-'0')
-			b.WriteByte(byte(v))
-			i += 3
-			continue
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
 }
