@@ -9,8 +9,7 @@
 
 #include "tcpconnect.h"
 
-/* Set by the loader before load; both are read-only afterwards. */
-const volatile __u32 self_tgid = 0;    /* connects of this tgid are left out; 0 = none */
+/* Set by the loader before load; read-only afterwards. */
 const volatile __u64 wakeup_bytes = 0; /* wake the reader only once this much data waits */
 
 /* The one ring buffer: connect and DNS records. Size set by the loader. */
@@ -47,11 +46,6 @@ static __always_inline void tc_submit(void *rec)
 	if (bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= wakeup_bytes)
 		flags = BPF_RB_FORCE_WAKEUP;
 	bpf_ringbuf_submit(rec, flags);
-}
-
-static __always_inline int tc_is_self(void)
-{
-	return self_tgid && (__u32)(bpf_get_current_pid_tgid() >> 32) == self_tgid;
 }
 
 #endif

@@ -23,6 +23,21 @@ const struct tc_connect_event *const tc_connect_event_btf = 0;
 /* Set by the loader: enum tc_filter_flag bits of the filters in use. */
 const volatile __u32 filter_flags = 0;
 
+/*
+ * Writable after load (.bss, mapped by the loader). The attach proof: while
+ * proof_port is set, a connect to 127.0.0.1:proof_port from a thread whose
+ * comm is proof_comm (a nonce) is not reported; the program stores the tgid
+ * it ran for and its hook instead. So the loader sees that the attached hook
+ * really runs (a BPF LSM program attaches but never runs when bpf is not an
+ * active LSM) and learns its own tgid as the kernel sees it, which
+ * self_tgid then holds (0: the collector's own connects are reported).
+ */
+volatile __u32 self_tgid;
+volatile __u32 proof_port;
+volatile __u64 proof_comm[2];
+volatile __u32 proof_tgid;
+volatile __u32 proof_hook;
+
 /* Destination CIDRs to keep (when TC_FILTER_INCLUDE_CIDR) and to drop. */
 struct {
 	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
@@ -125,6 +140,29 @@ static __always_inline void tc_fill_task(struct tc_connect_event *e)
 		e->exe[0] = 0;
 }
 
+/* The loader's proof connect (see proof_port): recorded in .bss, never reported. */
+static __always_inline int tc_proof(__u8 hook, __u8 family, __u16 dport, const __u32 addr[4])
+{
+	__u64 comm[2] = {};
+
+	if (!proof_port || dport != proof_port || family != AF_INET ||
+	    addr[3] != bpf_htonl(0x7f000001))
+		return 0;
+	bpf_get_current_comm(comm, sizeof(comm));
+	if (comm[0] != proof_comm[0] || comm[1] != proof_comm[1])
+		return 0;
+	proof_hook = hook;
+	proof_tgid = bpf_get_current_pid_tgid() >> 32;
+	return 1;
+}
+
+static __always_inline int tc_is_self(void)
+{
+	__u32 self = self_tgid;
+
+	return self && (__u32)(bpf_get_current_pid_tgid() >> 32) == self;
+}
+
 /*
  * Filter, then reserve, fill and submit one record. addr is a 16-byte
  * v6 address in network order; AF_INET callers pass it v4-mapped (::ffff:a.b.c.d),
@@ -137,6 +175,8 @@ static __always_inline void tc_emit(__u8 hook, __u8 family, __u16 dport, const _
 	if (family == AF_INET6 && addr[0] == 0 && addr[1] == 0 &&
 	    addr[2] == bpf_htonl(0x0000ffff))
 		family = AF_INET;
+	if (tc_proof(hook, family, dport, addr) || tc_is_self())
+		return;
 	if (!tc_keep(dport, addr)) {
 		tc_count_lost(TC_FILTERED);
 		return;
@@ -176,8 +216,6 @@ static __always_inline void tc_socket_connect(struct socket *sock, struct sockad
 	struct sock *sk;
 	__u16 port;
 
-	if (tc_is_self())
-		return;
 	if (BPF_CORE_READ(sock, type) != SOCK_STREAM)
 		return;
 	sk = BPF_CORE_READ(sock, sk);
@@ -251,7 +289,7 @@ int tc_cgroup_connect4(struct bpf_sock_addr *ctx)
 	__u32 addr[4] = {};
 
 	if (ctx->type != SOCK_STREAM || ctx->protocol != IPPROTO_TCP ||
-	    ctx->user_family != AF_INET || tc_is_self())
+	    ctx->user_family != AF_INET)
 		return 1;
 	addr[2] = bpf_htonl(0x0000ffff);
 	addr[3] = ctx->user_ip4;
@@ -266,7 +304,7 @@ int tc_cgroup_connect6(struct bpf_sock_addr *ctx)
 	__u32 addr[4];
 
 	if (ctx->type != SOCK_STREAM || ctx->protocol != IPPROTO_TCP ||
-	    ctx->user_family != AF_INET6 || tc_is_self())
+	    ctx->user_family != AF_INET6)
 		return 1;
 	addr[0] = ctx->user_ip6[0];
 	addr[1] = ctx->user_ip6[1];

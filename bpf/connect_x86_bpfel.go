@@ -57,6 +57,10 @@ const (
 	connectProgTcKprobeConnect  = "tc_kprobe_connect"
 	connectProgTcLsmConnect     = "tc_lsm_connect"
 	connectVarFilterFlags       = "filter_flags"
+	connectVarProofComm         = "proof_comm"
+	connectVarProofHook         = "proof_hook"
+	connectVarProofPort         = "proof_port"
+	connectVarProofTgid         = "proof_tgid"
 	connectVarSelfTgid          = "self_tgid"
 	connectVarTcConnectEventBtf = "tc_connect_event_btf"
 	connectVarWakeupBytes       = "wakeup_bytes"
@@ -128,6 +132,10 @@ type connectMapSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type connectVariableSpecs struct {
 	FilterFlags       *ebpf.VariableSpec `ebpf:"filter_flags"`
+	ProofComm         *ebpf.VariableSpec `ebpf:"proof_comm"`
+	ProofHook         *ebpf.VariableSpec `ebpf:"proof_hook"`
+	ProofPort         *ebpf.VariableSpec `ebpf:"proof_port"`
+	ProofTgid         *ebpf.VariableSpec `ebpf:"proof_tgid"`
 	SelfTgid          *ebpf.VariableSpec `ebpf:"self_tgid"`
 	TcConnectEventBtf *ebpf.VariableSpec `ebpf:"tc_connect_event_btf"`
 	WakeupBytes       *ebpf.VariableSpec `ebpf:"wakeup_bytes"`
@@ -177,6 +185,10 @@ func (m *connectMaps) Close() error {
 // It can be passed to loadConnectObjects or ebpf.CollectionSpec.LoadAndAssign.
 type connectVariables struct {
 	FilterFlags       *ebpf.Variable `ebpf:"filter_flags"`
+	ProofComm         *ebpf.Variable `ebpf:"proof_comm"`
+	ProofHook         *ebpf.Variable `ebpf:"proof_hook"`
+	ProofPort         *ebpf.Variable `ebpf:"proof_port"`
+	ProofTgid         *ebpf.Variable `ebpf:"proof_tgid"`
 	SelfTgid          *ebpf.Variable `ebpf:"self_tgid"`
 	TcConnectEventBtf *ebpf.Variable `ebpf:"tc_connect_event_btf"`
 	WakeupBytes       *ebpf.Variable `ebpf:"wakeup_bytes"`

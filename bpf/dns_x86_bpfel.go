@@ -42,7 +42,6 @@ const (
 	dnsMapLost          = "lost"
 	dnsProgTcDnsEgress  = "tc_dns_egress"
 	dnsProgTcDnsIngress = "tc_dns_ingress"
-	dnsVarSelfTgid      = "self_tgid"
 	dnsVarTcDnsEventBtf = "tc_dns_event_btf"
 	dnsVarWakeupBytes   = "wakeup_bytes"
 )
@@ -105,7 +104,6 @@ type dnsMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type dnsVariableSpecs struct {
-	SelfTgid      *ebpf.VariableSpec `ebpf:"self_tgid"`
 	TcDnsEventBtf *ebpf.VariableSpec `ebpf:"tc_dns_event_btf"`
 	WakeupBytes   *ebpf.VariableSpec `ebpf:"wakeup_bytes"`
 }
@@ -145,7 +143,6 @@ func (m *dnsMaps) Close() error {
 //
 // It can be passed to loadDnsObjects or ebpf.CollectionSpec.LoadAndAssign.
 type dnsVariables struct {
-	SelfTgid      *ebpf.Variable `ebpf:"self_tgid"`
 	TcDnsEventBtf *ebpf.Variable `ebpf:"tc_dns_event_btf"`
 	WakeupBytes   *ebpf.Variable `ebpf:"wakeup_bytes"`
 }

@@ -52,18 +52,14 @@ type Options struct {
 	// it the kernel submits without a wakeup and the reader polls. 0 means a
 	// quarter of the ring.
 	WakeupBytes int
-	// ExcludeTGID leaves this process's connects out in the kernel (0: none).
-	ExcludeTGID uint32
+	// ExcludeSelf leaves this process's connects out in the kernel. The
+	// process is known by the tgid the kernel gave the proof connect, so
+	// it is right in a container's own PID namespace too.
+	ExcludeSelf bool
 	// DNS attaches the cgroup_skb programs that copy DNS packets into the ring.
 	DNS bool
 	// Filter leaves connects out in the kernel, before they reach the ring.
 	Filter Filter
-}
-
-// Attempt is one mode that Open tried, with the reason it failed (nil: used).
-type Attempt struct {
-	Mode Mode
-	Err  error
 }
 
 // Probe is the loaded and attached set of programs and the ring reader.
@@ -72,6 +68,8 @@ type Probe struct {
 	attempts []Attempt
 	events   *ebpf.Map
 	lost     *ebpf.Map
+	vars     proofVars
+	selfTGID uint32
 	progs    []*ebpf.Program
 	closers  []io.Closer // links, programs, maps: closed in reverse order
 	reader   *ringbuf.Reader
@@ -109,26 +107,17 @@ func Open(opts Options) (*Probe, error) {
 		return nil, fmt.Errorf("remove memlock limit: %w", err)
 	}
 
-	modes := []Mode{opts.Mode}
-	if opts.Mode == ModeAuto {
-		modes = AutoOrder()
-	}
 	p := &Probe{}
-	for _, m := range modes {
-		err := p.attachConnect(m, opts)
-		p.attempts = append(p.attempts, Attempt{Mode: m, Err: err})
-		if err == nil {
-			p.mode = m
-			break
-		}
-		p.closeAll()
-		if opts.Mode != ModeAuto {
-			return nil, fmt.Errorf("attach mode %s: %w", m, err)
-		}
+	var lsm lsmState
+	if opts.Mode == ModeAuto || opts.Mode == ModeLSM {
+		lsm = readLSMState()
 	}
-	if p.mode == "" {
-		return nil, fmt.Errorf("attach mode auto: no mode could attach: %w", p.attemptErrors())
+	mode, attempts, err := selectMode(opts.Mode, lsm, &probeAttacher{p: p, opts: opts})
+	p.attempts = attempts
+	if err != nil {
+		return nil, &OpenError{Attempts: attempts, Err: err}
 	}
+	p.mode = mode
 	if opts.DNS {
 		if err := p.attachDNS(opts); err != nil {
 			p.closeAll()
@@ -144,14 +133,59 @@ func Open(opts Options) (*Probe, error) {
 	return p, nil
 }
 
-func (p *Probe) attemptErrors() error {
-	var errs []error
-	for _, a := range p.attempts {
-		if a.Err != nil {
-			errs = append(errs, fmt.Errorf("%s: %w", a.Mode, a.Err))
+// probeAttacher attaches the Probe's connect programs one mode at a time.
+type probeAttacher struct {
+	p    *Probe
+	opts Options
+}
+
+func (a *probeAttacher) attach(m Mode) error { return a.p.attachConnect(m, a.opts) }
+
+func (a *probeAttacher) detach() { _ = a.p.closeAll() }
+
+// prove runs the proof connect. In cgroup mode it is proven only when the
+// programs sit on a cgroup2 mount's root, which holds every process of that
+// cgroup namespace, this one too; a cgroup_path below it need not hold the
+// collector. On success it sets self_tgid when the options ask for it.
+func (a *probeAttacher) prove(m Mode) (time.Duration, string, error) {
+	if m == ModeCgroup {
+		root, err := isCgroup2MountPoint(a.opts.CgroupPath)
+		if err != nil {
+			return 0, "", err
+		}
+		if !root {
+			return 0, fmt.Sprintf("cgroup_path %s is not a cgroup2 mount root, so it need not hold the collector", a.opts.CgroupPath), nil
 		}
 	}
-	return errors.Join(errs...)
+	r, took, err := proveConnect(&a.p.vars)
+	if err != nil {
+		return 0, "", err
+	}
+	if want := hookOf(m); r.hook != want {
+		return 0, "", fmt.Errorf("proof connect reported by hook %d, want %d", r.hook, want)
+	}
+	a.p.selfTGID = r.tgid
+	if a.opts.ExcludeSelf {
+		if err := a.p.vars.self.Set(r.tgid); err != nil {
+			return 0, "", fmt.Errorf("set self_tgid: %w", err)
+		}
+	}
+	return took, "", nil
+}
+
+// hookOf is the enum tc_hook value of a mode's programs.
+func hookOf(m Mode) uint32 {
+	switch m {
+	case ModeLSM:
+		return 1
+	case ModeFentry:
+		return 2
+	case ModeKprobe:
+		return 3
+	case ModeCgroup:
+		return 4
+	}
+	return 0
 }
 
 // connectSet is what one attach mode needs from the connect object.
@@ -170,9 +204,6 @@ func (p *Probe) attachConnect(m Mode, opts Options) error {
 		return fmt.Errorf("load spec: %w", err)
 	}
 	spec.Maps["events"].MaxEntries = uint32(opts.RingBytes)
-	if err := spec.Variables["self_tgid"].Set(opts.ExcludeTGID); err != nil {
-		return fmt.Errorf("set self_tgid: %w", err)
-	}
 	if err := spec.Variables["wakeup_bytes"].Set(uint64(opts.WakeupBytes)); err != nil {
 		return fmt.Errorf("set wakeup_bytes: %w", err)
 	}
@@ -209,6 +240,10 @@ func (p *Probe) attachConnect(m Mode, opts Options) error {
 	if err := coll.Assign(&set); err != nil {
 		coll.Close()
 		return fmt.Errorf("assign maps: %w", err)
+	}
+	if err := p.vars.assign(coll.Variables); err != nil {
+		coll.Close()
+		return err
 	}
 	progs := make([]*ebpf.Program, len(names))
 	for i, n := range names {
@@ -267,6 +302,11 @@ func (p *Probe) Mode() Mode { return p.mode }
 
 // Attempts returns each mode tried, in order, with its error (nil: in use).
 func (p *Probe) Attempts() []Attempt { return p.attempts }
+
+// SelfTGID is this process's tgid as the kernel reported it for the proof
+// connect (its PID in the host's PID namespace), or 0 when the mode in use
+// was not proven.
+func (p *Probe) SelfTGID() uint32 { return p.selfTGID }
 
 // ProgramIDs returns the kernel IDs of the loaded programs.
 func (p *Probe) ProgramIDs() ([]ebpf.ProgramID, error) {
@@ -341,6 +381,6 @@ func (p *Probe) closeAll() error {
 			errs = append(errs, err)
 		}
 	}
-	p.closers, p.progs, p.events, p.lost = nil, nil, nil, nil
+	p.closers, p.progs, p.events, p.lost, p.vars = nil, nil, nil, nil, proofVars{}
 	return errors.Join(errs...)
 }

@@ -87,8 +87,9 @@ func openForTest(t *testing.T, opts Options) *Probe {
 		t.Fatalf("Open(%s): %v", m, err)
 	}
 	for _, a := range p.Attempts() {
-		t.Logf("attach %s: %v", a.Mode, a.Err)
+		t.Logf("attach %s: %v (proof %s%s)", a.Mode, a.Err, a.Proof, a.ProofSkipped)
 	}
+	privtest.CheckAutoMode(t, string(p.Mode()))
 	return p
 }
 

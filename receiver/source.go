@@ -1,8 +1,8 @@
 package receiver
 
 import (
+	"errors"
 	"fmt"
-	"os"
 	"time"
 
 	"github.com/cilium/ebpf/ringbuf"
@@ -54,20 +54,32 @@ func openProbe(cfg *Config, logger *zap.Logger) (source, error) {
 		CgroupPath: cfg.CgroupPath,
 		RingBytes:  cfg.RingBufferSize,
 		DNS:        cfg.DNS.Enabled,
-		Filter:     filter,
-	}
-	if cfg.ExcludeSelf {
-		opts.ExcludeTGID = uint32(os.Getpid())
+		Filter:      filter,
+		ExcludeSelf: cfg.ExcludeSelf,
 	}
 	p, err := bpf.Open(opts)
 	if err != nil {
+		var oe *bpf.OpenError
+		if errors.As(err, &oe) {
+			logAttempts(logger, mode, oe.Attempts)
+		}
 		return nil, fmt.Errorf("open eBPF probe: %w", err)
 	}
-	for _, a := range p.Attempts() {
-		if a.Err != nil {
-			logger.Info("Attach mode unavailable", zap.String("mode", string(a.Mode)), zap.Error(a.Err))
+	logAttempts(logger, mode, p.Attempts())
+	return probeSource{p}, nil
+}
+
+// logAttempts logs each attach mode tried and why it was left, and the one in
+// use with its proof.
+func logAttempts(logger *zap.Logger, requested bpf.Mode, attempts []bpf.Attempt) {
+	for _, a := range attempts {
+		switch {
+		case a.Err != nil:
+			logger.Info("Attach mode left", zap.String("mode", string(a.Mode)), zap.String("requested", string(requested)), zap.Error(a.Err))
+		case a.ProofSkipped != "":
+			logger.Warn("Attached connect hook; not proven", zap.String("mode", string(a.Mode)), zap.String("requested", string(requested)), zap.String("reason", a.ProofSkipped))
+		default:
+			logger.Info("Attached connect hook; proof connect reported", zap.String("mode", string(a.Mode)), zap.String("requested", string(requested)), zap.Duration("proof", a.Proof))
 		}
 	}
-	logger.Info("Attached connect hook", zap.String("mode", string(p.Mode())), zap.String("requested", string(mode)))
-	return probeSource{p}, nil
 }

@@ -18,7 +18,21 @@ const (
 	EnvRequire = "TCPCONNECT_REQUIRE_PRIVILEGED"
 	// EnvAttach picks the attach mode (auto, lsm, fentry, kprobe, cgroup).
 	EnvAttach = "TCPCONNECT_ATTACH"
+	// EnvExpectLSM, "active" or "inactive", is what the VM harness booted
+	// the kernel with: bpf in its active LSM list or not.
+	EnvExpectLSM = "TCPCONNECT_EXPECT_LSM"
+	// EnvExpectAuto is the mode that attach: auto must choose on this boot.
+	EnvExpectAuto = "TCPCONNECT_EXPECT_AUTO"
 )
+
+// CheckAutoMode fails t when the tests run in mode auto, EnvExpectAuto names
+// the mode auto must pick on this kernel, and got differs.
+func CheckAutoMode(t testing.TB, got string) {
+	t.Helper()
+	if want := os.Getenv(EnvExpectAuto); Mode() == "auto" && want != "" && got != want {
+		t.Fatalf("attach: auto chose %q, want %q on this boot (%s)", got, want, EnvExpectAuto)
+	}
+}
 
 // Require skips t with the reason when it cannot run privileged tests here
 // (not root), or fails it when EnvRequire=1 says it must run.
