@@ -408,8 +408,10 @@ func checkRecord(t *testing.T, w wantConnect, r connectRecord, mode string) {
 	if tid, ok := r.attrs["thread.id"].(int64); !ok || tid <= 0 {
 		t.Errorf("attribute thread.id = %v, want a positive thread id", r.attrs["thread.id"])
 	}
-	if got, _ := r.attrs["tcpconnect.attach_mode"].(string); mode != "auto" && got != mode {
+	got, _ := r.attrs["tcpconnect.attach_mode"].(string)
+	if mode != "auto" && got != mode {
 		t.Errorf("attribute tcpconnect.attach_mode = %q, want %q (%s)", got, mode, privtest.EnvAttach)
 	}
+	privtest.CheckAutoMode(t, got)
 	t.Logf("%s: pid %d %s -> %s:%d (server.address %s, attach mode %v)", w.desc, w.pid, w.exe, w.peer, w.port, server, r.attrs["tcpconnect.attach_mode"])
 }

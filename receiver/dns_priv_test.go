@@ -206,6 +206,7 @@ func newDNSHarness(t *testing.T, z zone, truncate map[string]bool) *dnsHarness {
 	if err := rcv.Start(context.Background(), componenttest.NewNopHost()); err != nil {
 		t.Fatalf("Start (attach %s): %v", cfg.Attach, err)
 	}
+	privtest.CheckAutoMode(t, rcv.(*tcpconnectReceiver).src.Mode())
 	t.Cleanup(func() {
 		if err := rcv.Shutdown(context.Background()); err != nil {
 			t.Errorf("Shutdown: %v", err)

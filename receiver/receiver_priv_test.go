@@ -140,6 +140,7 @@ func TestReceiverPrivileged(t *testing.T) {
 	r := rcv.(*tcpconnectReceiver)
 	mode := r.src.Mode()
 	t.Logf("attach mode %s", mode)
+	privtest.CheckAutoMode(t, mode)
 	ids, err := r.src.(probeSource).ProgramIDs()
 	if err != nil {
 		t.Fatal(err)

@@ -63,6 +63,8 @@ func run() error {
 		runs      = &listFlag{}
 		envs      = &listFlag{}
 		files     = &listFlag{}
+		wantTests = &listFlag{}
+		cmdline   = flag.String("cmdline", "", "added to the guest kernel's command line (e.g. an lsm= list)")
 		modeEnv   = flag.String("mode-env", "TCPCONNECT_ATTACH", "environment variable that carries the -mode-matrix mode")
 		testArgs  = flag.String("test-args", "-test.v", "arguments for each -test binary (shell-like quoting)")
 		timeout   = flag.Duration("timeout", 0, "timeout per kernel boot (default 10m)")
@@ -79,6 +81,7 @@ func run() error {
 	flag.Var(runs, "run", "command 'NAME=/guest/path arg...' (repeatable; shell-like quoting, no expansion)")
 	flag.Var(envs, "env", "KEY=VALUE for every command (repeatable)")
 	flag.Var(files, "file", "HOSTPATH:GUESTPATH to put into the initramfs (repeatable)")
+	flag.Var(wantTests, "tests", "BINARY=TestA,TestB: run only these top-level tests of -test BINARY (base name), each of which must print PASS (repeatable)")
 	flag.Parse()
 	if flag.NArg() > 0 {
 		return fmt.Errorf("unexpected arguments %q", flag.Args())
@@ -110,6 +113,9 @@ func run() error {
 		plan.CPUs = *cpus
 	}
 	plan.NoBusybox = plan.NoBusybox || *noBusybox
+	if *cmdline != "" {
+		plan.Cmdline = strings.TrimSpace(plan.Cmdline + " " + *cmdline)
+	}
 	plan.Modules = append(plan.Modules, modules.vals...)
 	for _, e := range envs.vals {
 		k, v, ok := strings.Cut(e, "=")
@@ -143,7 +149,28 @@ func run() error {
 	if err != nil {
 		return fmt.Errorf("-test-args: %w", err)
 	}
-	tf, tc := vmtest.TestMatrix(tests.vals, modes.vals, *modeEnv, targs)
+	want := map[string][]string{}
+	for _, w := range wantTests.vals {
+		bin, names, ok := strings.Cut(w, "=")
+		if !ok || names == "" {
+			return fmt.Errorf("-tests %q: want BINARY=TestA,TestB", w)
+		}
+		for n := range strings.SplitSeq(names, ",") {
+			if n = strings.TrimSpace(n); n != "" {
+				want[bin] = append(want[bin], n)
+			}
+		}
+	}
+	for bin := range want {
+		found := false
+		for _, t := range tests.vals {
+			found = found || filepath.Base(t) == bin
+		}
+		if !found {
+			return fmt.Errorf("-tests %s: no -test binary of that name", bin)
+		}
+	}
+	tf, tc := vmtest.TestMatrix(tests.vals, modes.vals, *modeEnv, targs, want)
 	plan.Files = append(plan.Files, tf...)
 	plan.Commands = append(plan.Commands, tc...)
 

@@ -33,6 +33,8 @@ type Plan struct {
 	CPUs int `json:"cpus,omitempty"`
 	// NoBusybox leaves /bin/busybox and its applet links out of the initramfs.
 	NoBusybox bool `json:"no_busybox,omitempty"`
+	// Cmdline is added to the kernel command line, e.g. an lsm= list.
+	Cmdline string `json:"cmdline,omitempty"`
 	// Modules are kernel module names (veth, overlay) loaded before the
 	// commands run; dependencies are added.
 	Modules []string `json:"modules,omitempty"`
@@ -194,8 +196,10 @@ const GuestTestDir = "/tests"
 // TestMatrix returns the files and commands that run each host test binary
 // once per mode, with envKey=mode in the environment, named
 // "<binary base name>/<mode>". With no modes each binary runs once, named by
-// its base name. args are passed to every run (e.g. -test.v).
-func TestMatrix(binaries, modes []string, envKey string, args []string) ([]File, []guest.Command) {
+// its base name. args are passed to every run (e.g. -test.v). When tests
+// names a binary's base name, only those top-level tests run (-test.run)
+// and each must pass (Command.WantTests).
+func TestMatrix(binaries, modes []string, envKey string, args []string, tests map[string][]string) ([]File, []guest.Command) {
 	var (
 		files []File
 		cmds  []guest.Command
@@ -205,16 +209,21 @@ func TestMatrix(binaries, modes []string, envKey string, args []string) ([]File,
 		g := path.Join(GuestTestDir, base)
 		files = append(files, File{Host: b, Guest: g})
 		argv := append([]string{g}, args...)
+		want := tests[base]
+		if len(want) > 0 {
+			argv = append(argv, "-test.run=^("+strings.Join(want, "|")+")$")
+		}
 		if len(modes) == 0 {
-			cmds = append(cmds, guest.Command{Name: base, Args: argv, Dir: GuestTestDir})
+			cmds = append(cmds, guest.Command{Name: base, Args: argv, Dir: GuestTestDir, WantTests: want})
 			continue
 		}
 		for _, m := range modes {
 			cmds = append(cmds, guest.Command{
-				Name: base + "/" + m,
-				Args: argv,
-				Env:  map[string]string{envKey: m},
-				Dir:  GuestTestDir,
+				Name:      base + "/" + m,
+				Args:      argv,
+				Env:       map[string]string{envKey: m},
+				Dir:       GuestTestDir,
+				WantTests: want,
 			})
 		}
 	}

@@ -56,6 +56,8 @@ type CommandResult struct {
 type KernelReport struct {
 	Kernel  Kernel
 	Release string
+	// Cmdline is what the plan added to the kernel command line.
+	Cmdline string
 	// Wall is the time from starting qemu to its exit.
 	Wall time.Duration
 	// Results has one entry per plan command, in plan order.
@@ -182,26 +184,27 @@ type bootConfig struct {
 	plan   *Plan
 }
 
-// QEMUArgs returns the qemu-system-x86_64 arguments for one boot. /dev/kvm
-// hangs on this kind of machine (nested virtualisation), so it is TCG.
-func QEMUArgs(vmlinuz, initrd string, memoryMB, cpus int) []string {
+// QEMUArgs returns the qemu-system-x86_64 arguments for one boot, with
+// cmdline added to the kernel command line. /dev/kvm hangs on this kind of
+// machine (nested virtualisation), so it is TCG.
+func QEMUArgs(vmlinuz, initrd string, memoryMB, cpus int, cmdline string) []string {
 	return []string{
 		"-accel", "tcg", "-cpu", "max",
 		"-m", strconv.Itoa(memoryMB), "-smp", strconv.Itoa(cpus),
 		"-nographic", "-no-reboot", "-nic", "none",
 		"-kernel", vmlinuz, "-initrd", initrd,
-		"-append", "console=ttyS0 quiet panic=-1",
+		"-append", strings.TrimSpace("console=ttyS0 quiet panic=-1 " + cmdline),
 	}
 }
 
 func boot(ctx context.Context, out io.Writer, bc bootConfig) KernelReport {
 	k := bc.img.Kernel
-	rep := KernelReport{Kernel: k, Release: bc.img.Release}
+	rep := KernelReport{Kernel: k, Release: bc.img.Release, Cmdline: bc.plan.Cmdline}
 	timeout := time.Duration(bc.plan.Timeout)
 	tctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 
-	cmd := exec.CommandContext(tctx, bc.qemu, QEMUArgs(bc.img.Vmlinuz, bc.initrd, bc.plan.MemoryMB, bc.plan.CPUs)...)
+	cmd := exec.CommandContext(tctx, bc.qemu, QEMUArgs(bc.img.Vmlinuz, bc.initrd, bc.plan.MemoryMB, bc.plan.CPUs, bc.plan.Cmdline)...)
 	cmd.WaitDelay = 5 * time.Second
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
@@ -213,7 +216,7 @@ func boot(ctx context.Context, out io.Writer, bc bootConfig) KernelReport {
 		rep.Errors = append(rep.Errors, fmt.Sprintf("qemu stderr: %v", err))
 		return rep
 	}
-	fmt.Fprintf(out, "vmtest: [%s] booting %s with %d commands (timeout %s)\n", k.Name, bc.img.Release, len(bc.plan.Commands), timeout)
+	fmt.Fprintf(out, "vmtest: [%s] booting %s %s with %d commands (timeout %s)\n", k.Name, bc.img.Release, bc.plan.Cmdline, len(bc.plan.Commands), timeout)
 	start := time.Now()
 	if err := cmd.Start(); err != nil {
 		rep.Errors = append(rep.Errors, fmt.Sprintf("start qemu: %v", err))
@@ -285,14 +288,23 @@ func forEachLine(r io.Reader, fn func(string)) {
 type console struct {
 	nonce   string
 	results map[string]guest.Result
-	done    bool
-	panic   bool
-	errs    []string
+	// tests are the top-level Go test verdicts ("--- PASS: Name") printed
+	// since the last result line, so by the command running now; byCmd
+	// keeps them per command once its result line came.
+	tests map[string]string
+	byCmd map[string]map[string]string
+	done  bool
+	panic bool
+	errs  []string
 }
 
 func newConsole(nonce string) *console {
-	return &console{nonce: nonce, results: map[string]guest.Result{}}
+	return &console{nonce: nonce, results: map[string]guest.Result{}, tests: map[string]string{}, byCmd: map[string]map[string]string{}}
 }
+
+// goTestVerdict matches the line "go test -v" prints for a top-level test
+// (subtests are indented).
+var goTestVerdict = regexp.MustCompile(`^--- (PASS|FAIL|SKIP): (\S+) \(`)
 
 // feed looks at one console line.
 func (c *console) feed(line string) {
@@ -301,6 +313,10 @@ func (c *console) feed(line string) {
 			c.errs = append(c.errs, "kernel panic: "+msg)
 		}
 		c.panic = true
+		return
+	}
+	if m := goTestVerdict.FindStringSubmatch(line); m != nil {
+		c.tests[m[2]] = m[1]
 		return
 	}
 	l, ok, err := guest.ParseLine(c.nonce, line)
@@ -317,6 +333,7 @@ func (c *console) feed(line string) {
 			c.errs = append(c.errs, "duplicate result for "+l.Result.Name)
 		}
 		c.results[l.Result.Name] = l.Result
+		c.byCmd[l.Result.Name], c.tests = c.tests, map[string]string{}
 	}
 }
 
@@ -332,6 +349,8 @@ func (c *console) verdict(cmds []guest.Command, errs []string) ([]CommandResult,
 			out = append(out, CommandResult{Name: cmd.Name, Status: Missing, Exit: -1})
 		case r.Exit != 0:
 			out = append(out, CommandResult{Name: cmd.Name, Status: Fail, Exit: r.Exit, Seconds: r.Seconds})
+		case !c.ranWanted(cmd, &errs):
+			out = append(out, CommandResult{Name: cmd.Name, Status: Fail, Exit: r.Exit, Seconds: r.Seconds})
 		default:
 			out = append(out, CommandResult{Name: cmd.Name, Status: Pass, Seconds: r.Seconds})
 		}
@@ -344,6 +363,22 @@ func (c *console) verdict(cmds []guest.Command, errs []string) ([]CommandResult,
 		errs = append(errs, "the guest did not print its done line")
 	}
 	return out, errs
+}
+
+// ranWanted reports whether every test that cmd wants printed PASS, adding
+// an error for each that did not.
+func (c *console) ranWanted(cmd guest.Command, errs *[]string) bool {
+	ok := true
+	for _, name := range cmd.WantTests {
+		if v := c.byCmd[cmd.Name][name]; v != "PASS" {
+			if v == "" {
+				v = "did not run"
+			}
+			*errs = append(*errs, fmt.Sprintf("%s: %s: %s", cmd.Name, name, v))
+			ok = false
+		}
+	}
+	return ok
 }
 
 // PanicText reports whether a console line shows a kernel panic, and the

@@ -15,7 +15,7 @@ func WriteSummary(w io.Writer, reports []KernelReport) (bool, error) {
 	passed, failed := 0, 0
 	for _, r := range reports {
 		for _, c := range r.Results {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%.1f\n", r.Kernel.Name, r.Release, c.Name, c.Status, c.Exit, c.Seconds)
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%.1f\n", r.label(), r.Release, c.Name, c.Status, c.Exit, c.Seconds)
 			if c.Status == Pass {
 				passed++
 			} else {
@@ -26,7 +26,7 @@ func WriteSummary(w io.Writer, reports []KernelReport) (bool, error) {
 		if !r.OK() {
 			status = "FAILED"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t(boot)\t%s\t\t%.1f\n", r.Kernel.Name, r.Release, status, r.Wall.Seconds())
+		fmt.Fprintf(tw, "%s\t%s\t(boot)\t%s\t\t%.1f\n", r.label(), r.Release, status, r.Wall.Seconds())
 	}
 	if err := tw.Flush(); err != nil {
 		return false, fmt.Errorf("write summary: %w", err)
@@ -34,7 +34,7 @@ func WriteSummary(w io.Writer, reports []KernelReport) (bool, error) {
 	ok := len(reports) > 0
 	for _, r := range reports {
 		for _, e := range r.Errors {
-			fmt.Fprintf(w, "vmtest: [%s] %s\n", r.Kernel.Name, e)
+			fmt.Fprintf(w, "vmtest: [%s] %s\n", r.label(), e)
 		}
 		if len(r.Errors) > 0 {
 			failed++ // the boot itself failed, whatever its commands said
@@ -47,4 +47,13 @@ func WriteSummary(w io.Writer, reports []KernelReport) (bool, error) {
 		return false, fmt.Errorf("write summary: %w", err)
 	}
 	return ok, nil
+}
+
+// label names the boot: the kernel, and what the plan added to its command
+// line.
+func (r *KernelReport) label() string {
+	if r.Cmdline == "" {
+		return r.Kernel.Name
+	}
+	return r.Kernel.Name + " " + r.Cmdline
 }

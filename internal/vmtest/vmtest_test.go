@@ -35,7 +35,7 @@ func TestPanicText(t *testing.T) {
 
 func TestConsoleVerdict(t *testing.T) {
 	const n = "nonce1"
-	cmds := []guest.Command{{Name: "a"}, {Name: "b"}}
+	cmds := []guest.Command{{Name: "a"}, {Name: "b", WantTests: []string{"TestX", "TestY"}}}
 	res := func(name string, exit int) string {
 		return guest.FormatResult(n, guest.Result{Name: name, Exit: exit, Seconds: 1})
 	}
@@ -45,21 +45,31 @@ func TestConsoleVerdict(t *testing.T) {
 		wantStatus []Status
 		wantErrs   []string // substrings, in order
 	}{
-		{name: "all pass", lines: []string{"boot", res("a", 0), res("b", 0), guest.FormatDone(n)},
+		{name: "all pass", lines: []string{"boot", res("a", 0), "--- PASS: TestX (1.00s)", "--- PASS: TestY (0.00s)", res("b", 0), guest.FormatDone(n)},
 			wantStatus: []Status{Pass, Pass}},
-		{name: "one fails", lines: []string{res("a", 1), res("b", 0), guest.FormatDone(n)},
+		{name: "one fails", lines: []string{res("a", 1), "--- PASS: TestX (1.00s)", "--- PASS: TestY (0.00s)", res("b", 0), guest.FormatDone(n)},
 			wantStatus: []Status{Fail, Pass}},
+		{name: "a wanted test that did not run fails the command", lines: []string{res("a", 0), "--- PASS: TestX (1.00s)", "testing: warning: no tests to run", res("b", 0), guest.FormatDone(n)},
+			wantStatus: []Status{Pass, Fail}, wantErrs: []string{"b: TestY: did not run"}},
+		{name: "no test ran at all", lines: []string{res("a", 0), "PASS", res("b", 0), guest.FormatDone(n)},
+			wantStatus: []Status{Pass, Fail}, wantErrs: []string{"b: TestX: did not run", "b: TestY: did not run"}},
+		{name: "a skipped wanted test fails the command", lines: []string{res("a", 0), "--- PASS: TestX (1.00s)", "--- SKIP: TestY (0.00s)", res("b", 0), guest.FormatDone(n)},
+			wantStatus: []Status{Pass, Fail}, wantErrs: []string{"b: TestY: SKIP"}},
+		{name: "a pass printed by an earlier command does not count", lines: []string{"--- PASS: TestX (1.00s)", "--- PASS: TestY (0.00s)", res("a", 0), res("b", 0), guest.FormatDone(n)},
+			wantStatus: []Status{Pass, Fail}, wantErrs: []string{"b: TestX: did not run", "b: TestY: did not run"}},
+		{name: "subtest lines are not top-level tests", lines: []string{res("a", 0), "    --- PASS: TestX (1.00s)", "--- PASS: TestY (0.00s)", res("b", 0), guest.FormatDone(n)},
+			wantStatus: []Status{Pass, Fail}, wantErrs: []string{"b: TestX: did not run"}},
 		{name: "missing result is a failure", lines: []string{res("a", 0), guest.FormatDone(n)},
 			wantStatus: []Status{Pass, Missing}},
 		{name: "other nonce does not count", lines: []string{res("a", 0), guest.FormatResult("x", guest.Result{Name: "b"}), guest.FormatDone(n)},
 			wantStatus: []Status{Pass, Missing}},
-		{name: "no done line", lines: []string{res("a", 0), res("b", 0)},
+		{name: "no done line", lines: []string{res("a", 0), "--- PASS: TestX (1.00s)", "--- PASS: TestY (0.00s)", res("b", 0)},
 			wantStatus: []Status{Pass, Pass}, wantErrs: []string{"done line"}},
 		{name: "panic", lines: []string{res("a", 0), "Kernel panic - not syncing: boom", "---[ end Kernel panic - not syncing: boom ]---"},
 			wantStatus: []Status{Pass, Missing}, wantErrs: []string{"kernel panic: boom", "done line"}},
 		{name: "guest setup error", lines: []string{guest.FormatError(n, "load module veth: no such file")},
 			wantStatus: []Status{Missing, Missing}, wantErrs: []string{"guest setup failed: load module veth", "done line"}},
-		{name: "unplanned and duplicate results", lines: []string{res("a", 0), res("a", 0), res("b", 0), res("c", 0), guest.FormatDone(n)},
+		{name: "unplanned and duplicate results", lines: []string{res("a", 0), res("a", 0), "--- PASS: TestX (1.00s)", "--- PASS: TestY (0.00s)", res("b", 0), res("c", 0), guest.FormatDone(n)},
 			wantStatus: []Status{Pass, Pass}, wantErrs: []string{"duplicate result for a", "not in the plan: c"}},
 	}
 	for _, tt := range tests {
@@ -156,7 +166,7 @@ func TestParsePlan(t *testing.T) {
 }
 
 func TestTestMatrix(t *testing.T) {
-	files, cmds := TestMatrix([]string{"_build/vm/bpf.test", "_build/vm/receiver.test"}, []string{"lsm", "cgroup"}, "TCPCONNECT_ATTACH", []string{"-test.v"})
+	files, cmds := TestMatrix([]string{"_build/vm/bpf.test", "_build/vm/receiver.test"}, []string{"lsm", "cgroup"}, "TCPCONNECT_ATTACH", []string{"-test.v"}, map[string][]string{"receiver.test": {"TestA", "TestB"}})
 	wantFiles := []File{{Host: "_build/vm/bpf.test", Guest: "/tests/bpf.test"}, {Host: "_build/vm/receiver.test", Guest: "/tests/receiver.test"}}
 	if !reflect.DeepEqual(files, wantFiles) {
 		t.Errorf("files = %+v", files)
@@ -167,12 +177,15 @@ func TestTestMatrix(t *testing.T) {
 	}
 	want := []string{
 		"bpf.test/lsm /tests/bpf.test -test.v lsm", "bpf.test/cgroup /tests/bpf.test -test.v cgroup",
-		"receiver.test/lsm /tests/receiver.test -test.v lsm", "receiver.test/cgroup /tests/receiver.test -test.v cgroup",
+		"receiver.test/lsm /tests/receiver.test -test.v -test.run=^(TestA|TestB)$ lsm", "receiver.test/cgroup /tests/receiver.test -test.v -test.run=^(TestA|TestB)$ cgroup",
 	}
 	if !reflect.DeepEqual(names, want) {
 		t.Errorf("commands = %q, want %q", names, want)
 	}
-	_, cmds = TestMatrix([]string{"x.test"}, nil, "K", nil)
+	if cmds[0].WantTests != nil || !reflect.DeepEqual(cmds[3].WantTests, []string{"TestA", "TestB"}) {
+		t.Errorf("want tests: %q, %q", cmds[0].WantTests, cmds[3].WantTests)
+	}
+	_, cmds = TestMatrix([]string{"x.test"}, nil, "K", nil, nil)
 	if len(cmds) != 1 || cmds[0].Name != "x.test" || cmds[0].Env != nil {
 		t.Errorf("no modes: %+v", cmds)
 	}
@@ -266,10 +279,15 @@ func TestCPIOWriter(t *testing.T) {
 }
 
 func TestQEMUArgs(t *testing.T) {
-	got := strings.Join(QEMUArgs("/k/vmlinuz", "/i.cpio", 1024, 2), " ")
+	got := strings.Join(QEMUArgs("/k/vmlinuz", "/i.cpio", 1024, 2, ""), " ")
 	want := "-accel tcg -cpu max -m 1024 -smp 2 -nographic -no-reboot -nic none -kernel /k/vmlinuz -initrd /i.cpio -append console=ttyS0 quiet panic=-1"
 	if got != want {
 		t.Errorf("QEMUArgs = %q, want %q", got, want)
+	}
+	args := QEMUArgs("/k/vmlinuz", "/i.cpio", 1024, 2, "lsm=capability,yama")
+	got = args[len(args)-1]
+	if want := "console=ttyS0 quiet panic=-1 lsm=capability,yama"; got != want {
+		t.Errorf("QEMUArgs -append %q, want %q", got, want)
 	}
 }
 

@@ -52,6 +52,11 @@ type Command struct {
 	Env map[string]string `json:"env,omitempty"`
 	// Dir is the working directory; "/" when empty.
 	Dir string `json:"dir,omitempty"`
+	// WantTests, for a Go test binary run with -test.v, are the top-level
+	// tests that must each print "--- PASS: NAME": the host fails the
+	// command when one is missing or skipped, so a run that selected no
+	// test cannot pass. The guest ignores it.
+	WantTests []string `json:"want_tests,omitempty"`
 }
 
 // ValidName reports whether name may be used as a command name: non-empty and
