@@ -22,10 +22,14 @@ import (
 	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/plog"
 	"go.opentelemetry.io/collector/receiver/receivertest"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/sdk/metric/metricdata"
+	"go.opentelemetry.io/otel/sdk/metric/metricdata/metricdatatest"
 	"golang.org/x/sys/unix"
 
 	"github.com/tcpconnect/tcpconnect/internal/privtest"
 	"github.com/tcpconnect/tcpconnect/receiver/internal/metadata"
+	"github.com/tcpconnect/tcpconnect/receiver/internal/metadatatest"
 )
 
 // envResolveConnect makes the re-executed test binary a client that resolves
@@ -206,7 +210,16 @@ func newDNSHarness(t *testing.T, z zone, truncate map[string]bool) *dnsHarness {
 	if err := rcv.Start(context.Background(), componenttest.NewNopHost()); err != nil {
 		t.Fatalf("Start (attach %s): %v", cfg.Attach, err)
 	}
-	privtest.CheckAutoMode(t, rcv.(*tcpconnectReceiver).src.Mode())
+	src := rcv.(*tcpconnectReceiver).src
+	privtest.CheckAutoMode(t, src.Mode())
+	// The mode in use was proven although the port filter leaves out the
+	// proof connect's port, and each mode left before it is counted.
+	metadatatest.AssertEqualReceiverTcpconnectAttachProven(t, h.tel, []metricdata.DataPoint[int64]{
+		{Value: 1, Attributes: attribute.NewSet(attribute.String("mode", src.Mode()))},
+	}, metricdatatest.IgnoreTimestamp())
+	if got, want := counter(t, h.tel, "receiver_tcpconnect_attach_modes_left"), int64(len(src.Attempts())-1); got != want {
+		t.Errorf("attach modes left: %d, want %d (attempts %+v)", got, want, src.Attempts())
+	}
 	t.Cleanup(func() {
 		if err := rcv.Shutdown(context.Background()); err != nil {
 			t.Errorf("Shutdown: %v", err)

@@ -15,6 +15,7 @@ import (
 	"go.opentelemetry.io/collector/pdata/plog"
 	"go.opentelemetry.io/collector/receiver"
 	"go.opentelemetry.io/collector/receiver/receiverhelper"
+	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
 	"go.uber.org/zap"
 	"golang.org/x/sys/unix"
@@ -93,6 +94,7 @@ func (r *tcpconnectReceiver) Start(_ context.Context, _ component.Host) error {
 		return fmt.Errorf("tcpconnect receiver: %w", err)
 	}
 	r.src = src
+	r.reportAttach(src.Attempts())
 	if r.cfg.DNS.Enabled {
 		c, err := dns.New(r.cfg.DNS)
 		if err != nil {
@@ -132,6 +134,23 @@ func (r *tcpconnectReceiver) Start(_ context.Context, _ component.Host) error {
 		}
 	}()
 	return nil
+}
+
+// reportAttach records the attach modes left at start and whether the one
+// in use was proven.
+func (r *tcpconnectReceiver) reportAttach(attempts []bpf.Attempt) {
+	ctx := context.Background()
+	for _, a := range attempts {
+		mode := metric.WithAttributes(attribute.String("mode", string(a.Mode)))
+		switch {
+		case a.Err != nil:
+			r.telemetry.ReceiverTcpconnectAttachModesLeft.Add(ctx, 1, mode)
+		case a.ProofSkipped != "":
+			r.telemetry.ReceiverTcpconnectAttachProven.Record(ctx, 0, mode)
+		default:
+			r.telemetry.ReceiverTcpconnectAttachProven.Record(ctx, 1, mode)
+		}
+	}
 }
 
 // Shutdown stops reading, sends the last batch, waits for the goroutines and

@@ -54,6 +54,7 @@ func (s *replaySource) isClosed() bool {
 }
 
 func (s *replaySource) Mode() string            { return s.mode }
+func (s *replaySource) Attempts() []bpf.Attempt { return nil }
 func (s *replaySource) SetDeadline(t time.Time) { s.deadline = t }
 
 func (s *replaySource) ReadInto(rec *ringbuf.Record) error {

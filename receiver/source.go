@@ -18,6 +18,8 @@ import (
 type source interface {
 	// Mode is the attach mode in use (lsm, fentry, kprobe, cgroup).
 	Mode() string
+	// Attempts are the attach modes tried at start, the one in use last.
+	Attempts() []bpf.Attempt
 	// SetDeadline bounds how long ReadInto waits for a record.
 	SetDeadline(t time.Time)
 	// ReadInto reads the next record into rec, reusing its buffer. It

@@ -26,6 +26,8 @@ type TelemetryBuilder struct {
 	meter                                   metric.Meter
 	mu                                      sync.Mutex
 	registrations                           []metric.Registration
+	ReceiverTcpconnectAttachModesLeft       metric.Int64Counter
+	ReceiverTcpconnectAttachProven          metric.Int64Gauge
 	ReceiverTcpconnectConnectsLost          metric.Int64Counter
 	ReceiverTcpconnectConnectsNamed         metric.Int64Counter
 	ReceiverTcpconnectConnectsReceived      metric.Int64Counter
@@ -72,6 +74,18 @@ func NewTelemetryBuilder(settings component.TelemetrySettings, options ...Teleme
 	}
 	builder.meter = Meter(settings)
 	var err, errs error
+	builder.ReceiverTcpconnectAttachModesLeft, err = builder.meter.Int64Counter(
+		"otelcol_receiver_tcpconnect_attach_modes_left",
+		metric.WithDescription("Attach modes tried at start and left, by attribute mode: not loadable or attachable here, bpf not an active LSM, or attached but not reporting the proof connect. [Development]"),
+		metric.WithUnit("{mode}"),
+	)
+	errs = errors.Join(errs, err)
+	builder.ReceiverTcpconnectAttachProven, err = builder.meter.Int64Gauge(
+		"otelcol_receiver_tcpconnect_attach_proven",
+		metric.WithDescription("1 when the attach mode in use (attribute mode) reported the proof connect at start; 0 when the proof was skipped (cgroup_path below a cgroup2 mount root). [Development]"),
+		metric.WithUnit("1"),
+	)
+	errs = errors.Join(errs, err)
 	builder.ReceiverTcpconnectConnectsLost, err = builder.meter.Int64Counter(
 		"otelcol_receiver_tcpconnect_connects_lost",
 		metric.WithDescription("Connect records lost in the kernel because the ring buffer was full. [Development]"),

@@ -19,6 +19,8 @@ func TestSetupTelemetry(t *testing.T) {
 	tb, err := metadata.NewTelemetryBuilder(testTel.NewTelemetrySettings())
 	require.NoError(t, err)
 	defer tb.Shutdown()
+	tb.ReceiverTcpconnectAttachModesLeft.Add(context.Background(), 1)
+	tb.ReceiverTcpconnectAttachProven.Record(context.Background(), 1)
 	tb.ReceiverTcpconnectConnectsLost.Add(context.Background(), 1)
 	tb.ReceiverTcpconnectConnectsNamed.Add(context.Background(), 1)
 	tb.ReceiverTcpconnectConnectsReceived.Add(context.Background(), 1)
@@ -34,6 +36,12 @@ func TestSetupTelemetry(t *testing.T) {
 	tb.ReceiverTcpconnectDNSParseErrors.Add(context.Background(), 1)
 	tb.ReceiverTcpconnectRecordsDropped.Add(context.Background(), 1)
 	tb.ReceiverTcpconnectSendRetries.Add(context.Background(), 1)
+	AssertEqualReceiverTcpconnectAttachModesLeft(t, testTel,
+		[]metricdata.DataPoint[int64]{{Value: 1}},
+		metricdatatest.IgnoreTimestamp())
+	AssertEqualReceiverTcpconnectAttachProven(t, testTel,
+		[]metricdata.DataPoint[int64]{{Value: 1}},
+		metricdatatest.IgnoreTimestamp())
 	AssertEqualReceiverTcpconnectConnectsLost(t, testTel,
 		[]metricdata.DataPoint[int64]{{Value: 1}},
 		metricdatatest.IgnoreTimestamp())
