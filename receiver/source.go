@@ -52,10 +52,10 @@ func openProbe(cfg *Config, logger *zap.Logger) (source, error) {
 		return nil, err
 	}
 	opts := bpf.Options{
-		Mode:       mode,
-		CgroupPath: cfg.CgroupPath,
-		RingBytes:  cfg.RingBufferSize,
-		DNS:        cfg.DNS.Enabled,
+		Mode:        mode,
+		CgroupPath:  cfg.CgroupPath,
+		RingBytes:   cfg.RingBufferSize,
+		DNS:         cfg.DNS.Enabled,
 		Filter:      filter,
 		ExcludeSelf: cfg.ExcludeSelf,
 	}
