@@ -154,6 +154,13 @@ func (a *probeAttacher) prove(m Mode) (time.Duration, string, error) {
 			return 0, "", err
 		}
 		if !root {
+			// Unproven, exclude_self falls back to our PID as this PID
+			// namespace sees it (right on the host, not in a container).
+			if a.opts.ExcludeSelf {
+				if err := a.p.vars.self.Set(uint32(os.Getpid())); err != nil {
+					return 0, "", fmt.Errorf("set self_tgid: %w", err)
+				}
+			}
 			return 0, fmt.Sprintf("cgroup_path %s is not a cgroup2 mount root, so it need not hold the collector", a.opts.CgroupPath), nil
 		}
 	}
