@@ -129,3 +129,32 @@ func TestProbeLSMExpectation(t *testing.T) {
 		t.Fatalf("Open(lsm) error %#v: want an OpenError with the one lsm attempt", err)
 	}
 }
+
+// TestProbeCgroupSubtreeUnproven attaches the cgroup mode below a cgroup2
+// mount's root, which need not hold the collector: it is used, unproven, and
+// says why (a proof there could fail although the mode works for the
+// subtree).
+func TestProbeCgroupSubtreeUnproven(t *testing.T) {
+	privtest.Require(t)
+	root, err := CgroupV2Mount()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sub, err := os.MkdirTemp(root, "tcpconnect-test-")
+	if err != nil {
+		t.Fatalf("create a child cgroup: %v", err)
+	}
+	defer os.Remove(sub)
+	p, err := Open(Options{Mode: ModeCgroup, CgroupPath: sub, ExcludeSelf: true})
+	if err != nil {
+		t.Fatalf("Open(cgroup, %s): %v", sub, err)
+	}
+	defer p.Close()
+	last := p.Attempts()[len(p.Attempts())-1]
+	if last.Err != nil || last.Proof != 0 || !strings.Contains(last.ProofSkipped, "not a cgroup2 mount root") {
+		t.Fatalf("attempt %+v: want an unproven cgroup mode that says why", last)
+	}
+	if p.SelfTGID() != 0 {
+		t.Fatalf("SelfTGID() = %d without a proof", p.SelfTGID())
+	}
+}
