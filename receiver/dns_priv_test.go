@@ -104,6 +104,9 @@ func (s *dnsTestServer) serve(t *testing.T, pc net.PacketConn, ln net.Listener) 
 		<-started
 		t.Cleanup(func() { _ = srv.Shutdown() })
 	}
+	// Shutdown may leave the UDP socket to the serving goroutine to close:
+	// close both here, so the next test can bind the address at once.
+	t.Cleanup(func() { _ = pc.Close(); _ = ln.Close() })
 }
 
 func listenDNS(t *testing.T, addr string) (net.PacketConn, net.Listener) {
