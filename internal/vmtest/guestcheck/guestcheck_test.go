@@ -29,15 +29,22 @@ func inGuest(t *testing.T) {
 
 func TestKernelFeatures(t *testing.T) {
 	inGuest(t)
+	// The harness boots each kernel with bpf in its active LSM list and once
+	// without (TCPCONNECT_EXPECT_LSM=inactive): the list must agree.
+	bpfLSM, noBPFLSM := "bpf", ""
+	if os.Getenv("TCPCONNECT_EXPECT_LSM") == "inactive" {
+		bpfLSM, noBPFLSM = "", "bpf"
+	}
 	tests := []struct {
-		name string
-		file string
-		want string // a comma-separated item the file must list; "" only needs the file
+		name   string
+		file   string
+		want   string // a comma-separated item the file must list; "" only needs the file
+		unwant string // an item it must not list
 	}{
-		{"bpf is an active LSM", "/sys/kernel/security/lsm", "bpf"},
-		{"kernel BTF", "/sys/kernel/btf/vmlinux", ""},
-		{"veth module loaded", "/sys/module/veth/refcnt", ""},
-		{"cgroup v2 mounted", "/sys/fs/cgroup/cgroup.controllers", ""},
+		{"bpf in the LSM list as expected", "/sys/kernel/security/lsm", bpfLSM, noBPFLSM},
+		{"kernel BTF", "/sys/kernel/btf/vmlinux", "", ""},
+		{"veth module loaded", "/sys/module/veth/refcnt", "", ""},
+		{"cgroup v2 mounted", "/sys/fs/cgroup/cgroup.controllers", "", ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -45,8 +52,12 @@ func TestKernelFeatures(t *testing.T) {
 			if err != nil {
 				t.Fatalf("read %s: %v", tt.file, err)
 			}
-			if tt.want != "" && !slices.Contains(strings.Split(strings.TrimSpace(string(data)), ","), tt.want) {
+			items := strings.Split(strings.TrimSpace(string(data)), ",")
+			if tt.want != "" && !slices.Contains(items, tt.want) {
 				t.Fatalf("%s = %q, want it to list %q", tt.file, data, tt.want)
+			}
+			if tt.unwant != "" && slices.Contains(items, tt.unwant) {
+				t.Fatalf("%s = %q, want it not to list %q", tt.file, data, tt.unwant)
 			}
 		})
 	}
