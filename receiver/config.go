@@ -11,6 +11,7 @@ import (
 
 	"github.com/tcpconnect/tcpconnect/bpf"
 	"github.com/tcpconnect/tcpconnect/dns"
+	"github.com/tcpconnect/tcpconnect/internal/procinfo"
 )
 
 // Defaults of Config.
@@ -52,6 +53,10 @@ type Config struct {
 	// IncludeCommandLine adds process.command_line (/proc/PID/cmdline). Off
 	// by default: command lines may carry secrets.
 	IncludeCommandLine bool `mapstructure:"include_command_line"`
+	// MaxCommandLineBytes caps process.command_line: a longer one is cut on
+	// a UTF-8 boundary and ends in "…" (procinfo.TruncationMarker). Any
+	// process can make its command line megabytes long.
+	MaxCommandLineBytes int `mapstructure:"max_command_line_bytes"`
 	// Retry bounds the retries of ConsumeLogs after non-permanent errors.
 	Retry RetryConfig `mapstructure:"retry"`
 	// DNS configures DNS capture and name correlation (package dns).
@@ -70,6 +75,10 @@ type BatchConfig struct {
 	MaxSize int `mapstructure:"max_size"`
 	// Timeout is the longest a record waits before its batch is sent.
 	Timeout time.Duration `mapstructure:"timeout"`
+	// MaxBytes bounds a batch's OTLP (protobuf) size: a batch is sent
+	// before the next record could take it past this. It must hold the
+	// largest record the caps allow (see maxRecordBytes).
+	MaxBytes int `mapstructure:"max_bytes"`
 }
 
 // RetryConfig is the bounded exponential backoff for non-permanent consumer
@@ -164,7 +173,7 @@ func createDefaultConfig() *Config {
 		Attach:         string(bpf.ModeAuto),
 		RingBufferSize: defaultRingBufferSize,
 		PollInterval:   defaultPollInterval,
-		Batch:          BatchConfig{MaxSize: defaultBatchMaxSize, Timeout: defaultBatchTimeout},
+		Batch:          BatchConfig{MaxSize: defaultBatchMaxSize, Timeout: defaultBatchTimeout, MaxBytes: defaultBatchMaxBytes},
 		ExcludeSelf:    true,
 		DNS:            dns.DefaultConfig(),
 		Retry: RetryConfig{
@@ -173,6 +182,7 @@ func createDefaultConfig() *Config {
 			MaxInterval:     defaultRetryMax,
 			MaxElapsedTime:  defaultRetryMaxElapsed,
 		},
+		MaxCommandLineBytes: procinfo.DefaultMaxCommandLineBytes,
 	}
 }
 
@@ -206,6 +216,7 @@ func (c *Config) Validate() error {
 			errs = append(errs, fmt.Errorf("retry.max_elapsed_time: must be positive (retries are bounded), got %s", c.Retry.MaxElapsedTime))
 		}
 	}
+	errs = append(errs, c.validateRecordBounds()...)
 	if _, err := c.Filter.toBPF(); err != nil {
 		errs = append(errs, err)
 	}

@@ -24,9 +24,10 @@ func TestLoadConfig(t *testing.T) {
 	custom.CgroupPath = "/sys/fs/cgroup/unified"
 	custom.RingBufferSize = 16 << 20
 	custom.PollInterval = 50 * time.Millisecond
-	custom.Batch = BatchConfig{MaxSize: 256, Timeout: time.Second}
+	custom.Batch = BatchConfig{MaxSize: 256, Timeout: time.Second, MaxBytes: 1 << 20}
 	custom.ExcludeSelf = false
 	custom.IncludeCommandLine = true
+	custom.MaxCommandLineBytes = 8192
 	custom.Retry = RetryConfig{Enabled: true, InitialInterval: 100 * time.Millisecond, MaxInterval: 2 * time.Second, MaxElapsedTime: time.Minute}
 	custom.DNS.Enabled = true
 	custom.DNS.MaxEntries = 1000
@@ -46,7 +47,7 @@ func TestLoadConfig(t *testing.T) {
 	}{
 		{component.NewID(metadata.Type), createDefaultConfig(), nil},
 		{component.NewIDWithName(metadata.Type, "custom"), custom, nil},
-		{component.NewIDWithName(metadata.Type, "invalid"), nil, []string{"attach:", "ring_buffer_size:", "batch.max_size:",
+		{component.NewIDWithName(metadata.Type, "invalid"), nil, []string{"attach:", "ring_buffer_size:", "batch.max_size:", "max_command_line_bytes:",
 			"filter.include_cidrs:", "filter.exclude_ports:", "filter.exclude_processes:", "dns.max_ttl:"}},
 	}
 	for _, tt := range tests {
@@ -101,6 +102,15 @@ func TestConfigValidate(t *testing.T) {
 		{"retry max below initial", func(c *Config) { c.Retry.MaxInterval = time.Millisecond }, "retry.max_interval: must be at least retry.initial_interval"},
 		{"retry unbounded", func(c *Config) { c.Retry.MaxElapsedTime = 0 }, "retry.max_elapsed_time: must be positive"},
 		{"retry disabled ignores its fields", func(c *Config) { c.Retry = RetryConfig{} }, ""},
+		{"command line cap zero", func(c *Config) { c.MaxCommandLineBytes = 0 }, "max_command_line_bytes: must be between 64 and 1048576, got 0"},
+		{"command line cap too large", func(c *Config) { c.MaxCommandLineBytes = 2 << 20 }, "max_command_line_bytes: must be between 64 and 1048576"},
+		{"command line cap largest", func(c *Config) { c.MaxCommandLineBytes = 1 << 20; c.IncludeCommandLine = true }, ""},
+		{"batch bytes zero", func(c *Config) { c.Batch.MaxBytes = 0 }, "batch.max_bytes: must be between 1 and"},
+		{"batch bytes below one record", func(c *Config) { c.Batch.MaxBytes = 20000 }, "batch.max_bytes: must hold the largest record"},
+		{"batch bytes below one record with its command line", func(c *Config) {
+			c.IncludeCommandLine, c.MaxCommandLineBytes, c.Batch.MaxBytes = true, 1<<20, 1<<20
+		}, "batch.max_bytes: must hold the largest record"},
+		{"batch bytes hold a command line left out", func(c *Config) { c.MaxCommandLineBytes, c.Batch.MaxBytes = 1<<20, 1<<20 }, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -61,13 +61,23 @@ type lookup struct {
 // reader goroutine only.
 type batcher struct {
 	hostName     string
+	hostFixes    procinfo.Fixes
 	scopeVersion string
 	commandLine  bool
+	// maxBytes is batch.max_bytes, and headroom the most one record (with a
+	// resource of its own) can add: a batch is full once it may not take
+	// one more. Zero maxBytes means no bound (maxRecordBytes' batcher).
+	maxBytes, headroom int
 
 	logs  plog.Logs
 	procs map[procinfo.Key]plog.LogRecordSlice
 	n     int
+	bytes int       // upper bound of the batch's protobuf size (see batch_size.go)
 	first time.Time // when the batch's first record arrived
+
+	// String values exported after procinfo.Clean changed them, counted per
+	// record or resource that carries one, since the last takeFixes.
+	sanitized, truncated int64
 
 	// The last process added to: consecutive connects mostly come from the
 	// same process, so most records skip the procs map.
@@ -80,23 +90,48 @@ type batcher struct {
 	// output): the text of each destination IP and each thread name. Both
 	// outlive batches and are bounded by maxInterned.
 	ips   map[netip.Addr]string
-	comms map[string]string
+	comms map[string]commText
 }
 
-func newBatcher(hostName, scopeVersion string, commandLine bool) *batcher {
+// commText is a thread name as exported, and whether Clean replaced bytes
+// of it.
+type commText struct {
+	s         string
+	sanitized bool
+}
+
+// newBatcher returns a batcher for cfg's batch and record bounds.
+func newBatcher(hostName, scopeVersion string, cfg *Config) *batcher {
+	b := newUnboundedBatcher(hostName, scopeVersion, cfg.IncludeCommandLine)
+	b.maxBytes, b.headroom = cfg.Batch.MaxBytes, maxRecordBytes(cfg)
+	return b
+}
+
+// newUnboundedBatcher returns a batcher without a bound on its bytes. The
+// host name and scope version are cleaned and capped like every string.
+func newUnboundedBatcher(hostName, scopeVersion string, commandLine bool) *batcher {
+	host, hostFixes := procinfo.Clean(hostName, maxHostNameBytes, false)
+	version, _ := procinfo.Clean(scopeVersion, maxScopeVersionBytes, false)
 	return &batcher{
-		hostName:     hostName,
-		scopeVersion: scopeVersion,
+		hostName:     host,
+		hostFixes:    hostFixes,
+		scopeVersion: version,
 		commandLine:  commandLine,
 		logs:         plog.NewLogs(),
 		procs:        make(map[procinfo.Key]plog.LogRecordSlice),
 		ips:          make(map[netip.Addr]string),
-		comms:        make(map[string]string),
+		comms:        make(map[string]commText),
 	}
 }
 
 // len returns the number of records in the batch.
 func (b *batcher) len() int { return b.n }
+
+// full reports whether the next record could take the batch past
+// batch.max_bytes: then it must be sent first.
+func (b *batcher) full() bool {
+	return b.maxBytes > 0 && b.n > 0 && b.bytes > b.maxBytes-b.headroom
+}
 
 // take returns the batch and starts a new one.
 func (b *batcher) take() (plog.Logs, int) {
@@ -106,7 +141,16 @@ func (b *batcher) take() (plog.Logs, int) {
 	b.haveLast = false
 	b.lastRecs = plog.LogRecordSlice{}
 	b.n = 0
+	b.bytes = 0
 	return ld, n
+}
+
+// takeFixes returns the counts of string values exported sanitized and
+// truncated since its last call.
+func (b *batcher) takeFixes() (sanitized, truncated int64) {
+	sanitized, truncated = b.sanitized, b.truncated
+	b.sanitized, b.truncated = 0, 0
+	return sanitized, truncated
 }
 
 // add appends the log record of one connect. ts is the kernel time of the
@@ -118,7 +162,7 @@ func (b *batcher) add(c *event.Connect, p *procinfo.Info, dns lookup, ts, observ
 	if !ok {
 		recs = b.addProcess(key, c, p)
 	}
-	b.appendRecord(recs, c, dns, ts, observed)
+	b.appendRecord(recs, c, c.Comm(), dns, ts, observed)
 }
 
 // hasProcess reports whether process key has a resource in the batch, so
@@ -145,7 +189,7 @@ func (b *batcher) records(key procinfo.Key) (plog.LogRecordSlice, bool) {
 // p) to the batch and returns its empty log records.
 func (b *batcher) addProcess(key procinfo.Key, c *event.Connect, p *procinfo.Info) plog.LogRecordSlice {
 	rl := b.logs.ResourceLogs().AppendEmpty()
-	b.fillResource(rl.Resource().Attributes(), c, p)
+	b.bytes += resourceOverhead + len(metadata.ScopeName) + len(b.scopeVersion) + b.fillResource(rl.Resource().Attributes(), c, p)
 	sl := rl.ScopeLogs().AppendEmpty()
 	sl.Scope().SetName(metadata.ScopeName)
 	sl.Scope().SetVersion(b.scopeVersion)
@@ -155,14 +199,14 @@ func (b *batcher) addProcess(key procinfo.Key, c *event.Connect, p *procinfo.Inf
 	return recs
 }
 
-// appendRecord appends the log record of connect c to recs, the records of
-// c's process in this batch.
-func (b *batcher) appendRecord(recs plog.LogRecordSlice, c *event.Connect, dns lookup, ts, observed time.Time) {
+// appendRecord appends the log record of connect c, from thread comm, to
+// recs, the records of c's process in this batch.
+func (b *batcher) appendRecord(recs plog.LogRecordSlice, c *event.Connect, comm []byte, dns lookup, ts, observed time.Time) {
 	if b.n == 0 {
 		b.first = observed
 	}
 	b.n++
-	b.fillRecord(recs.AppendEmpty(), c, dns, ts, observed)
+	b.bytes += b.fillRecord(recs.AppendEmpty(), c, comm, dns, ts, observed)
 }
 
 // ipString returns the text of ip, formatted once per address.
@@ -178,53 +222,77 @@ func (b *batcher) ipString(ip netip.Addr) string {
 	return s
 }
 
-// commString returns comm as a string, converted once per distinct name.
-func (b *batcher) commString(comm []byte) string {
-	if s, ok := b.comms[string(comm)]; ok {
-		return s
+// commString returns comm as it is exported: valid UTF-8, converted and
+// checked once per distinct name.
+func (b *batcher) commString(comm []byte) commText {
+	if t, ok := b.comms[string(comm)]; ok {
+		return t
 	}
 	if len(b.comms) >= maxInterned {
 		clear(b.comms)
 	}
-	s := string(comm)
-	b.comms[s] = s
-	return s
+	raw := string(comm)
+	s, f := procinfo.Clean(raw, maxCommBytes, false)
+	t := commText{s: s, sanitized: f&procinfo.Sanitized != 0}
+	b.comms[raw] = t
+	return t
 }
 
-func (b *batcher) fillResource(attrs pcommon.Map, c *event.Connect, p *procinfo.Info) {
-	attrs.EnsureCapacity(10)
-	if b.hostName != "" {
-		attrs.PutStr(attrHostName, b.hostName)
+// count adds the fixes of one exported string value to the counters.
+func (b *batcher) count(f procinfo.Fixes) {
+	if f&procinfo.Sanitized != 0 {
+		b.sanitized++
 	}
-	attrs.PutInt(attrProcessPID, int64(c.TGID))
-	attrs.PutInt(attrProcessPPID, int64(c.PPID))
-	attrs.PutStr(attrProcessExeName, p.ExeName)
+	if f&procinfo.Truncated != 0 {
+		b.truncated++
+	}
+}
+
+// fillResource puts the resource attributes of c's process, described by p,
+// into attrs and returns their size bound (batch_size.go).
+func (b *batcher) fillResource(attrs pcommon.Map, c *event.Connect, p *procinfo.Info) int {
+	attrs.EnsureCapacity(10)
+	n := 0
+	if b.hostName != "" {
+		n += putStr(attrs, attrHostName, b.hostName)
+		b.count(b.hostFixes)
+	}
+	n += putInt(attrs, attrProcessPID, int64(c.TGID))
+	n += putInt(attrs, attrProcessPPID, int64(c.PPID))
+	// p's strings are clean and capped (procinfo.Info), its counts say
+	// which were not as the process had them.
+	n += putStr(attrs, attrProcessExeName, p.ExeName)
 	if p.ExePath != "" {
-		attrs.PutStr(attrProcessExePath, p.ExePath)
+		n += putStr(attrs, attrProcessExePath, p.ExePath)
 	}
 	if p.Owner != "" {
-		attrs.PutStr(attrProcessOwner, p.Owner)
+		n += putStr(attrs, attrProcessOwner, p.Owner)
 	}
-	attrs.PutInt(attrProcessRealUID, int64(c.UID))
+	n += putInt(attrs, attrProcessRealUID, int64(c.UID))
 	if b.commandLine && p.CommandLine != "" {
-		attrs.PutStr(attrProcessCmdLine, p.CommandLine)
+		n += putStr(attrs, attrProcessCmdLine, p.CommandLine)
 	}
+	b.sanitized += int64(p.Sanitized)
+	b.truncated += int64(p.Truncated)
 	if p.Container.ID != "" {
-		attrs.PutStr(attrContainerID, p.Container.ID)
+		n += putStr(attrs, attrContainerID, p.Container.ID)
 	}
 	if p.Container.PodUID != "" {
-		attrs.PutStr(attrK8sPodUID, p.Container.PodUID)
+		n += putStr(attrs, attrK8sPodUID, p.Container.PodUID)
 	}
+	return n
 }
 
-func (b *batcher) fillRecord(lr plog.LogRecord, c *event.Connect, dns lookup, ts, observed time.Time) {
+// fillRecord fills lr with the connect c from thread comm and returns its
+// size bound (batch_size.go).
+func (b *batcher) fillRecord(lr plog.LogRecord, c *event.Connect, comm []byte, dns lookup, ts, observed time.Time) int {
 	lr.SetEventName(EventName)
 	lr.SetSeverityNumber(plog.SeverityNumberInfo)
 	lr.SetSeverityText(severityText)
 	lr.SetTimestamp(pcommon.NewTimestampFromTime(ts))
 	lr.SetObservedTimestamp(pcommon.NewTimestampFromTime(observed))
+	size := recordOverhead + len(EventName) + len(severityText)
 
-	comm := c.Comm()
 	n := recordAttributes
 	if len(comm) > 0 {
 		n++
@@ -234,32 +302,40 @@ func (b *batcher) fillRecord(lr plog.LogRecord, c *event.Connect, dns lookup, ts
 	}
 	attrs := lr.Attributes()
 	attrs.EnsureCapacity(n)
-	attrs.PutStr(attrNetTransport, "tcp")
+	size += putStr(attrs, attrNetTransport, "tcp")
 	if c.Dst.Is4() {
-		attrs.PutStr(attrNetType, "ipv4")
+		size += putStr(attrs, attrNetType, "ipv4")
 	} else {
-		attrs.PutStr(attrNetType, "ipv6")
+		size += putStr(attrs, attrNetType, "ipv6")
 	}
 	ip := b.ipString(c.Dst)
-	attrs.PutStr(attrNetPeerAddress, ip)
-	attrs.PutInt(attrNetPeerPort, int64(c.DstPort))
+	size += putStr(attrs, attrNetPeerAddress, ip)
+	size += putInt(attrs, attrNetPeerPort, int64(c.DstPort))
 	if dns.best != "" {
-		attrs.PutStr(attrServerAddress, dns.best)
+		size += putStr(attrs, attrServerAddress, dns.best)
 	} else {
-		attrs.PutStr(attrServerAddress, ip)
+		size += putStr(attrs, attrServerAddress, ip)
 	}
-	attrs.PutInt(attrServerPort, int64(c.DstPort))
-	attrs.PutInt(attrThreadID, int64(c.TID))
+	size += putInt(attrs, attrServerPort, int64(c.DstPort))
+	size += putInt(attrs, attrThreadID, int64(c.TID))
 	if len(comm) > 0 {
-		attrs.PutStr(attrThreadName, b.commString(comm))
+		t := b.commString(comm)
+		size += putStr(attrs, attrThreadName, t.s)
+		if t.sanitized {
+			b.sanitized++
+		}
 	}
 	names := attrs.PutEmptySlice(attrDNSNames)
 	names.EnsureCapacity(len(dns.names))
+	size += attrOverhead + len(attrDNSNames)
 	for _, n := range dns.names {
 		names.AppendEmpty().SetStr(n)
+		size += elemOverhead + len(n)
 	}
 	if len(dns.names) > 0 {
 		attrs.PutDouble(attrDNSNameAge, dns.age.Seconds())
+		size += attrOverhead + len(attrDNSNameAge) + doubleBytes
 	}
-	attrs.PutStr(attrAttachMode, c.Hook.String())
+	size += putStr(attrs, attrAttachMode, c.Hook.String())
+	return size
 }

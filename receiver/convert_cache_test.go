@@ -16,7 +16,7 @@ import (
 // output: the last-process shortcut starts afresh with each batch, and the
 // IP and thread-name caches give the right text past their bound.
 func TestBatcherCaches(t *testing.T) {
-	b := newBatcher("h", "v", false)
+	b := newBatcher("h", "v", createDefaultConfig())
 	info := &procinfo.Info{ExeName: "x"}
 	now := time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)
 	add := func(pid uint32, dst netip.AddrPort, comm string) {

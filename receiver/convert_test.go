@@ -60,9 +60,9 @@ func goldenCompare(t *testing.T, name string, got plog.Logs) {
 func TestConvertGolden(t *testing.T) {
 	const pod = "5c8c2f31-6a0e-4b5e-9d8c-1f2e3d4c5b6a"
 	cid := "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
-	curl := &procinfo.Info{ExePath: "/usr/bin/curl", ExeName: "curl", Owner: "alice", CommandLine: "curl -s https://example.com/", FromProc: true}
+	curl := &procinfo.Info{ExePath: "/usr/bin/curl", ExeName: "curl", Owner: "alice", CommandLine: "curl -s https://example.com/"}
 	gone := &procinfo.Info{ExeName: "wget"}
-	app := &procinfo.Info{ExePath: "/app/server", ExeName: "server", Owner: "root", Container: procinfo.Container{ID: cid, PodUID: pod}, FromProc: true}
+	app := &procinfo.Info{ExePath: "/app/server", ExeName: "server", Owner: "root", Container: procinfo.Container{ID: cid, PodUID: pod}}
 	base := time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)
 
 	type in struct {
@@ -92,7 +92,9 @@ func TestConvertGolden(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			b := newBatcher("host-1", "v1.2.3", tt.commandLine)
+			cfg := createDefaultConfig()
+			cfg.IncludeCommandLine = tt.commandLine
+			b := newBatcher("host-1", "v1.2.3", cfg)
 			for i, x := range tt.ins {
 				var c event.Connect
 				if err := event.DecodeConnect(x.rec.raw(), &c); err != nil {
@@ -118,7 +120,7 @@ func TestConvertGolden(t *testing.T) {
 func BenchmarkConvert(b *testing.B) {
 	raw := connectRec{hook: event.HookCgroup, dst: netip.MustParseAddrPort("93.184.215.14:443"), startNs: 1, tgid: 4242, tid: 4243, ppid: 1, comm: "curl", exe: "curl"}.raw()
 	procs := procinfo.New(procinfo.Config{ProcRoot: b.TempDir()})
-	bt := newBatcher("host-1", "v1", false)
+	bt := newBatcher("host-1", "v1", createDefaultConfig())
 	now := time.Now()
 	var c event.Connect
 	b.ReportAllocs()

@@ -38,7 +38,7 @@ func benchmarkHandle(b *testing.B, sink dnsSink) {
 	rd := &reader{
 		r:     r,
 		procs: procinfo.New(procinfo.Config{ProcRoot: b.TempDir()}),
-		batch: newBatcher("host-1", "v1", false),
+		batch: newBatcher("host-1", "v1", createDefaultConfig()),
 		mode:  "cgroup",
 		names: make([]string, 0, maxNames),
 	}

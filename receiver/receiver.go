@@ -53,6 +53,7 @@ type tcpconnectReceiver struct {
 	telemetry *metadata.TelemetryBuilder
 	obsrecv   *receiverhelper.ObsReport
 	dns       dnsSink // nil when dns.enabled is false
+	procRoot  string  // procfs for the process cache; "" is /proc (tests use a fake)
 
 	src     source
 	stop    chan struct{}      // closed by Shutdown: stop reading
@@ -109,11 +110,11 @@ func (r *tcpconnectReceiver) Start(_ context.Context, _ component.Host) error {
 		r.set.Logger.Warn("No host name: host.name left out", zap.Error(err))
 	}
 	cgroupRoot, _ := bpf.CgroupV2Mount() // "" disables the cgroup-id fallback
-	procs := procinfo.New(procinfo.Config{CgroupRoot: cgroupRoot, CommandLine: r.cfg.IncludeCommandLine})
+	procs := procinfo.New(procinfo.Config{ProcRoot: r.procRoot, CgroupRoot: cgroupRoot, CommandLine: r.cfg.IncludeCommandLine, MaxCommandLineBytes: r.cfg.MaxCommandLineBytes})
 	rd := &reader{
 		r:     r,
 		procs: procs,
-		batch: newBatcher(hostName, r.set.BuildInfo.Version, r.cfg.IncludeCommandLine),
+		batch: newBatcher(hostName, r.set.BuildInfo.Version, r.cfg),
 		mode:  src.Mode(),
 		names: make([]string, 0, maxNames),
 	}
@@ -272,7 +273,7 @@ func (rd *reader) run(ctx context.Context) {
 			}
 			now := rd.readTime()
 			rd.handle(rd.rec.RawSample, now)
-			if rd.batch.len() >= r.cfg.Batch.MaxSize {
+			if rd.batch.len() >= r.cfg.Batch.MaxSize || rd.batch.full() {
 				rd.flush(ctx)
 			}
 			if now.After(rd.next) {
@@ -353,6 +354,9 @@ func (rd *reader) report(ctx context.Context) {
 	addIf(ctx, t.ReceiverTcpconnectDecodeErrors, c.decodeErrors)
 	addIf(ctx, t.ReceiverTcpconnectDNSPacketsReceived, c.dnsReceived)
 	addIf(ctx, t.ReceiverTcpconnectDNSPacketsIgnored, c.dnsIgnored)
+	sanitized, truncated := rd.batch.takeFixes()
+	addIf(ctx, t.ReceiverTcpconnectStringsSanitized, sanitized)
+	addIf(ctx, t.ReceiverTcpconnectStringsTruncated, truncated)
 
 	if l, err := rd.r.src.Lost(); err != nil {
 		rd.r.set.Logger.Debug("Reading the kernel loss counters failed", zap.Error(err))

@@ -14,10 +14,10 @@ type Container struct {
 	PodUID string
 }
 
-// ParseCgroupFile reads a /proc/PID/cgroup file and returns the container
+// parseCgroupFile reads a /proc/PID/cgroup file and returns the container
 // found in its paths. The cgroup v2 line ("0::/path") is preferred; on a
 // hybrid or v1 host the controller lines are searched too.
-func ParseCgroupFile(r io.Reader) (Container, error) {
+func parseCgroupFile(r io.Reader) (Container, error) {
 	var best Container
 	s := bufio.NewScanner(r)
 	for s.Scan() {
@@ -31,7 +31,7 @@ func ParseCgroupFile(r io.Reader) (Container, error) {
 		if j < 0 {
 			continue
 		}
-		c := ParseCgroupPath(line[i+1+j+1:])
+		c := parseCgroupPath(line[i+1+j+1:])
 		if line[:i] == "0" && line[i+1:i+1+j] == "" && (c.ID != "" || c.PodUID != "") {
 			return c, nil // the unified hierarchy wins
 		}
@@ -51,7 +51,7 @@ func containerPrefixes() [6]string {
 	return [...]string{"docker-", "cri-containerd-", "crio-", "libpod-", "containerd-", "nerdctl-"}
 }
 
-// ParseCgroupPath extracts the container id and pod UID from one cgroup path,
+// parseCgroupPath extracts the container id and pod UID from one cgroup path,
 // as docker, containerd (plain and CRI), CRI-O, podman and the kubelet (cgroupfs
 // and systemd drivers, guaranteed, burstable and besteffort pods) lay them out:
 //
@@ -64,7 +64,7 @@ func containerPrefixes() [6]string {
 // A conmon or pause-less sandbox scope (libpod-conmon-<id>) is not a container.
 // The last component that holds an id wins (nested containers report the
 // innermost one).
-func ParseCgroupPath(p string) Container {
+func parseCgroupPath(p string) Container {
 	var c Container
 	for p != "" {
 		var elem string

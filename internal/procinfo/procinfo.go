@@ -11,8 +11,8 @@ package procinfo
 import (
 	"bytes"
 	"container/list"
-	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"os/user"
@@ -31,9 +31,6 @@ const (
 	DefaultTTL          = 5 * time.Minute
 	DefaultCgroupRescan = 10 * time.Second
 	maxUsers            = 1024
-	// clockTicks is USER_HZ, the unit of /proc/PID/stat's start time. It is
-	// 100 on every Linux architecture's user ABI.
-	clockTicks = 100
 )
 
 // Config configures a Cache.
@@ -51,6 +48,9 @@ type Config struct {
 	CgroupRescan time.Duration
 	// CommandLine reads /proc/PID/cmdline (opt-in: it may hold secrets).
 	CommandLine bool
+	// MaxCommandLineBytes caps Info.CommandLine; 0 means
+	// DefaultMaxCommandLineBytes. No more than this (and a byte) is read.
+	MaxCommandLineBytes int
 }
 
 // Key identifies one process incarnation: a pid and its start time as the
@@ -62,6 +62,10 @@ type Key struct {
 
 // Info is what the cache knows about a process. An Info is never modified
 // after a lookup returned it; callers must not modify it either.
+//
+// Every string of an Info is valid UTF-8 and within its cap (MaxExePathBytes,
+// MaxExeNameBytes, MaxOwnerBytes, Config.MaxCommandLineBytes): whatever a
+// process or /proc holds, see Clean.
 type Info struct {
 	// ExePath is the executable's path (readlink /proc/PID/exe), "" if gone.
 	ExePath string
@@ -74,8 +78,9 @@ type Info struct {
 	CommandLine string
 	// Container is the container and pod parsed from the cgroup path.
 	Container Container
-	// FromProc tells whether /proc still had the process.
-	FromProc bool
+	// Sanitized and Truncated count the strings above in which Clean
+	// replaced invalid UTF-8, and which it cut to their cap.
+	Sanitized, Truncated uint8
 
 	kernelExe string // the record's exe basename this entry was built for
 }
@@ -112,6 +117,9 @@ func New(cfg Config) *Cache {
 	if cfg.CgroupRescan <= 0 {
 		cfg.CgroupRescan = DefaultCgroupRescan
 	}
+	if cfg.MaxCommandLineBytes <= 0 {
+		cfg.MaxCommandLineBytes = DefaultMaxCommandLineBytes
+	}
 	return &Cache{
 		cfg:     cfg,
 		lru:     list.New(),
@@ -119,9 +127,6 @@ func New(cfg Config) *Cache {
 		users:   make(map[uint32]string),
 	}
 }
-
-// Len returns the number of cached processes.
-func (c *Cache) Len() int { return c.lru.Len() }
 
 // Lookup returns what is known about the process k. kernelExe and comm are the
 // record's executable basename and command name; uid is the record's uid and
@@ -150,24 +155,23 @@ func (c *Cache) Lookup(k Key, kernelExe, comm []byte, uid uint32, cgroupID uint6
 func (c *Cache) load(k Key, kernelExe, comm []byte, uid uint32, cgroupID uint64, now time.Time) *Info {
 	info := &Info{kernelExe: string(kernelExe), Owner: c.userName(uid)}
 	pidDir := filepath.Join(c.cfg.ProcRoot, strconv.FormatUint(uint64(k.PID), 10))
+	var cmdline string
+	cmdlineCut := false
 	if c.sameProcess(pidDir, k.StartTimeNs) {
-		info.FromProc = true
 		if p, err := os.Readlink(filepath.Join(pidDir, "exe")); err == nil {
 			info.ExePath = strings.TrimSuffix(p, " (deleted)")
 		}
 		if c.cfg.CommandLine {
-			if b, err := os.ReadFile(filepath.Join(pidDir, "cmdline")); err == nil {
-				info.CommandLine = string(bytes.TrimSpace(bytes.ReplaceAll(bytes.TrimRight(b, "\x00"), []byte{0}, []byte{' '})))
-			}
+			cmdline, cmdlineCut = readCommandLine(filepath.Join(pidDir, "cmdline"), c.cfg.MaxCommandLineBytes)
 		}
 		if f, err := os.Open(filepath.Join(pidDir, "cgroup")); err == nil {
-			info.Container, _ = ParseCgroupFile(f)
+			info.Container, _ = parseCgroupFile(f)
 			f.Close()
 		}
 	}
 	if info.Container == (Container{}) && cgroupID != 0 {
 		if p, ok := c.cgroupPath(cgroupID, now); ok {
-			info.Container = ParseCgroupPath(p)
+			info.Container = parseCgroupPath(p)
 		}
 	}
 	switch {
@@ -183,7 +187,52 @@ func (c *Cache) load(k Key, kernelExe, comm []byte, uid uint32, cgroupID uint64,
 	if len(kernelExe) > 0 && info.ExeName != string(kernelExe) && !strings.HasPrefix(info.ExeName, string(kernelExe)) {
 		info.ExePath, info.ExeName = "", string(kernelExe)
 	}
+	// Any process chooses its comm, argv and executable's name, and none of
+	// them need be UTF-8: clean them once here, off the per-connect path.
+	info.ExePath = info.clean(info.ExePath, MaxExePathBytes, false)
+	info.ExeName = info.clean(info.ExeName, MaxExeNameBytes, false)
+	info.Owner = info.clean(info.Owner, MaxOwnerBytes, false)
+	info.CommandLine = info.clean(cmdline, c.cfg.MaxCommandLineBytes, cmdlineCut)
 	return info
+}
+
+// clean is Clean, counting what it changed in info.
+func (info *Info) clean(s string, maxBytes int, cut bool) string {
+	s, f := Clean(s, maxBytes, cut)
+	if f&Sanitized != 0 {
+		info.Sanitized++
+	}
+	if f&Truncated != 0 {
+		info.Truncated++
+	}
+	return s
+}
+
+// readCommandLine reads a /proc/PID/cmdline file, at most maxBytes of it
+// and a byte to tell whether there is more: the arguments joined by spaces,
+// and whether the file was longer (then the result is a prefix). It returns
+// "" when the file cannot be read.
+func readCommandLine(path string, maxBytes int) (string, bool) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", false
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, int64(maxBytes)+1))
+	if err != nil {
+		return "", false
+	}
+	cut := len(b) > maxBytes
+	if cut {
+		b = b[:maxBytes]
+	}
+	b = bytes.TrimRight(b, "\x00")
+	for i, c := range b {
+		if c == 0 {
+			b[i] = ' '
+		}
+	}
+	return string(bytes.TrimSpace(b)), cut
 }
 
 // sameProcess reports whether pidDir is the process that started at
@@ -196,17 +245,18 @@ func (c *Cache) sameProcess(pidDir string, startNs uint64) bool {
 	if err != nil {
 		return false
 	}
-	ticks, err := parseStatStart(b)
+	st, err := ParseStat(b)
 	if err != nil {
 		return false
 	}
 	if startNs == 0 {
 		return true // a record without start time: trust the pid
 	}
-	statNs := int64(ticks) * (int64(time.Second) / clockTicks)
-	slack := int64(2*time.Second/clockTicks) + suspendedNs()
+	const tick = int64(time.Second / ClockTicks)
+	statNs := int64(st.StartTime) * tick
+	slack := 2*tick + suspendedNs()
 	d := statNs - int64(startNs)
-	return d >= -int64(2*time.Second/clockTicks) && d <= slack
+	return d >= -2*tick && d <= slack
 }
 
 // suspendedNs is CLOCK_BOOTTIME - CLOCK_MONOTONIC: how long the host slept.
@@ -216,25 +266,6 @@ func suspendedNs() int64 {
 		return 0
 	}
 	return max(boot.Nano()-mono.Nano(), 0)
-}
-
-// parseStatStart returns field 22 (starttime) of a /proc/PID/stat line.
-func parseStatStart(b []byte) (uint64, error) {
-	// pid (comm) state ppid ...: comm may hold spaces and parentheses.
-	i := bytes.LastIndexByte(b, ')')
-	if i < 0 {
-		return 0, errors.New("stat: no comm")
-	}
-	fields := strings.Fields(string(b[i+1:]))
-	const startField = 22 - 3 // fields after comm start at field 3
-	if len(fields) <= startField {
-		return 0, fmt.Errorf("stat: %d fields after comm, want more than %d", len(fields), startField)
-	}
-	v, err := strconv.ParseUint(fields[startField], 10, 64)
-	if err != nil {
-		return 0, fmt.Errorf("stat: starttime: %w", err)
-	}
-	return v, nil
 }
 
 // userName returns the name of uid, cached. os/user reads /etc/passwd when
@@ -268,7 +299,7 @@ func (c *Cache) cgroupPath(id uint64, now time.Time) (string, bool) {
 		return "", false
 	}
 	c.cgroupsScan = now
-	m, err := ScanCgroups(c.cfg.CgroupRoot)
+	m, err := scanCgroups(c.cfg.CgroupRoot)
 	if err != nil {
 		return "", false
 	}
@@ -277,10 +308,10 @@ func (c *Cache) cgroupPath(id uint64, now time.Time) (string, bool) {
 	return p, ok
 }
 
-// ScanCgroups walks a cgroup v2 mount and maps each cgroup's id (its
+// scanCgroups walks a cgroup v2 mount and maps each cgroup's id (its
 // directory's inode number) to its path relative to root, "/"-prefixed as in
 // /proc/PID/cgroup.
-func ScanCgroups(root string) (map[uint64]string, error) {
+func scanCgroups(root string) (map[uint64]string, error) {
 	m := make(map[uint64]string)
 	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {

@@ -7,6 +7,7 @@ import (
 	"syscall"
 	"testing"
 	"time"
+	"unicode/utf8"
 )
 
 const (
@@ -41,8 +42,8 @@ func TestParseCgroupPath(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if got := ParseCgroupPath(tt.path); got != tt.want {
-				t.Errorf("ParseCgroupPath(%q) = %+v, want %+v", tt.path, got, tt.want)
+			if got := parseCgroupPath(tt.path); got != tt.want {
+				t.Errorf("parseCgroupPath(%q) = %+v, want %+v", tt.path, got, tt.want)
 			}
 		})
 	}
@@ -60,7 +61,7 @@ func TestParseCgroupFile(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := ParseCgroupFile(strings.NewReader(tt.in))
+			got, err := parseCgroupFile(strings.NewReader(tt.in))
 			if err != nil || got != tt.want {
 				t.Errorf("got %+v, %v; want %+v", got, err, tt.want)
 			}
@@ -68,24 +69,54 @@ func TestParseCgroupFile(t *testing.T) {
 	}
 }
 
-func TestParseStatStart(t *testing.T) {
+func TestParseStat(t *testing.T) {
 	tests := []struct {
 		name, in string
-		want     uint64
-		wantErr  bool
+		want     Stat
+		wantErr  string
 	}{
-		{"plain", "1234 (curl) S 1 1234 1234 0 -1 4194560 100 0 0 0 0 0 0 0 20 0 1 0 98765 1000 10", 98765, false},
-		{"comm with parens and spaces", "7 (a) b (c)) R 1 7 7 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 42 0 0", 42, false},
-		{"short", "7 (x) R 1 2", 0, true},
-		{"no comm", "7 x R", 0, true},
+		{"plain", "1234 (curl) S 1 1234 1234 0 -1 4194560 100 0 0 0 17 4 0 0 20 0 1 0 98765 1000 10",
+			Stat{Comm: "curl", State: 'S', PPID: 1, UTime: 17, STime: 4, StartTime: 98765}, ""},
+		{"comm with parens and spaces", "7 (a) b (c)) R 1 7 7 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 42 0 0",
+			Stat{Comm: "a) b (c)", State: 'R', PPID: 1, StartTime: 42}, ""},
+		{"comm that looks like fields", "7 () S 1 2 3 4) Z 9 7 7 0 -1 0 0 0 0 0 5 6 0 0 20 0 1 0 43\n",
+			Stat{Comm: ") S 1 2 3 4", State: 'Z', PPID: 9, UTime: 5, STime: 6, StartTime: 43}, ""},
+		{"comm not UTF-8", "7 (\xff\xfe) S 1 7 7 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 44",
+			Stat{Comm: "\xff\xfe", State: 'S', PPID: 1, StartTime: 44}, ""},
+		{"short", "7 (x) R 1 2", Stat{}, "fields after comm"},
+		{"no comm", "7 x R", Stat{}, "no (comm)"},
+		{"parens reversed", "7 )x( R", Stat{}, "no (comm)"},
+		{"bad number", "7 (x) R 1 7 7 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 4x2", Stat{}, "field 22"},
+		{"state not a letter", "7 (x) RR 1 7 7 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 42", Stat{}, "state"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := parseStatStart([]byte(tt.in))
-			if (err != nil) != tt.wantErr || got != tt.want {
-				t.Errorf("got %d, %v; want %d, err=%v", got, err, tt.want, tt.wantErr)
+			got, err := ParseStat([]byte(tt.in))
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Errorf("ParseStat = %+v, %v; want an error containing %q", got, err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil || got != tt.want {
+				t.Errorf("ParseStat = %+v, %v; want %+v", got, err, tt.want)
 			}
 		})
+	}
+}
+
+// TestReadStatSelf reads this process's own stat: the oracle is what the
+// process knows of itself.
+func TestReadStatSelf(t *testing.T) {
+	st, err := ReadStat("", os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.PPID != os.Getppid() || st.State != 'R' || st.StartTime == 0 {
+		t.Errorf("ReadStat(self) = %+v, want ppid %d, state R, a start time", st, os.Getppid())
+	}
+	if _, err := ReadStat(t.TempDir(), 1); err == nil || !strings.Contains(err.Error(), "/1/stat") {
+		t.Errorf("ReadStat of a missing pid: %v, want an error naming the file", err)
 	}
 }
 
@@ -123,14 +154,14 @@ func TestLookup(t *testing.T) {
 		want      Info
 	}{
 		{"live process", Key{100, start}, "curl", "curl",
-			Info{ExePath: "/usr/bin/curl", ExeName: "curl", CommandLine: "curl -s http://x/", Container: Container{ID: id1}, FromProc: true}},
+			Info{ExePath: "/usr/bin/curl", ExeName: "curl", CommandLine: "curl -s http://x/", Container: Container{ID: id1}}},
 		{"deleted executable", Key{200, start}, "wget", "wget",
-			Info{ExePath: "/usr/bin/wget", ExeName: "wget", FromProc: true}},
+			Info{ExePath: "/usr/bin/wget", ExeName: "wget"}},
 		{"pid reused: start time differs", Key{100, start + uint64(time.Second)}, "curl", "curl",
 			Info{ExeName: "curl"}},
 		{"gone: kernel exe", Key{300, start}, "nc", "nc", Info{ExeName: "nc"}},
 		{"gone: comm when no exe", Key{301, start}, "", "kworker", Info{ExeName: "kworker"}},
-		{"exec raced: kernel exe wins", Key{100, start}, "sh", "sh", Info{ExeName: "sh", FromProc: true,
+		{"exec raced: kernel exe wins", Key{100, start}, "sh", "sh", Info{ExeName: "sh",
 			CommandLine: "curl -s http://x/", Container: Container{ID: id1}}},
 	}
 	for _, tt := range tests {
@@ -146,8 +177,8 @@ func TestLookup(t *testing.T) {
 			}
 		})
 	}
-	if c.Len() != 2 {
-		t.Errorf("Len = %d, want the cap 2", c.Len())
+	if c.lru.Len() != 2 || len(c.entries) != 2 {
+		t.Errorf("%d entries (%d in the map), want the cap 2", c.lru.Len(), len(c.entries))
 	}
 	// A hit returns the same Info; expiry reloads it.
 	a := c.Lookup(Key{100, start}, []byte("sh"), nil, 0, 0, now)
@@ -180,16 +211,70 @@ func TestCgroupIDFallback(t *testing.T) {
 		t.Fatal(err)
 	}
 	ino := fi.Sys().(*syscall.Stat_t).Ino
-	m, err := ScanCgroups(root)
+	m, err := scanCgroups(root)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if want := "/system.slice/docker-" + id1 + ".scope"; m[ino] != want {
-		t.Fatalf("ScanCgroups[%d] = %q, want %q", ino, m[ino], want)
+		t.Fatalf("scanCgroups[%d] = %q, want %q", ino, m[ino], want)
 	}
 	c := New(Config{ProcRoot: t.TempDir(), CgroupRoot: root})
 	got := c.Lookup(Key{PID: 99, StartTimeNs: 1}, []byte("app"), nil, 0, ino, time.Now())
-	if got.Container.ID != id1 || got.FromProc {
+	if got.Container.ID != id1 || got.ExePath != "" {
 		t.Errorf("gone process in a container: got %+v, want container %s", got, id1)
+	}
+}
+
+// TestLookupHostileStrings: a process chooses its executable's name and its
+// argv freely, none of it need be UTF-8, and argv may be megabytes long.
+// What Lookup returns is valid UTF-8 within the caps, counted.
+func TestLookupHostileStrings(t *testing.T) {
+	root := t.TempDir()
+	arg := strings.Repeat("\xff\xfe-secret-", 1<<17) // 1.4 MB, not UTF-8
+	fakeProc(t, root, "100", "500", "/opt/\xc0\xaf/x\xff", "0::/\n", "evil\x00"+arg+"\x00")
+	fakeProc(t, root, "101", "500", "/usr/bin/€", "0::/\n", "€\x00"+strings.Repeat("€", 2000)+"\x00")
+	start := uint64(5 * time.Second)
+	now := time.Unix(1000, 0)
+	const maxCmd = 1000
+
+	tests := []struct {
+		name          string
+		key           Key
+		exe, comm     string
+		wantExePath   string
+		wantExeName   string
+		wantCmdPrefix string
+		wantSanitized uint8
+		wantTruncated uint8
+	}{
+		{"invalid path and huge invalid argv", Key{100, start}, "x\xff", "x\xff",
+			"/opt/\uFFFD/x\uFFFD", "x\uFFFD", "evil \uFFFD-secret-\uFFFD-secret-", 3, 1},
+		{"valid multibyte argv cut on a rune", Key{101, start}, "€", "€",
+			"/usr/bin/€", "€", "€ €€€", 0, 1},
+		{"gone: kernel exe and comm not UTF-8", Key{300, start}, "", "\xffcomm\xfe",
+			"", "\uFFFDcomm\uFFFD", "", 1, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := New(Config{ProcRoot: root, CommandLine: true, MaxCommandLineBytes: maxCmd})
+			got := c.Lookup(tt.key, []byte(tt.exe), []byte(tt.comm), 0, 0, now)
+			for _, s := range []string{got.ExePath, got.ExeName, got.Owner, got.CommandLine} {
+				if !utf8.ValidString(s) {
+					t.Errorf("%q is not valid UTF-8", s)
+				}
+			}
+			if got.ExePath != tt.wantExePath || got.ExeName != tt.wantExeName {
+				t.Errorf("exe %q %q, want %q %q", got.ExePath, got.ExeName, tt.wantExePath, tt.wantExeName)
+			}
+			if !strings.HasPrefix(got.CommandLine, tt.wantCmdPrefix) || len(got.CommandLine) > maxCmd {
+				t.Errorf("command line %d bytes %.40q..., want at most %d starting %q", len(got.CommandLine), got.CommandLine, maxCmd, tt.wantCmdPrefix)
+			}
+			if tt.wantTruncated > 0 && (!strings.HasSuffix(got.CommandLine, TruncationMarker) || len(got.CommandLine) < maxCmd-utf8.UTFMax-len(TruncationMarker)) {
+				t.Errorf("truncated command line %d bytes, ends %q: want about %d, ending in %q", len(got.CommandLine), got.CommandLine[max(0, len(got.CommandLine)-8):], maxCmd, TruncationMarker)
+			}
+			if got.Sanitized != tt.wantSanitized || got.Truncated != tt.wantTruncated {
+				t.Errorf("Sanitized %d Truncated %d, want %d %d", got.Sanitized, got.Truncated, tt.wantSanitized, tt.wantTruncated)
+			}
+		})
 	}
 }

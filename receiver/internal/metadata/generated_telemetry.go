@@ -43,6 +43,8 @@ type TelemetryBuilder struct {
 	ReceiverTcpconnectDNSParseErrors        metric.Int64Counter
 	ReceiverTcpconnectRecordsDropped        metric.Int64Counter
 	ReceiverTcpconnectSendRetries           metric.Int64Counter
+	ReceiverTcpconnectStringsSanitized      metric.Int64Counter
+	ReceiverTcpconnectStringsTruncated      metric.Int64Counter
 }
 
 // TelemetryBuilderOption applies changes to default builder.
@@ -174,6 +176,18 @@ func NewTelemetryBuilder(settings component.TelemetrySettings, options ...Teleme
 		"otelcol_receiver_tcpconnect_send_retries",
 		metric.WithDescription("Retries of ConsumeLogs after a non-permanent consumer error. [Development]"),
 		metric.WithUnit("{retry}"),
+	)
+	errs = errors.Join(errs, err)
+	builder.ReceiverTcpconnectStringsSanitized, err = builder.meter.Int64Counter(
+		"otelcol_receiver_tcpconnect_strings_sanitized",
+		metric.WithDescription("Exported string values (thread name, executable name and path, owner, command line, host name) whose invalid UTF-8 was replaced by U+FFFD, counted per record or resource that carries one. [Development]"),
+		metric.WithUnit("{value}"),
+	)
+	errs = errors.Join(errs, err)
+	builder.ReceiverTcpconnectStringsTruncated, err = builder.meter.Int64Counter(
+		"otelcol_receiver_tcpconnect_strings_truncated",
+		metric.WithDescription("Exported string values cut to their cap (process.command_line at max_command_line_bytes, or a crafted executable path, name, owner or host name), counted per resource that carries one. A cut value ends in an ellipsis (U+2026). [Development]"),
+		metric.WithUnit("{value}"),
 	)
 	errs = errors.Join(errs, err)
 	return &builder, errs

@@ -36,6 +36,8 @@ func TestSetupTelemetry(t *testing.T) {
 	tb.ReceiverTcpconnectDNSParseErrors.Add(context.Background(), 1)
 	tb.ReceiverTcpconnectRecordsDropped.Add(context.Background(), 1)
 	tb.ReceiverTcpconnectSendRetries.Add(context.Background(), 1)
+	tb.ReceiverTcpconnectStringsSanitized.Add(context.Background(), 1)
+	tb.ReceiverTcpconnectStringsTruncated.Add(context.Background(), 1)
 	AssertEqualReceiverTcpconnectAttachModesLeft(t, testTel,
 		[]metricdata.DataPoint[int64]{{Value: 1}},
 		metricdatatest.IgnoreTimestamp())
@@ -85,6 +87,12 @@ func TestSetupTelemetry(t *testing.T) {
 		[]metricdata.DataPoint[int64]{{Value: 1}},
 		metricdatatest.IgnoreTimestamp())
 	AssertEqualReceiverTcpconnectSendRetries(t, testTel,
+		[]metricdata.DataPoint[int64]{{Value: 1}},
+		metricdatatest.IgnoreTimestamp())
+	AssertEqualReceiverTcpconnectStringsSanitized(t, testTel,
+		[]metricdata.DataPoint[int64]{{Value: 1}},
+		metricdatatest.IgnoreTimestamp())
+	AssertEqualReceiverTcpconnectStringsTruncated(t, testTel,
 		[]metricdata.DataPoint[int64]{{Value: 1}},
 		metricdatatest.IgnoreTimestamp())
 

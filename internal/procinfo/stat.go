@@ -1,0 +1,103 @@
+package procinfo
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+)
+
+// ClockTicks is USER_HZ, the unit of /proc/PID/stat's times. It is 100 on
+// every Linux architecture's user ABI.
+const ClockTicks = 100
+
+// Stat is what the module reads from /proc/PID/stat (proc(5)). Times are in
+// ClockTicks.
+type Stat struct {
+	// Comm is the command name, as the kernel shows it between parentheses.
+	Comm string
+	// State is the one-letter process state (R, S, D, Z, ...).
+	State byte
+	// PPID is the parent's pid (field 4).
+	PPID int
+	// UTime and STime are the user and system CPU time (fields 14 and 15).
+	UTime, STime uint64
+	// StartTime is the start time after boot (field 22).
+	StartTime uint64
+}
+
+// CPUSeconds returns UTime+STime in seconds.
+func (s Stat) CPUSeconds() float64 { return float64(s.UTime+s.STime) / ClockTicks }
+
+// ReadStat reads and parses procRoot/PID/stat; procRoot "" means /proc.
+func ReadStat(procRoot string, pid int) (Stat, error) {
+	if procRoot == "" {
+		procRoot = "/proc"
+	}
+	p := filepath.Join(procRoot, strconv.Itoa(pid), "stat")
+	b, err := os.ReadFile(p)
+	if err != nil {
+		return Stat{}, fmt.Errorf("read %s: %w", p, err)
+	}
+	s, err := ParseStat(b)
+	if err != nil {
+		return Stat{}, fmt.Errorf("%s: %w", p, err)
+	}
+	return s, nil
+}
+
+// ParseStat parses one /proc/PID/stat line: "pid (comm) state ppid ...".
+// The comm may hold spaces and parentheses (any process can set it), so it
+// spans from the first '(' to the last ')'.
+func ParseStat(b []byte) (Stat, error) {
+	open := bytes.IndexByte(b, '(')
+	end := bytes.LastIndexByte(b, ')')
+	if open < 0 || end < open {
+		return Stat{}, errors.New("stat: no (comm)")
+	}
+	s := Stat{Comm: string(b[open+1 : end])}
+	// Fields after comm, numbered as in proc(5): state is field 3.
+	const (
+		first     = 3
+		fState    = 3
+		fPPID     = 4
+		fUTime    = 14
+		fSTime    = 15
+		fStart    = 22
+		fieldsMin = fStart - first + 1
+	)
+	var fields [fieldsMin][]byte
+	n := 0
+	for f := range bytes.FieldsSeq(b[end+1:]) {
+		if n == fieldsMin {
+			break
+		}
+		fields[n] = f
+		n++
+	}
+	if n < fieldsMin {
+		return Stat{}, fmt.Errorf("stat: %d fields after comm, want at least %d", n, fieldsMin)
+	}
+	if len(fields[fState-first]) != 1 {
+		return Stat{}, fmt.Errorf("stat: state %q is not one letter", fields[fState-first])
+	}
+	s.State = fields[fState-first][0]
+	var errs []error
+	num := func(field int) uint64 {
+		v, err := strconv.ParseUint(string(fields[field-first]), 10, 64)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("stat: field %d: %w", field, err))
+		}
+		return v
+	}
+	s.PPID = int(num(fPPID))
+	s.UTime = num(fUTime)
+	s.STime = num(fSTime)
+	s.StartTime = num(fStart)
+	if err := errors.Join(errs...); err != nil {
+		return Stat{}, err
+	}
+	return s, nil
+}
