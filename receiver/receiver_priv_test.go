@@ -3,6 +3,7 @@ package receiver
 import (
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -10,23 +11,37 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
+	"unsafe"
 
 	"go.opentelemetry.io/collector/component/componenttest"
 	"go.opentelemetry.io/collector/consumer/consumertest"
 	"go.opentelemetry.io/collector/pdata/pcommon"
+	"go.opentelemetry.io/collector/pdata/plog"
 	"go.opentelemetry.io/collector/receiver/receivertest"
 	"golang.org/x/sys/unix"
 
 	"github.com/tcpconnect/tcpconnect/internal/privtest"
+	"github.com/tcpconnect/tcpconnect/internal/procinfo"
 	"github.com/tcpconnect/tcpconnect/receiver/internal/metadata"
+	"github.com/tcpconnect/tcpconnect/receiver/internal/metadatatest"
 )
 
 // envChildConnect makes the test binary, re-executed as a child, connect to
 // the address it holds and exit (see TestMain's caller below).
 const envChildConnect = "TCPCONNECT_TEST_CHILD_CONNECT"
+
+// envChildHostile makes the re-executed child name its thread hostileComm,
+// connect to the address it holds, and wait for its stdin to close before
+// it exits (so that its /proc entry is there for the receiver).
+const envChildHostile = "TCPCONNECT_TEST_CHILD_HOSTILE"
+
+// hostileComm is a thread name that is not UTF-8 (15 bytes, the most).
+const hostileComm = "\xff\xfeevil\xc3-thr\xe2\x82"
 
 func init() {
 	// A child re-executed by TestReceiverPrivileged: connect and exit before
@@ -39,6 +54,29 @@ func init() {
 		}
 		os.Exit(0)
 	}
+	if addr := os.Getenv(envChildHostile); addr != "" {
+		if err := hostileChild(netip.MustParseAddrPort(addr)); err != nil {
+			fmt.Fprintln(os.Stderr, "hostile child:", err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
+}
+
+// hostileChild names its thread hostileComm with prctl(PR_SET_NAME), as
+// any unprivileged process may, connects from that thread to ap, and waits
+// for stdin to close.
+func hostileChild(ap netip.AddrPort) error {
+	runtime.LockOSThread() // the name is the thread's: connect from it
+	name := []byte(hostileComm + "\x00")
+	if err := unix.Prctl(unix.PR_SET_NAME, uintptr(unsafe.Pointer(&name[0])), 0, 0, 0); err != nil {
+		return fmt.Errorf("prctl(PR_SET_NAME): %w", err)
+	}
+	if err := privtest.Connect(ap, unix.SOCK_STREAM, false); err != nil {
+		return fmt.Errorf("connect %s: %w", ap, err)
+	}
+	_, err := io.Copy(io.Discard, os.Stdin)
+	return err
 }
 
 // seen is one connect record as the receiver emitted it.
@@ -306,4 +344,97 @@ func TestReceiverPrivileged(t *testing.T) {
 			t.Fatalf("Shutdown %d: %v", i, err)
 		}
 	}
+}
+
+// TestReceiverPrivilegedHostileStrings: a process names its thread with
+// bytes that are not UTF-8 (prctl(PR_SET_NAME)) and runs with a 1.4 MB
+// command line that is not UTF-8 either, then connects. Its record is valid
+// UTF-8 throughout, the command line capped and marked, both fixes counted.
+func TestReceiverPrivilegedHostileStrings(t *testing.T) {
+	privtest.Require(t)
+	cfg := createDefaultConfig()
+	cfg.Attach = privtest.Mode()
+	cfg.IncludeCommandLine = true
+	cfg.PollInterval = 20 * time.Millisecond
+	cfg.Batch.Timeout = 20 * time.Millisecond
+	sink := new(consumertest.LogsSink)
+	tel := componenttest.NewTelemetry()
+	defer func() { _ = tel.Shutdown(context.Background()) }()
+	rcv, err := NewFactory().CreateLogs(context.Background(), metadatatest.NewSettings(tel), cfg, sink)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := rcv.Start(context.Background(), componenttest.NewNopHost()); err != nil {
+		t.Fatalf("Start (attach %s): %v", cfg.Attach, err)
+	}
+	ids, err := rcv.(*tcpconnectReceiver).src.(probeSource).ProgramIDs()
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	_, ap := listen(t, "tcp4", "127.0.0.1:0")
+	exe, _ := os.Executable()
+	args := []string{"-test.run=^$"}
+	for range 12 { // 12 arguments of 120,000 bytes: under MAX_ARG_STRLEN each
+		args = append(args, strings.Repeat("A\xff", 60000))
+	}
+	cmd := exec.Command(exe, args...)
+	cmd.Env = append(os.Environ(), envChildHostile+"="+ap.String())
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		stdin.Close()
+		if err := cmd.Wait(); err != nil {
+			t.Errorf("child: %v: %s", err, stderr.String())
+		}
+	}()
+
+	// The record of the child's connect, and the resource it is under.
+	var res, rec pcommon.Map
+	var batch plog.Logs
+	for end := time.Now().Add(5 * time.Second); time.Now().Before(end) && batch == (plog.Logs{}); time.Sleep(10 * time.Millisecond) {
+		for _, ld := range sink.AllLogs() {
+			for _, rl := range ld.ResourceLogs().All() {
+				for _, lr := range rl.ScopeLogs().At(0).LogRecords().All() {
+					if intAttr(lr.Attributes(), attrNetPeerPort) == int64(ap.Port()) {
+						res, rec, batch = rl.Resource().Attributes(), lr.Attributes(), ld
+					}
+				}
+			}
+		}
+	}
+	if batch == (plog.Logs{}) {
+		t.Fatalf("no record of the child's connect to %s", ap)
+	}
+	t.Logf("thread.name %q, process.command_line %d bytes ending %q", strAttr(rec, attrThreadName), len(strAttr(res, attrProcessCmdLine)), strAttr(res, attrProcessCmdLine)[max(0, len(strAttr(res, attrProcessCmdLine))-12):])
+	checkUTF8(t, batch)
+	if pid := intAttr(res, attrProcessPID); pid != int64(cmd.Process.Pid) {
+		t.Errorf("process.pid %d, want the child's %d", pid, cmd.Process.Pid)
+	}
+	if name := strAttr(rec, attrThreadName); !strings.Contains(name, "\uFFFD") || !strings.Contains(name, "evil") {
+		t.Errorf("thread.name %q, want the child's name with U+FFFD for its invalid bytes", name)
+	}
+	cl := strAttr(res, attrProcessCmdLine)
+	if len(cl) > cfg.MaxCommandLineBytes || !strings.HasPrefix(cl, exe+" -test.run=^$ A\uFFFDA\uFFFD") || !strings.HasSuffix(cl, procinfo.TruncationMarker) {
+		t.Errorf("process.command_line %d bytes, %.60q...: want at most %d, the child's argv cleaned, ending in %q",
+			len(cl), cl, cfg.MaxCommandLineBytes, procinfo.TruncationMarker)
+	}
+	if !utf8.ValidString(cl) {
+		t.Errorf("process.command_line is not valid UTF-8")
+	}
+	waitFor(t, "the fixes counted", func() bool {
+		return counter(t, tel, "receiver_tcpconnect_strings_sanitized") >= 2 && counter(t, tel, "receiver_tcpconnect_strings_truncated") >= 1
+	})
+
+	if err := rcv.Shutdown(context.Background()); err != nil {
+		t.Fatalf("Shutdown: %v", err)
+	}
+	privtest.RequireUnloaded(t, ids)
 }
