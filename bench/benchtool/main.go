@@ -37,6 +37,8 @@ import (
 
 	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/plog"
+
+	"github.com/tcpconnect/tcpconnect/internal/procinfo"
 )
 
 func main() {
@@ -334,33 +336,15 @@ func proc(args []string) error {
 	if *pid <= 0 {
 		return errors.New("need -pid")
 	}
-	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", *pid))
+	st, err := procinfo.ReadStat("", *pid)
 	if err != nil {
 		return err
 	}
-	// Fields after the parenthesised comm: state is field 3, utime 14, stime 15.
-	rest := stat[bytes.LastIndexByte(stat, ')')+2:]
-	fl := strings.Fields(string(rest))
-	if len(fl) < 13 {
-		return fmt.Errorf("short /proc/%d/stat", *pid)
-	}
-	ut, _ := strconv.ParseFloat(fl[11], 64)
-	stt, _ := strconv.ParseFloat(fl[12], 64)
-	const clkTck = 100 // USER_HZ on Linux x86-64
-	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", *pid))
+	m, err := procinfo.ReadMemory("", *pid)
 	if err != nil {
 		return err
 	}
-	kb := func(key string) float64 {
-		for l := range strings.SplitSeq(string(status), "\n") {
-			if v, ok := strings.CutPrefix(l, key+":"); ok {
-				n, _ := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 64)
-				return n
-			}
-		}
-		return 0
-	}
-	fmt.Printf("cpu_seconds=%.2f hwm_mib=%.1f rss_mib=%.1f\n", (ut+stt)/clkTck, kb("VmHWM")/1024, kb("VmRSS")/1024)
+	fmt.Printf("cpu_seconds=%.2f hwm_mib=%.1f rss_mib=%.1f\n", st.CPUSeconds(), float64(m.PeakRSS)/(1<<20), float64(m.RSS)/(1<<20))
 	return nil
 }
 

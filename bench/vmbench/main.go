@@ -42,6 +42,8 @@ import (
 	"time"
 
 	"go.opentelemetry.io/collector/pdata/plog"
+
+	"github.com/tcpconnect/tcpconnect/internal/procinfo"
 )
 
 type options struct {
@@ -401,34 +403,15 @@ func waitQuiet(path string, quiet, bound time.Duration) error {
 
 // procStat returns utime+stime in seconds and VmHWM in MiB.
 func procStat(pid int) (float64, float64, error) {
-	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	st, err := procinfo.ReadStat("", pid)
 	if err != nil {
 		return 0, 0, err
 	}
-	i := bytes.LastIndexByte(stat, ')')
-	if i < 0 || i+2 > len(stat) {
-		return 0, 0, fmt.Errorf("/proc/%d/stat: no comm", pid)
-	}
-	fl := strings.Fields(string(stat[i+2:]))
-	if len(fl) < 13 {
-		return 0, 0, fmt.Errorf("short /proc/%d/stat", pid)
-	}
-	ut, err1 := strconv.ParseFloat(fl[11], 64)
-	st, err2 := strconv.ParseFloat(fl[12], 64)
-	if err := errors.Join(err1, err2); err != nil {
-		return 0, 0, fmt.Errorf("/proc/%d/stat: %w", pid, err)
-	}
-	const clkTck = 100 // USER_HZ on x86-64
 	var hwm float64
-	if status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid)); err == nil {
-		for l := range strings.SplitSeq(string(status), "\n") {
-			if v, ok := strings.CutPrefix(l, "VmHWM:"); ok {
-				kb, _ := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 64)
-				hwm = kb / 1024
-			}
-		}
+	if m, err := procinfo.ReadMemory("", pid); err == nil {
+		hwm = float64(m.PeakRSS) / (1 << 20)
 	}
-	return (ut + st) / clkTck, hwm, nil
+	return st.CPUSeconds(), hwm, nil
 }
 
 // receiverMetrics scrapes the collector's Prometheus endpoint: the sums of

@@ -196,9 +196,3 @@ func cstr(b []byte) []byte {
 	}
 	return b
 }
-
-// SetComm sets the command name (tests and replays build records this way).
-func (c *Connect) SetComm(s string) { c.comm = [commLen]byte{}; copy(c.comm[:commLen-1], s) }
-
-// SetExe sets the executable's basename.
-func (c *Connect) SetExe(s string) { c.exe = [exeLen]byte{}; copy(c.exe[:exeLen-1], s) }

@@ -278,3 +278,28 @@ func TestLookupHostileStrings(t *testing.T) {
 		})
 	}
 }
+
+func TestParseMemory(t *testing.T) {
+	tests := []struct {
+		name, in string
+		want     Memory
+		wantErr  bool
+	}{
+		{"process", "Name:\tx\nVmPeak:\t  9000 kB\nVmHWM:\t    2048 kB\nVmRSS:\t    1024 kB\nThreads:\t1\n", Memory{RSS: 1 << 20, PeakRSS: 2 << 20}, false},
+		{"kernel thread", "Name:\tkworker/0:1\nThreads:\t1\n", Memory{}, false},
+		{"not kB", "VmRSS:\t1024 MB\n", Memory{}, true},
+		{"not a number", "VmHWM:\tx kB\n", Memory{}, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := ParseMemory([]byte(tt.in))
+			if (err != nil) != tt.wantErr || got != tt.want {
+				t.Errorf("ParseMemory = %+v, %v; want %+v, error %v", got, err, tt.want, tt.wantErr)
+			}
+		})
+	}
+	m, err := ReadMemory("", os.Getpid())
+	if err != nil || m.RSS == 0 || m.PeakRSS < m.RSS {
+		t.Errorf("ReadMemory(self) = %+v, %v; want a resident set below its peak", m, err)
+	}
+}

@@ -101,3 +101,59 @@ func ParseStat(b []byte) (Stat, error) {
 	}
 	return s, nil
 }
+
+// Memory is the memory use that /proc/PID/status reports, in bytes.
+type Memory struct {
+	// RSS is the resident set size (VmRSS).
+	RSS uint64
+	// PeakRSS is the resident set's high-water mark (VmHWM).
+	PeakRSS uint64
+}
+
+// ReadMemory reads procRoot/PID/status; procRoot "" means /proc.
+func ReadMemory(procRoot string, pid int) (Memory, error) {
+	if procRoot == "" {
+		procRoot = "/proc"
+	}
+	p := filepath.Join(procRoot, strconv.Itoa(pid), "status")
+	b, err := os.ReadFile(p)
+	if err != nil {
+		return Memory{}, fmt.Errorf("read %s: %w", p, err)
+	}
+	m, err := ParseMemory(b)
+	if err != nil {
+		return Memory{}, fmt.Errorf("%s: %w", p, err)
+	}
+	return m, nil
+}
+
+// ParseMemory reads VmRSS and VmHWM ("Key:   123 kB" lines) from a
+// /proc/PID/status file. A kernel thread has neither: both are then 0.
+func ParseMemory(b []byte) (Memory, error) {
+	var m Memory
+	for line := range bytes.SplitSeq(b, []byte{'\n'}) {
+		key, val, ok := bytes.Cut(line, []byte{':'})
+		if !ok {
+			continue
+		}
+		var dst *uint64
+		switch string(key) {
+		case "VmRSS":
+			dst = &m.RSS
+		case "VmHWM":
+			dst = &m.PeakRSS
+		default:
+			continue
+		}
+		num, ok := bytes.CutSuffix(bytes.TrimSpace(val), []byte(" kB"))
+		if !ok {
+			return Memory{}, fmt.Errorf("status: %s: %q is not in kB", key, val)
+		}
+		kb, err := strconv.ParseUint(string(bytes.TrimSpace(num)), 10, 64)
+		if err != nil {
+			return Memory{}, fmt.Errorf("status: %s: %w", key, err)
+		}
+		*dst = kb << 10
+	}
+	return m, nil
+}
