@@ -149,20 +149,20 @@ func fakeProcs(t *testing.T, n int, cmdline string) string {
 // included, was refused. Now every batch fits, no record is lost, and each
 // command line is valid UTF-8 within its cap, marked as cut and counted.
 func TestHugeCommandLines(t *testing.T) {
-	const (
-		procs      = 200
-		perProcess = 3
-	)
+	const perProcess = 3
 	arg := strings.Repeat("A\xff", 1800000/2/16)
 	cmdline := "evil" + strings.Repeat("\x00"+arg, 16) + "\x00"
-	root := fakeProcs(t, procs, cmdline)
+	root := fakeProcs(t, 200, cmdline)
 	tests := []struct {
 		name     string
+		procs    int
 		cmdCap   int
 		maxBytes int
 	}{
-		{"defaults", procinfo.DefaultMaxCommandLineBytes, defaultBatchMaxBytes},
-		{"largest cap, OTLP-sized batches", maxCommandLineBytesCap, otlpLimit},
+		{"defaults", 200, procinfo.DefaultMaxCommandLineBytes, defaultBatchMaxBytes},
+		// Fewer processes: cleaning 1 MiB per process is slow under -race,
+		// and 12 MiB of command lines need several batches already.
+		{"largest cap, OTLP-sized batches", 12, maxCommandLineBytesCap, otlpLimit},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -179,11 +179,11 @@ func TestHugeCommandLines(t *testing.T) {
 			tel := componenttest.NewTelemetry()
 			defer func() { _ = tel.Shutdown(context.Background()) }()
 			r, src := newReplayReceiver(t, cfg, sink, tel, root)
-			for i := range procs * perProcess {
+			for i := range tt.procs * perProcess {
 				src.feed(connectRec{hook: event.HookCgroup, dst: netip.MustParseAddrPort("10.0.0.1:443"), startNs: 5e9,
-					tgid: uint32(1000 + i%procs), tid: uint32(1000 + i%procs), ppid: 1, comm: "evil", exe: "x\xff"}.raw())
+					tgid: uint32(1000 + i%tt.procs), tid: uint32(1000 + i%tt.procs), ppid: 1, comm: "evil", exe: "x\xff"}.raw())
 			}
-			waitFor(t, "every record", func() bool { return sink.LogRecordCount() == procs*perProcess })
+			waitFor(t, "every record", func() bool { return sink.LogRecordCount() == tt.procs*perProcess })
 			if err := r.Shutdown(context.Background()); err != nil {
 				t.Fatal(err)
 			}
@@ -198,8 +198,8 @@ func TestHugeCommandLines(t *testing.T) {
 					}
 				}
 			}
-			if got := sink.LogRecordCount(); got != procs*perProcess {
-				t.Errorf("%d records, want %d", got, procs*perProcess)
+			if got := sink.LogRecordCount(); got != tt.procs*perProcess {
+				t.Errorf("%d records, want %d", got, tt.procs*perProcess)
 			}
 			resources := 0
 			for _, ld := range sink.AllLogs() {
