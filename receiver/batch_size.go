@@ -8,6 +8,7 @@ import (
 
 	"go.opentelemetry.io/collector/pdata/pcommon"
 
+	"github.com/tcpconnect/tcpconnect/dns"
 	"github.com/tcpconnect/tcpconnect/internal/event"
 	"github.com/tcpconnect/tcpconnect/internal/procinfo"
 )
@@ -17,7 +18,7 @@ import (
 // process chooses the length of its command line, and a record of its own
 // could otherwise make a whole batch, with other processes' records, be
 // refused. Every string a record carries is capped (procinfo's caps,
-// max_command_line_bytes, the DNS names' 253 bytes), so a record's size has
+// max_command_line_bytes, DNS names' length and number), so a record's size has
 // a bound, maxRecordBytes; batch.max_bytes must hold one such record, and a
 // batch is sent once it may not hold one more.
 //
@@ -34,8 +35,8 @@ const (
 	maxCommandLineBytesCap = 1 << 20
 	maxHostNameBytes       = 255 // the kernel's is 64 (HOST_NAME_MAX)
 	maxScopeVersionBytes   = 64
-	maxCommBytes           = 64 // the kernel's comm is 15 bytes: 31 once its invalid bytes are replaced
-	maxDNSNameBytes        = 253
+	maxCommBytes           = 64  // the kernel's comm is 15 bytes: 31 once its invalid bytes are replaced
+	maxDNSNameBytes        = 254 // a dnsmessage.Name: 255 bytes with its trailing dot
 )
 
 // Upper bounds of the protobuf encoding (opentelemetry-proto logs.proto,
@@ -89,7 +90,8 @@ func maxRecordBytes(cfg *Config) int {
 		Container:   procinfo.Container{ID: long(64), PodUID: long(36)},
 	}
 	c := &event.Connect{Hook: event.HookCgroup, Dst: netip.MustParseAddr("ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff")}
-	names := make([]string, maxNames)
+	// The correlator returns at most dns.max_names_per_ip names.
+	names := make([]string, dns.MaxMaxNamesPerIP)
 	for i := range names {
 		names[i] = long(maxDNSNameBytes)
 	}

@@ -16,6 +16,7 @@ import (
 	"go.opentelemetry.io/collector/pdata/plog"
 	"go.opentelemetry.io/collector/pdata/plog/plogotlp"
 
+	"github.com/tcpconnect/tcpconnect/dns"
 	"github.com/tcpconnect/tcpconnect/internal/event"
 	"github.com/tcpconnect/tcpconnect/internal/procinfo"
 	"github.com/tcpconnect/tcpconnect/receiver/internal/metadatatest"
@@ -42,7 +43,7 @@ func TestBatchBytesBound(t *testing.T) {
 	app := &procinfo.Info{ExePath: "/app/server", ExeName: "server", Owner: "root", CommandLine: "/app/server --port 8080", Container: procinfo.Container{ID: cid, PodUID: "5c8c2f31-6a0e-4b5e-9d8c-1f2e3d4c5b6a"}}
 	big := &procinfo.Info{ExePath: "/" + strings.Repeat("d", procinfo.MaxExePathBytes-1), ExeName: strings.Repeat("n", procinfo.MaxExeNameBytes),
 		Owner: strings.Repeat("o", procinfo.MaxOwnerBytes), CommandLine: strings.Repeat("€", (1<<20)/3)}
-	many := make([]string, maxNames)
+	many := make([]string, dns.MaxMaxNamesPerIP)
 	for i := range many {
 		many[i] = strings.Repeat(string(rune('a'+i%26)), maxDNSNameBytes)
 	}

@@ -4,7 +4,8 @@
 //
 // The files follow the collector's conventions: config.go (configuration and
 // validation), factory.go (NewFactory), receiver.go (the reader and sender
-// loops), convert.go (kernel record to plog). internal/metadata is generated
+// loops), convert.go (kernel record to plog), batch_size.go (the bound on a
+// batch's size in bytes). internal/metadata is generated
 // by mdatagen from metadata.yaml, a link to the module's top-level file.
 package receiver
 
