@@ -22,7 +22,7 @@ VM_TIMEOUT ?= 20m
 # print PASS in every run, so a name that selects nothing fails.
 VM_TESTS ?= \
 	-tests bpf.test=TestProbeConnects,TestProbeProof,TestProbeCgroupSubtreeUnproven,TestReadLSMState,TestProbeLSMExpectation,TestProbeDNSCapture,TestProbeFilters,TestProbeIOURingConnect,TestProbeNetnsVeth,TestProbeKprobeLoads,TestProbeModesAgree \
-	-tests receiver.test=TestReceiverPrivileged,TestDNSPrivileged,TestDNSPrivilegedNetnsScope \
+	-tests receiver.test=TestReceiverPrivileged,TestReceiverPrivilegedHostileStrings,TestDNSPrivileged,TestDNSPrivilegedNetnsScope \
 	-tests e2e.test=TestPipelineOverOTLP
 # A second boot of each kernel leaves bpf out of the active LSM list, as
 # Debian 11 and Ubuntu ship: auto must pick fentry there, explicit lsm fail.
