@@ -1,6 +1,7 @@
 package bpf
 
 import (
+	"fmt"
 	"net"
 	"net/netip"
 	"os"
@@ -34,7 +35,7 @@ func TestProbeFilters(t *testing.T) {
 	listen := func(network, addr string) (net.Listener, uint16) {
 		ln, err := net.Listen(network, addr)
 		if err != nil {
-			t.Skipf("listen %s: %v", addr, err)
+			privtest.SkipOrFail(t, fmt.Sprintf("listen %s: %v", addr, err))
 		}
 		t.Cleanup(func() { ln.Close() })
 		return ln, ln.Addr().(*net.TCPAddr).AddrPort().Port()

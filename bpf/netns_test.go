@@ -6,13 +6,11 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
-	"runtime"
 	"strconv"
 	"testing"
 	"time"
 
 	"github.com/vishvananda/netlink"
-	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 
 	"github.com/tcpconnect/tcpconnect/internal/event"
@@ -69,23 +67,13 @@ func TestProbeNetnsVeth(t *testing.T) {
 	defer ln.Close()
 	port := ln.Addr().(*net.TCPAddr).AddrPort().Port()
 
-	// A new namespace, entered on a locked thread: the child forked from this
-	// thread starts in it.
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	origin, err := netns.Get()
-	must("current netns", err)
-	defer origin.Close()
-	ns, err := netns.New()
-	must("new netns", err)
-	defer ns.Close()
-	defer func() { _ = netns.Set(origin) }()
+	// The container: a new namespace; the peer moves in and is configured
+	// from inside.
+	ns := privtest.NewNetns(t)
 	var st unix.Stat_t
 	must("stat netns", unix.Fstat(int(ns), &st))
 	nsInode := uint32(st.Ino)
 
-	// Move the peer in and configure it from inside.
-	must("back to origin", netns.Set(origin))
 	peer, err := netlink.LinkByName(veth.PeerName)
 	must("peer link", err)
 	must("move peer", netlink.LinkSetNsFd(peer, int(ns)))
@@ -96,15 +84,12 @@ func TestProbeNetnsVeth(t *testing.T) {
 	must("peer in netns", err)
 	must("peer addr", h.AddrAdd(peer, &netlink.Addr{IPNet: ipNet(containerAddr)}))
 	must("peer up", h.LinkSetUp(peer))
-	lo, err := h.LinkByName("lo")
-	must("lo in netns", err)
-	must("lo up", h.LinkSetUp(lo))
 
-	must("enter netns", netns.Set(ns))
+	// The client, forked in the namespace.
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), envConnectTo+"="+netip.AddrPortFrom(hostAddr.Addr(), port).String())
-	out, err := cmd.CombinedOutput()
-	must("back to origin", netns.Set(origin))
+	var out []byte
+	privtest.InNetns(t, ns, func() { out, err = cmd.CombinedOutput() })
 	if err != nil {
 		t.Fatalf("client in netns: %v: %s", err, out)
 	}

@@ -2,6 +2,7 @@ package bpf
 
 import (
 	"errors"
+	"fmt"
 	"net"
 	"net/netip"
 	"os"
@@ -167,7 +168,7 @@ func TestProbeConnects(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			ln, err := net.Listen(tt.network, tt.listen)
 			if err != nil {
-				t.Skipf("no %s listener here: %v", tt.network, err)
+				privtest.SkipOrFail(t, fmt.Sprintf("no %s listener here: %v", tt.network, err))
 			}
 			defer ln.Close()
 			ap := ln.Addr().(*net.TCPAddr).AddrPort()

@@ -60,10 +60,7 @@ func collectorBinary(t testing.TB) string {
 	} else {
 		reason += ": not an executable file"
 	}
-	if os.Getenv(privtest.EnvRequire) == "1" {
-		t.Fatalf("%s, and %s=1 forbids skipping", reason, privtest.EnvRequire)
-	}
-	t.Skip(reason)
+	privtest.SkipOrFail(t, reason)
 	return ""
 }
 

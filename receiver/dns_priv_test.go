@@ -7,7 +7,6 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
-	"runtime"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -15,7 +14,6 @@ import (
 	"time"
 
 	mdns "github.com/miekg/dns"
-	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"go.opentelemetry.io/collector/component/componenttest"
 	"go.opentelemetry.io/collector/consumer/consumertest"
@@ -349,10 +347,7 @@ func TestDNSPrivileged(t *testing.T) {
 		wantNames(t, h.connect("127.0.4.6"), "big.test", "big.test")
 	})
 	t.Run("busybox nslookup", func(t *testing.T) {
-		bb := busybox()
-		if bb == "" {
-			t.Skip("no busybox here (Debian package busybox-static)")
-		}
+		bb := busybox(t)
 		out, err := exec.Command(bb, "nslookup", "bb.test", strings.TrimSuffix(dnsServer, ":53")).CombinedOutput()
 		if err != nil || !strings.Contains(string(out), "127.0.4.7") {
 			t.Fatalf("busybox nslookup: %v: %s", err, out)
@@ -421,13 +416,16 @@ func TestDNSPrivileged(t *testing.T) {
 	})
 }
 
-func busybox() string {
+// busybox returns the path of a static busybox (the VM's initramfs has it at
+// /bin/busybox), or skips or fails t (privtest.SkipOrFail).
+func busybox(t *testing.T) string {
+	t.Helper()
 	for _, p := range []string{"/bin/busybox", "/usr/bin/busybox"} {
 		if _, err := os.Stat(p); err == nil {
 			return p
 		}
 	}
-	return ""
+	return privtest.LookPath(t, "busybox", "busybox-static")
 }
 
 // TestDNSPrivilegedNetnsScope: a process in another network namespace, with
@@ -436,37 +434,20 @@ func busybox() string {
 func TestDNSPrivilegedNetnsScope(t *testing.T) {
 	h := newDNSHarness(t, zone{"host-view.test./A": {"host-view.test. 60 IN A 127.0.7.7"}}, nil)
 
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	origin, err := netns.Get()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer origin.Close()
-	ns, err := netns.New()
-	if err != nil {
-		t.Fatalf("new netns: %v", err)
-	}
-	defer ns.Close()
-	defer func() { _ = netns.Set(origin) }()
-	lo, err := netlink.LinkByName("lo")
-	if err == nil {
-		err = netlink.LinkSetUp(lo)
-	}
-	if err != nil {
-		t.Fatalf("lo up in netns: %v", err)
-	}
-	// The namespace's own DNS server: its sockets belong to the namespace.
-	inner := &dnsTestServer{zone: zone{"ns-view.test./A": {"ns-view.test. 60 IN A 127.0.7.7"}}}
-	pc, ln := listenDNS(t, dnsServer)
-	inner.serve(t, pc, ln)
-
+	ns := privtest.NewNetns(t)
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), fmt.Sprintf("%s=ns-view.test|%s|%d", envResolveConnect, dnsServer, h.port))
-	out, err := cmd.CombinedOutput()
-	if serr := netns.Set(origin); serr != nil {
-		t.Fatal(serr)
-	}
+	var (
+		out []byte
+		err error
+	)
+	privtest.InNetns(t, ns, func() {
+		// The namespace's own DNS server: its sockets belong to the namespace.
+		inner := &dnsTestServer{zone: zone{"ns-view.test./A": {"ns-view.test. 60 IN A 127.0.7.7"}}}
+		pc, ln := listenDNS(t, dnsServer)
+		inner.serve(t, pc, ln)
+		out, err = cmd.CombinedOutput()
+	})
 	if err != nil {
 		t.Fatalf("client in netns: %v: %s", err, out)
 	}
@@ -490,14 +471,8 @@ func TestDNSPrivilegedNetnsScope(t *testing.T) {
 // initramfs does not, so it runs natively only (make unit).
 func TestNativeGlibcResolver(t *testing.T) {
 	privtest.Require(t)
-	ip, err := exec.LookPath("ip")
-	if err != nil {
-		t.Fatalf("needs iproute2's ip (Debian package iproute2): %v", err)
-	}
-	getent, err := exec.LookPath("getent")
-	if err != nil {
-		t.Fatalf("needs glibc's getent: %v", err)
-	}
+	ip := privtest.LookPath(t, "ip", "iproute2")
+	getent := privtest.LookPath(t, "getent", "libc-bin")
 	h := newDNSHarness(t, zone{}, nil)
 	name := fmt.Sprintf("tcglibc%d", os.Getpid()%100000)
 	if out, err := exec.Command(ip, "netns", "add", name).CombinedOutput(); err != nil {
@@ -529,27 +504,16 @@ func TestNativeGlibcResolver(t *testing.T) {
 		}
 	}
 
-	func() {
-		runtime.LockOSThread()
-		defer runtime.UnlockOSThread()
-		origin, err := netns.Get()
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer origin.Close()
-		target, err := netns.GetFromName(name)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer target.Close()
-		if err := netns.Set(target); err != nil {
-			t.Fatal(err)
-		}
-		defer func() { _ = netns.Set(origin) }()
+	target, err := netns.GetFromName(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer target.Close()
+	privtest.InNetns(t, target, func() {
 		inner := &dnsTestServer{zone: zone{"glibc.test./A": {"glibc.test. 60 IN A 127.0.8.8"}}}
 		pc, ln := listenDNS(t, dnsServer)
 		inner.serve(t, pc, ln)
-	}()
+	})
 
 	out, err := exec.Command(ip, "netns", "exec", name, getent, "ahostsv4", "glibc.test").CombinedOutput()
 	if err != nil || !strings.Contains(string(out), "127.0.8.8") {

@@ -134,7 +134,7 @@ func listen(t *testing.T, network, addr string) (net.Listener, netip.AddrPort) {
 	t.Helper()
 	ln, err := net.Listen(network, addr)
 	if err != nil {
-		t.Skipf("no %s listener here: %v", network, err)
+		privtest.SkipOrFail(t, fmt.Sprintf("no %s listener here: %v", network, err))
 	}
 	t.Cleanup(func() { ln.Close() })
 	return ln, ln.Addr().(*net.TCPAddr).AddrPort()
@@ -265,7 +265,7 @@ func TestReceiverPrivileged(t *testing.T) {
 		defer srv.Close()
 		argv, bin := foreignClient(srv.URL)
 		if argv == nil {
-			t.Skip("no curl, wget or busybox here")
+			privtest.SkipOrFail(t, "no curl, wget or busybox here (Debian packages curl, wget, busybox-static)")
 		}
 		cmd := exec.Command(argv[0], argv[1:]...)
 		if out, err := cmd.CombinedOutput(); err != nil {

@@ -6,9 +6,13 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"os/exec"
+	"runtime"
 	"testing"
 
 	"github.com/cilium/ebpf"
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 )
 
@@ -41,11 +45,34 @@ func Require(t testing.TB) {
 	if os.Geteuid() == 0 {
 		return
 	}
-	reason := "privileged test: needs root (CAP_BPF, CAP_PERFMON, CAP_NET_ADMIN, CAP_SYS_ADMIN) to load and attach eBPF programs"
-	if os.Getenv(EnvRequire) == "1" {
+	SkipOrFail(t, "privileged test: needs root (CAP_BPF, CAP_PERFMON, CAP_NET_ADMIN, CAP_SYS_ADMIN) to load and attach eBPF programs")
+}
+
+// Required reports whether EnvRequire=1 forbids skipping here.
+func Required() bool { return os.Getenv(EnvRequire) == "1" }
+
+// SkipOrFail is the one way a test that cannot run here says so: it skips t
+// with reason, or fails it when EnvRequire=1 (CI, the VM harness) says that
+// everything must run. A test must not skip by any other path, nor return
+// early with a log line.
+func SkipOrFail(t testing.TB, reason string) {
+	t.Helper()
+	if Required() {
 		t.Fatalf("%s, and %s=1 forbids skipping", reason, EnvRequire)
 	}
 	t.Skip(reason)
+}
+
+// LookPath returns the path of the program name, or skips or fails t
+// (SkipOrFail) naming pkg, the Debian package that provides it (make deps
+// installs it).
+func LookPath(t testing.TB, name, pkg string) string {
+	t.Helper()
+	p, err := exec.LookPath(name)
+	if err != nil {
+		SkipOrFail(t, fmt.Sprintf("needs %s (Debian package %s): %v", name, pkg, err))
+	}
+	return p
 }
 
 // Mode returns the attach mode to test: EnvAttach, or "auto".
@@ -111,4 +138,65 @@ func Connect(ap netip.AddrPort, typ int, nonblocking bool) error {
 		return nil
 	}
 	return err
+}
+
+// NewNetns creates a network namespace with its loopback up and returns its
+// handle, closed when t ends (the namespace lives on while anything in it
+// does). The calling thread stays in its own namespace.
+func NewNetns(t testing.TB) netns.NsHandle {
+	t.Helper()
+	var ns netns.NsHandle
+	// netns.New moves the thread it runs on into the new namespace: do it
+	// on a locked thread and come back (InNetns).
+	InNetns(t, 0, func() {
+		var err error
+		if ns, err = netns.New(); err != nil {
+			t.Fatalf("new network namespace: %v", err)
+		}
+	})
+	t.Cleanup(func() { ns.Close() })
+	h, err := netlink.NewHandleAt(ns, unix.NETLINK_ROUTE)
+	if err != nil {
+		t.Fatalf("netlink in the new namespace: %v", err)
+	}
+	defer h.Close()
+	lo, err := h.LinkByName("lo")
+	if err == nil {
+		err = h.LinkSetUp(lo)
+	}
+	if err != nil {
+		t.Fatalf("loopback up in the new namespace: %v", err)
+	}
+	return ns
+}
+
+// InNetns runs fn on the calling goroutine, locked to its OS thread, with
+// that thread in the network namespace ns (0: fn chooses, e.g. netns.New).
+// What fn creates there belongs to ns: sockets, and processes started with
+// os/exec (the fork happens on this thread). The thread returns to its own
+// namespace afterwards, also when fn calls t.Fatal; if it cannot, the thread
+// stays locked and dies with the goroutine instead of serving others in the
+// wrong namespace.
+func InNetns(t testing.TB, ns netns.NsHandle, fn func()) {
+	t.Helper()
+	runtime.LockOSThread()
+	origin, err := netns.Get()
+	if err != nil {
+		runtime.UnlockOSThread()
+		t.Fatalf("current network namespace: %v", err)
+	}
+	defer origin.Close()
+	defer func() {
+		if err := netns.Set(origin); err != nil {
+			t.Errorf("back to the test's network namespace: %v (the thread is discarded)", err)
+			return // still locked: the runtime ends the thread with the goroutine
+		}
+		runtime.UnlockOSThread()
+	}()
+	if ns != 0 {
+		if err := netns.Set(ns); err != nil {
+			t.Fatalf("enter network namespace: %v", err)
+		}
+	}
+	fn()
 }
