@@ -7,9 +7,16 @@ OCB_VERSION := v0.165.0
 GOBIN := $(shell $(GO) env GOPATH)/bin
 OCB := $(GOBIN)/builder
 CONFIG ?= config/default.yaml
-# Debian packages: clang/llvm/libbpf for `make generate`, qemu/busybox for the
-# VM tests, curl/wget/iproute2 as real clients in the tests.
-APT_PACKAGES := clang-19 llvm-19 libbpf-dev bpftool qemu-system-x86 busybox-static curl wget iproute2 cpio xz-utils
+# Debian packages: clang/llvm/libbpf for `make generate`, qemu/busybox/cpio/xz
+# for the VM tests, and TEST_PACKAGES for the native tests: gcc and libc6-dev
+# for `go test -race` (cgo); curl, wget, busybox-static, iproute2 (ip netns)
+# and libc-bin (getent) as real clients, whose absence fails a test under
+# TCPCONNECT_REQUIRE_PRIVILEGED=1.
+TEST_PACKAGES := gcc libc6-dev curl wget busybox-static iproute2 libc-bin
+APT_PACKAGES := clang-19 llvm-19 libbpf-dev bpftool qemu-system-x86 cpio xz-utils $(TEST_PACKAGES)
+# Every file `go generate` writes: bpf2go's objects and bindings, mdatagen's
+# code, generated tests and documentation (git pathspecs).
+GENERATED := 'bpf/*_bpfel.*' 'bpf/*_bpfeb.*' receiver/documentation.md 'receiver/generated_*' receiver/internal
 # Every package but e2e (make e2e, after the build) and the VM-only guest
 # check (make vmtest runs it inside the guest).
 UNIT_PKGS = $(shell $(GO) list ./... | grep -v -e /e2e -e /internal/vmtest/guestcheck)
@@ -30,26 +37,43 @@ VM_NOLSM_CMDLINE ?= lsm=lockdown,capability,yama,apparmor
 # Tests that need every mode at once or a VM boot's LSM setting.
 VM_ONLY_TESTS := TestProbeModesAgree|TestProbeLSMExpectation
 
-.PHONY: all deps ocb vmtest vmtest-fetch generate check-generate build run test unit lint e2e vmtest fuzz bench bench-go bench-vm clean
+.PHONY: all deps deps-test ocb vmtest vmtest-fetch generate check-generate build run test unit lint e2e vmtest fuzz bench bench-go bench-vm clean
 
 all: build
 
-# deps installs the Debian packages that are missing (needs root and apt).
-deps:
-	@missing=$$(for p in $(APT_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done); \
+# apt_install installs those of the Debian packages $(1) that are missing
+# (needs root and apt).
+apt_install = @missing=$$(for p in $(1); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
 		if [ "$$(id -u)" != 0 ]; then echo "missing packages: $$missing (run make deps as root)"; exit 1; fi; \
 		echo "installing: $$missing"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	fi
 
+# deps installs every Debian package the targets need; deps-test those of the
+# native tests (make unit, make e2e).
+deps:
+	$(call apt_install,$(APT_PACKAGES))
+
+deps-test:
+	$(call apt_install,$(TEST_PACKAGES))
+
 # generate rebuilds the committed bpf2go objects and mdatagen output.
 generate: deps
 	$(GO) generate ./...
 
-# check-generate fails when the committed generated code differs from a fresh build.
-check-generate: generate
-	@git diff --exit-code --stat -- bpf receiver/internal || { echo "generated code is stale: run make generate and commit"; exit 1; }
+# check-generate fails when a fresh `go generate` changes a committed
+# generated file (GENERATED), leaves one there that is not committed, or
+# changes or adds any other file (on a clean tree, as in CI: every change).
+check-generate: deps
+	@before=$$(git status --porcelain --untracked-files=all); \
+	$(GO) generate ./... || exit 1; \
+	stale=$$(git status --porcelain --untracked-files=all -- $(GENERATED)); \
+	other=$$(comm -13 <(sort <<<"$$before") <(git status --porcelain --untracked-files=all | sort)); \
+	if [ -n "$$stale$$other" ]; then \
+		printf '%s\n' "$$stale" "$$other" | sort -u | sed '/^$$/d'; \
+		echo "generated files differ from a fresh make generate, or are not committed: run make generate and commit"; exit 1; \
+	fi
 
 # ocb installs the OpenTelemetry Collector Builder at OCB_VERSION if missing.
 ocb:
@@ -67,19 +91,27 @@ run: build
 	@if [ "$$(id -u)" != 0 ]; then echo "tcpconnect loads eBPF programs: run as root (sudo make run)"; exit 1; fi
 	$(COLLECTOR) --config $(CONFIG)
 
+# lint also refuses a test that skips by itself: privtest.SkipOrFail is the
+# one way, as it fails under TCPCONNECT_REQUIRE_PRIVILEGED=1. A skip that is
+# right there too says why on its line (// skip-ok: why). The guest check
+# runs only inside the VM guest, where it must not skip.
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt:"; echo "$$out"; exit 1; fi
+	@bad=$$(git grep -n -E '\.Skip(f|Now)?\(' -- '*_test.go' ':!internal/vmtest/guestcheck' | grep -v 'skip-ok:'); \
+	if [ -n "$$bad" ]; then echo "tests that skip without privtest.SkipOrFail (or a // skip-ok: reason):"; echo "$$bad"; exit 1; fi
 	$(GO) vet ./...
 	$(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...
 
-# unit runs every Go test of the module; as root it includes the privileged
-# (native, cgroup mode) tests. TCPCONNECT_REQUIRE_PRIVILEGED=1 makes a skip fail.
+# unit runs every Go test of the module with the race detector (it needs cgo;
+# the VM's test binaries stay static, CGO_ENABLED=0, without it); as root it
+# includes the privileged (native, cgroup mode) tests.
+# TCPCONNECT_REQUIRE_PRIVILEGED=1 makes a skip fail.
 # TestProbeModesAgree needs every attach mode at once: it runs in the VM only.
-unit:
-	$(GO) test -count=1 -skip '$(VM_ONLY_TESTS)' $(UNIT_PKGS)
+unit: deps-test
+	CGO_ENABLED=1 $(GO) test -race -count=1 -skip '$(VM_ONLY_TESTS)' $(UNIT_PKGS)
 
-e2e: build
-	TCPCONNECT_COLLECTOR=$(CURDIR)/$(COLLECTOR) $(GO) test -count=1 -v ./e2e/
+e2e: deps-test build
+	TCPCONNECT_COLLECTOR=$(CURDIR)/$(COLLECTOR) CGO_ENABLED=1 $(GO) test -race -count=1 -v ./e2e/
 
 vmtest-fetch:
 	$(GO) run ./cmd/vmtest -kernels $(VM_KERNELS) -fetch-only

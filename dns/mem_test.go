@@ -99,7 +99,7 @@ func BenchmarkCacheMemory(b *testing.B) {
 // -v); it fails when a fill takes more than 250 bytes per entry.
 func TestCacheMemory(t *testing.T) {
 	if testing.Short() {
-		t.Skip("fills 100,000 entries")
+		t.Skip("fills 100,000 entries") // skip-ok: only under -short, which make unit does not set
 	}
 	for _, mc := range memCases {
 		per := fillBytes(t, newMemFill(mc))
