@@ -37,7 +37,7 @@ VM_NOLSM_CMDLINE ?= lsm=lockdown,capability,yama,apparmor
 # Tests that need every mode at once or a VM boot's LSM setting.
 VM_ONLY_TESTS := TestProbeModesAgree|TestProbeLSMExpectation
 
-.PHONY: all deps deps-test ocb vmtest vmtest-fetch generate check-generate build run test unit lint e2e vmtest fuzz bench bench-go bench-vm clean
+.PHONY: all deps deps-test ocb vmtest vmtest-fetch generate check-generate build run test unit lint e2e vmtest fuzz fuzz-long bench bench-go bench-vm clean
 
 all: build
 
@@ -136,8 +136,16 @@ vmrun = $(GO) run ./cmd/vmtest -kernels $(VM_KERNELS) -timeout $(VM_TIMEOUT) -mo
 		-test-args '-test.v -test.timeout=5m' $(VM_TESTS) $(1) \
 		-test $(BUILD)/vm/bpf.test -test $(BUILD)/vm/receiver.test -test $(BUILD)/vm/e2e.test
 
+# fuzz is the brief run of the DNS fuzz targets that `make test` (CI) does;
+# fuzz-long the scheduled one (FUZZ_LONG each, 5 minutes by default).
+FUZZ_TARGETS := FuzzParse FuzzParseReference
+FUZZ_LONG ?= 5m
+
 fuzz:
-	$(GO) test -run '^$$' -fuzz FuzzParse -fuzztime 10s ./dns/
+	$(foreach f,$(FUZZ_TARGETS),$(GO) test -run '^$$' -fuzz '^$(f)$$' -fuzztime 10s ./dns/ &&) true
+
+fuzz-long:
+	$(foreach f,$(FUZZ_TARGETS),$(GO) test -run '^$$' -fuzz '^$(f)$$' -fuzztime $(FUZZ_LONG) ./dns/ &&) true
 
 # bench is the native A/B connect storm (BENCHMARKS.md; about 12 minutes, root);
 # bench-vm the same in lsm mode under qemu; bench-go the hot-path Go benchmarks.

@@ -75,6 +75,9 @@ type Stats struct {
 	// ParseErrors counts messages that could not be parsed, and records
 	// that are not IPv4/IPv6 UDP/TCP.
 	ParseErrors uint64
+	// RecordsMalformed counts answer records skipped because their rdata
+	// length does not fit their type (see [Message.Malformed]).
+	RecordsMalformed uint64
 	// Truncated counts messages parsed only in part (cut capture or a TCP
 	// message split across segments).
 	Truncated uint64
@@ -183,6 +186,7 @@ func (c *Correlator) message(p *Packet, src, dst netip.AddrPort, msg []byte, tru
 	if m.Truncated {
 		c.stats.Truncated++
 	}
+	c.stats.RecordsMalformed += uint64(m.Malformed)
 	switch {
 	case p.Egress && !m.Response:
 		q := Query{Scope: Scope{NetNS: p.NetNS, TGID: p.TGID, CgroupID: p.CgroupID}, SockCookie: p.SockCookie}

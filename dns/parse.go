@@ -2,6 +2,7 @@ package dns
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"math"
@@ -54,6 +55,11 @@ type Message struct {
 	// or a TCP message split across segments) and that parsing stopped at
 	// the last complete record.
 	Truncated bool
+	// Malformed counts the answer records skipped because their rdata does
+	// not have the length their type needs: an A record's rdlength is not
+	// 4, an AAAA's not 16, or a CNAME's target does not fill its rdata
+	// exactly. Such a record's address or target is never used.
+	Malformed int
 }
 
 // Addr is one address record of an answer chain.
@@ -82,6 +88,8 @@ type record struct {
 // Parse does not allocate. The zero value is ready to use.
 type Parser struct {
 	p     dnsmessage.Parser
+	raw   []byte // the message being parsed
+	off   int    // offset of the next answer record in raw
 	arena []byte
 	recs  []record
 	chain []nameRef
@@ -106,6 +114,7 @@ func (ps *Parser) Parse(msg []byte, truncated bool) (*Message, error) {
 	m := &ps.msg
 	*m = Message{Chain: m.Chain[:0], Addrs: m.Addrs[:0]}
 
+	ps.raw, ps.off = msg, 0
 	h, err := ps.p.Start(msg)
 	if err != nil {
 		return nil, fmt.Errorf("dns: parse header: %w", err)
@@ -136,9 +145,18 @@ func (ps *Parser) Parse(msg []byte, truncated bool) (*Message, error) {
 
 // answers reads the answer section into ps.recs. With truncated set, an
 // error ends the section quietly and marks the message truncated.
+//
+// dnsmessage reads an A record's 4 bytes (an AAAA's 16, a CNAME's name)
+// wherever they are, whatever the record's rdlength says, and moves on by
+// rdlength. So Parser walks the records itself too, in step with
+// dnsmessage, and checks each record's rdata bounds against its type
+// before it takes anything from it (see [Message.Malformed]).
 func (ps *Parser) answers(truncated bool) error {
 	p := &ps.p
 	if err := p.SkipAllQuestions(); err != nil {
+		return ps.cut(truncated, "skip questions", err)
+	}
+	if err := ps.skipQuestions(); err != nil {
 		return ps.cut(truncated, "skip questions", err)
 	}
 	for len(ps.recs) < maxRecords {
@@ -149,6 +167,12 @@ func (ps *Parser) answers(truncated bool) error {
 		if err != nil {
 			return ps.cut(truncated, "record header", err)
 		}
+		start, end, err := ps.rdata()
+		if err != nil {
+			return ps.cut(truncated, "record data", err)
+		}
+		ps.off = end
+		rdata := ps.raw[start:end]
 		if hdr.Class != dnsmessage.ClassINET {
 			if err := p.SkipAnswer(); err != nil {
 				return ps.cut(truncated, "skip record", err)
@@ -157,22 +181,27 @@ func (ps *Parser) answers(truncated bool) error {
 		}
 		r := record{typ: hdr.Type, ttl: hdr.TTL}
 		switch hdr.Type {
-		case dnsmessage.TypeA:
-			a, err := p.AResource()
-			if err != nil {
-				return ps.cut(truncated, "parse A record", err)
+		case dnsmessage.TypeA, dnsmessage.TypeAAAA:
+			if err := p.SkipAnswer(); err != nil {
+				return ps.cut(truncated, "skip record", err)
 			}
-			r.ip = netip.AddrFrom4(a.A)
-		case dnsmessage.TypeAAAA:
-			a, err := p.AAAAResource()
-			if err != nil {
-				return ps.cut(truncated, "parse AAAA record", err)
+			switch {
+			case hdr.Type == dnsmessage.TypeA && len(rdata) == 4:
+				r.ip = netip.AddrFrom4([4]byte(rdata))
+			case hdr.Type == dnsmessage.TypeAAAA && len(rdata) == 16:
+				r.ip = netip.AddrFrom16([16]byte(rdata)).Unmap()
+			default:
+				ps.msg.Malformed++
+				continue
 			}
-			r.ip = netip.AddrFrom16(a.AAAA).Unmap()
 		case dnsmessage.TypeCNAME:
 			c, err := p.CNAMEResource()
 			if err != nil {
 				return ps.cut(truncated, "parse CNAME record", err)
+			}
+			if skipName(ps.raw, start) != end {
+				ps.msg.Malformed++
+				continue
 			}
 			var ok bool
 			if r.target, ok = ps.addName(&c.CNAME); !ok {
@@ -191,6 +220,64 @@ func (ps *Parser) answers(truncated bool) error {
 		ps.recs = append(ps.recs, r)
 	}
 	return nil
+}
+
+// Errors of the record walk, wrapped by [Parser.Parse].
+var (
+	errWalkName  = errors.New("name runs past the message or has a bad label")
+	errRdataPast = errors.New("rdata runs past the end of the message")
+)
+
+// skipQuestions sets ps.off past the question section.
+func (ps *Parser) skipQuestions() error {
+	if len(ps.raw) < 12 {
+		return errWalkName
+	}
+	off := 12
+	for range binary.BigEndian.Uint16(ps.raw[4:6]) {
+		if off = skipName(ps.raw, off); off < 0 || off+4 > len(ps.raw) {
+			return errWalkName
+		}
+		off += 4 // type, class
+	}
+	ps.off = off
+	return nil
+}
+
+// rdata returns the bounds of the rdata of the answer record at ps.off.
+func (ps *Parser) rdata() (start, end int, err error) {
+	off := skipName(ps.raw, ps.off)
+	if off < 0 || off+10 > len(ps.raw) {
+		return 0, 0, errWalkName
+	}
+	start = off + 10 // type, class, TTL, rdlength
+	end = start + int(binary.BigEndian.Uint16(ps.raw[off+8:]))
+	if end > len(ps.raw) {
+		return 0, 0, errRdataPast
+	}
+	return start, end, nil
+}
+
+// skipName returns the offset just past the wire-format name at off in
+// msg: past its zero label or its compression pointer. It returns -1 for a
+// name that runs past msg or has a reserved label type.
+func skipName(msg []byte, off int) int {
+	for off >= 0 && off < len(msg) {
+		switch l := int(msg[off]); {
+		case l == 0:
+			return off + 1
+		case l&0xc0 == 0xc0:
+			if off+2 > len(msg) {
+				return -1
+			}
+			return off + 2
+		case l&0xc0 == 0:
+			off += 1 + l
+		default:
+			return -1
+		}
+	}
+	return -1
 }
 
 // cut ends the answers quietly for a truncated message, and otherwise

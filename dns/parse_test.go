@@ -1,6 +1,7 @@
 package dns
 
 import (
+	"encoding/binary"
 	"errors"
 	"net/netip"
 	"slices"
@@ -25,6 +26,7 @@ func TestParse(t *testing.T) {
 		chain     []string
 		addrs     []Addr
 		cut       bool
+		malformed int
 	}{
 		{
 			name:     "A",
@@ -117,6 +119,80 @@ func TestParse(t *testing.T) {
 				"example.com. 60 IN A 192.0.2.1")[:40],
 			wantErr: errAny,
 		},
+		{
+			name:      "A with rdlength 3 takes no byte of the next record",
+			msg:       setRdata(t, twoA, 0, []byte{192, 0, 2}),
+			response:  true,
+			chain:     []string{"example.com"},
+			addrs:     []Addr{a("192.0.2.2", 60)},
+			malformed: 1,
+		},
+		{
+			name:      "A with rdlength 5",
+			msg:       setRdata(t, twoA, 0, []byte{192, 0, 2, 1, 7}),
+			response:  true,
+			chain:     []string{"example.com"},
+			addrs:     []Addr{a("192.0.2.2", 60)},
+			malformed: 1,
+		},
+		{
+			name:      "A with rdlength 0",
+			msg:       setRdata(t, twoA, 1, nil),
+			response:  true,
+			chain:     []string{"example.com"},
+			addrs:     []Addr{a("192.0.2.1", 60)},
+			malformed: 1,
+		},
+		{
+			name: "AAAA with rdlength 4",
+			msg: setRdata(t, wire(t, 13, "example.com", mdns.TypeAAAA,
+				"example.com. 60 IN AAAA 2001:db8::1",
+				"example.com. 60 IN AAAA 2001:db8::2"), 0, []byte{0x20, 0x01, 0x0d, 0xb8}),
+			response:  true,
+			chain:     []string{"example.com"},
+			addrs:     []Addr{a("2001:db8::2", 60)},
+			malformed: 1,
+		},
+		{
+			name: "AAAA with rdlength 17",
+			msg: setRdata(t, wire(t, 14, "example.com", mdns.TypeAAAA,
+				"example.com. 60 IN AAAA 2001:db8::1"), 0, append(netip.MustParseAddr("2001:db8::1").AsSlice(), 0)),
+			response:  true,
+			chain:     []string{"example.com"},
+			malformed: 1,
+		},
+		{
+			name: "CNAME whose target runs past its rdlength",
+			msg: setRdata(t, wire(t, 15, "example.com", mdns.TypeA,
+				"example.com. 60 IN CNAME evil.",
+				"example. 60 IN A 192.0.2.66"), 0, []byte{4, 'e', 'v', 'i', 'l'}),
+			response:  true,
+			chain:     []string{"example.com"},
+			malformed: 1,
+		},
+		{
+			name: "CNAME whose target is shorter than its rdlength",
+			msg: setRdata(t, wire(t, 16, "example.com", mdns.TypeA,
+				"example.com. 60 IN CNAME evil.",
+				"evil. 60 IN A 192.0.2.66"), 0, []byte{4, 'e', 'v', 'i', 'l', 0, 0}),
+			response:  true,
+			chain:     []string{"example.com"},
+			malformed: 1,
+		},
+		{
+			name:    "rdata past the end of the message",
+			msg:     setRdlength(t, twoA, 1, 40),
+			wantErr: errAny,
+		},
+		{
+			name:      "rdata past the end of a truncated message",
+			msg:       setRdlength(t, twoA, 1, 40),
+			truncated: true,
+			response:  true,
+			chain:     []string{"example.com"},
+			addrs:     []Addr{a("192.0.2.1", 60)},
+			cut:       true,
+		},
 		{name: "empty", msg: nil, wantErr: errAny},
 		{name: "short header", msg: []byte{0, 1, 0x81}, wantErr: errAny},
 		{name: "no question", msg: []byte{0, 1, 0x81, 0x80, 0, 0, 0, 0, 0, 0, 0, 0}, wantErr: ErrNoQuestion},
@@ -153,8 +229,54 @@ func TestParse(t *testing.T) {
 			if !slices.Equal(m.Addrs, tt.addrs) {
 				t.Errorf("addrs = %v, want %v", m.Addrs, tt.addrs)
 			}
+			if m.Malformed != tt.malformed {
+				t.Errorf("malformed = %d, want %d", m.Malformed, tt.malformed)
+			}
 		})
 	}
+}
+
+// answerOffsets returns the offset of each answer record's type field in
+// msg, a message packed by wire (one question).
+func answerOffsets(tb testing.TB, msg []byte) []int {
+	tb.Helper()
+	// name returns the offset past the name at off.
+	name := func(off int) int {
+		for msg[off] != 0 && msg[off]&0xc0 != 0xc0 {
+			off += 1 + int(msg[off])
+		}
+		if msg[off] == 0 {
+			return off + 1
+		}
+		return off + 2
+	}
+	off := name(12) + 4
+	var offs []int
+	for range binary.BigEndian.Uint16(msg[6:8]) {
+		off = name(off)
+		offs = append(offs, off)
+		off += 10 + int(binary.BigEndian.Uint16(msg[off+8:]))
+	}
+	return offs
+}
+
+// setRdata returns a copy of msg whose k-th answer has rdata (and an
+// rdlength to match).
+func setRdata(tb testing.TB, msg []byte, k int, rdata []byte) []byte {
+	tb.Helper()
+	off := answerOffsets(tb, msg)[k]
+	n := int(binary.BigEndian.Uint16(msg[off+8:]))
+	return slices.Concat(msg[:off+8], binary.BigEndian.AppendUint16(nil, uint16(len(rdata))), rdata, msg[off+10+n:])
+}
+
+// setRdlength returns a copy of msg whose k-th answer claims n bytes of
+// rdata, its bytes unchanged.
+func setRdlength(tb testing.TB, msg []byte, k, n int) []byte {
+	tb.Helper()
+	out := slices.Clone(msg)
+	off := answerOffsets(tb, out)[k]
+	binary.BigEndian.PutUint16(out[off+8:], uint16(n))
+	return out
 }
 
 // errAny stands for any error in test tables.
