@@ -94,8 +94,8 @@ func BenchmarkLookup(b *testing.B) {
 	now := t0.Add(time.Minute)
 	b.ReportAllocs()
 	for b.Loop() {
-		names, best, _, ok := c.Lookup(ip, scopeA, now, dst[:0])
-		if !ok || len(names) != 3 || best != "www.example.com" {
+		names, best, _, src := c.Lookup(ip, scopeA, now, dst[:0])
+		if src == SourceNone || len(names) != 3 || best != "www.example.com" {
 			b.Fatal(names, best)
 		}
 	}

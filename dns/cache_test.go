@@ -107,38 +107,41 @@ func TestCache(t *testing.T) {
 			lookups: []lookupCheck{{15 * time.Second, "192.0.2.1", scopeA, []string{"a.example"}, "a.example", 7 * time.Second}},
 		},
 		{
-			name: "scope ordering: own netns first, newest other scope best without a match",
+			name: "names stay in their network namespace",
 			inserts: []insertion{
 				{0, "192.0.2.1", scopeA, []string{"a.example"}, time.Minute},
 				{time.Second, "192.0.2.1", scopeB, []string{"b.example"}, time.Minute},
 			},
 			lookups: []lookupCheck{
-				{2 * time.Second, "192.0.2.1", scopeA, []string{"a.example", "b.example"}, "a.example", 2 * time.Second},
-				{2 * time.Second, "192.0.2.1", scopeB, []string{"b.example", "a.example"}, "b.example", time.Second},
-				{2 * time.Second, "192.0.2.1", Scope{NetNS: 1, CgroupID: 9}, []string{"b.example", "a.example"}, "b.example", time.Second},
-				{2 * time.Second, "192.0.2.1", Scope{}, []string{"b.example", "a.example"}, "b.example", time.Second},
+				{2 * time.Second, "192.0.2.1", scopeA, []string{"a.example"}, "a.example", 2 * time.Second},
+				{2 * time.Second, "192.0.2.1", scopeB, []string{"b.example"}, "b.example", time.Second},
+				{2 * time.Second, "192.0.2.1", Scope{NetNS: 1, CgroupID: scopeA.CgroupID, TGID: scopeA.TGID}, nil, "", 0},
+				{2 * time.Second, "192.0.2.1", Scope{CgroupID: scopeA.CgroupID}, nil, "", 0},
 			},
 		},
 		{
-			name: "scope ordering: netns before cgroup",
+			name: "within the namespace: cgroup, then process, then newest",
 			inserts: []insertion{
 				{0, "192.0.2.1", scopeC, []string{"same-netns.example"}, time.Minute},
 				{time.Second, "192.0.2.1", Scope{NetNS: 77, CgroupID: scopeA.CgroupID}, []string{"same-cgroup.example"}, time.Minute},
 				{2 * time.Second, "192.0.2.1", scopeA, []string{"own.example"}, time.Minute},
 				{3 * time.Second, "192.0.2.1", scopeB, []string{"other.example"}, time.Minute},
+				{4 * time.Second, "192.0.2.1", Scope{NetNS: scopeA.NetNS, CgroupID: 9}, []string{"newest.example"}, time.Minute},
 			},
 			lookups: []lookupCheck{
-				{4 * time.Second, "192.0.2.1", scopeA,
-					[]string{"own.example", "same-netns.example", "same-cgroup.example", "other.example"}, "own.example", 2 * time.Second},
+				{5 * time.Second, "192.0.2.1", scopeA,
+					[]string{"own.example", "newest.example", "same-netns.example"}, "own.example", 3 * time.Second},
+				{5 * time.Second, "192.0.2.1", Scope{NetNS: scopeA.NetNS, TGID: scopeC.TGID},
+					[]string{"same-netns.example", "newest.example", "own.example"}, "same-netns.example", 5 * time.Second},
 			},
 		},
 		{
 			name: "deduplicated across scopes",
 			inserts: []insertion{
 				{0, "192.0.2.1", scopeA, []string{"www.example", "cdn.example"}, time.Minute},
-				{0, "192.0.2.1", scopeB, []string{"cdn.example"}, time.Minute},
+				{0, "192.0.2.1", scopeC, []string{"cdn.example"}, time.Minute},
 			},
-			lookups: []lookupCheck{{0, "192.0.2.1", scopeB, []string{"cdn.example", "www.example"}, "cdn.example", 0}},
+			lookups: []lookupCheck{{0, "192.0.2.1", scopeC, []string{"cdn.example", "www.example"}, "cdn.example", 0}},
 		},
 		{
 			name: "max names per IP",
@@ -148,7 +151,7 @@ func TestCache(t *testing.T) {
 				{time.Second, "192.0.2.1", scopeA, []string{"3.example", "4.example"}, time.Minute},
 				{time.Second, "192.0.2.2", scopeA, []string{"q.example", "c1.example", "c2.example", "c3.example"}, time.Minute},
 				{0, "192.0.2.3", scopeA, []string{"a.example", "b.example"}, time.Minute},
-				{0, "192.0.2.3", scopeB, []string{"c.example", "d.example"}, time.Minute},
+				{0, "192.0.2.3", scopeC, []string{"c.example", "d.example"}, time.Minute},
 			},
 			lookups: []lookupCheck{
 				{time.Second, "192.0.2.1", scopeA, []string{"3.example", "4.example", "1.example"}, "3.example", 0},
@@ -199,10 +202,10 @@ func TestCache(t *testing.T) {
 				c.Insert(netip.MustParseAddr(in.ip), in.scope, chainBytes(in.chain), in.ttl, t0.Add(in.at))
 			}
 			for _, l := range tt.lookups {
-				names, best, age, ok := c.Lookup(netip.MustParseAddr(l.ip), l.scope, t0.Add(l.at), nil)
-				if !slices.Equal(names, l.names) || best != l.best || age != l.age || ok != (len(l.names) > 0) {
+				names, best, age, src := c.Lookup(netip.MustParseAddr(l.ip), l.scope, t0.Add(l.at), nil)
+				if !slices.Equal(names, l.names) || best != l.best || age != l.age || (src != SourceNone) != (len(l.names) > 0) {
 					t.Errorf("Lookup(%s, %+v, t0+%s) = %q, %q, %s, %v; want %q, %q, %s",
-						l.ip, l.scope, l.at, names, best, age, ok, l.names, l.best, l.age)
+						l.ip, l.scope, l.at, names, best, age, src, l.names, l.best, l.age)
 				}
 			}
 		})
@@ -219,7 +222,7 @@ func TestCacheCounters(t *testing.T) {
 	c.Insert(ip(2), scopeA, chainBytes([]string{"b.example", "shared.example"}), 10*time.Second, t0)
 	c.Insert(ip(3), scopeA, chainBytes([]string{"c.example"}), time.Minute, t0) // evicts ip(1)
 	c.Insert(ip(3), scopeA, chainBytes([]string{"d.example", "e.example"}), time.Minute, t0)
-	want := CacheStats{Entries: 2, Names: 4, Inserts: 4, Evictions: 1, NamesDropped: 1}
+	want := CacheStats{Entries: 2, Names: 4, Namespaces: 1, Inserts: 4, Evictions: 1, NamesDropped: 1}
 	if got := c.Stats(); got != want {
 		t.Fatalf("stats\n got %+v\nwant %+v", got, want)
 	}
@@ -229,7 +232,7 @@ func TestCacheCounters(t *testing.T) {
 		t.Fatalf("after sweep\n got %+v\nwant %+v", got, want)
 	}
 	c.Sweep(t0.Add(time.Hour))
-	want.Entries, want.Names, want.Expired = 0, 0, 2
+	want.Entries, want.Names, want.Namespaces, want.Expired = 0, 0, 0, 2
 	if got := c.Stats(); got != want {
 		t.Fatalf("after full expiry\n got %+v\nwant %+v", got, want)
 	}
@@ -243,23 +246,33 @@ func TestCacheCounters(t *testing.T) {
 }
 
 func TestCacheScopesPerIP(t *testing.T) {
-	c := NewCache(DefaultConfig())
 	ip := netip.MustParseAddr("192.0.2.1")
-	for i := range MaxScopesPerIP + 3 {
-		s := Scope{NetNS: uint32(1000 + i), CgroupID: uint64(i + 1)}
-		c.Insert(ip, s, chainBytes([]string{fmt.Sprintf("n%d.example", i)}), time.Minute, t0.Add(time.Duration(i)*time.Second))
-	}
-	st := c.Stats()
-	if st.Entries != MaxScopesPerIP || st.Evictions != 3 {
-		t.Fatalf("entries, evictions = %d, %d; want %d, 3", st.Entries, st.Evictions, MaxScopesPerIP)
-	}
-	names, best, _, _ := c.Lookup(ip, Scope{}, t0.Add(time.Minute-time.Second), nil)
-	if best != fmt.Sprintf("n%d.example", MaxScopesPerIP+2) || len(names) != DefaultMaxNamesPerIP {
-		t.Fatalf("best %q, %d names; want the newest and %d", best, len(names), DefaultMaxNamesPerIP)
-	}
-	if slices.Contains(names, "n0.example") {
-		t.Fatalf("stalest scope kept: %q", names)
-	}
+	scope := func(i int) Scope { return Scope{NetNS: uint32(1000 + i), CgroupID: uint64(i + 1)} }
+	t.Run("one scope per namespace: the lowest inode goes", func(t *testing.T) {
+		c := NewCache(DefaultConfig())
+		for i := range MaxScopesPerIP + 3 {
+			c.Insert(ip, scope(i), chainBytes([]string{fmt.Sprintf("n%d.example", i)}), time.Minute, t0.Add(time.Duration(i)*time.Second))
+		}
+		if st := c.Stats(); st.Entries != MaxScopesPerIP || st.Evictions != 3 {
+			t.Fatalf("entries, evictions = %d, %d; want %d, 3", st.Entries, st.Evictions, MaxScopesPerIP)
+		}
+		for i, want := range map[int]bool{0: false, 2: false, 3: true, MaxScopesPerIP + 2: true} {
+			if _, _, _, src := c.Lookup(ip, scope(i), t0.Add(30*time.Second), nil); (src != SourceNone) != want {
+				t.Errorf("scope %d: found %v, want %v", i, src != SourceNone, want)
+			}
+		}
+	})
+	t.Run("many cgroups of one namespace evict their own", func(t *testing.T) {
+		c := NewCache(DefaultConfig())
+		c.Insert(ip, scopeA, chainBytes([]string{"a.example"}), time.Minute, t0)
+		for i := range 3 * MaxScopesPerIP {
+			c.Insert(ip, Scope{NetNS: 5, CgroupID: uint64(100 + i)}, chainBytes([]string{fmt.Sprintf("n%d.example", i)}), time.Minute, t0.Add(time.Second))
+		}
+		if names, _, _, _ := c.Lookup(ip, scopeA, t0.Add(2*time.Second), nil); !slices.Equal(names, []string{"a.example"}) {
+			t.Fatalf("scopeA's names = %q, want [a.example]", names)
+		}
+		checkCache(t, c)
+	})
 }
 
 func TestCacheInterns(t *testing.T) {
@@ -268,7 +281,7 @@ func TestCacheInterns(t *testing.T) {
 	c.Insert(netip.MustParseAddr("192.0.2.1"), scopeA, chain, time.Minute, t0)
 	c.Insert(netip.MustParseAddr("192.0.2.2"), scopeB, chain, time.Minute, t0)
 	n1, _, _, _ := c.Lookup(netip.MustParseAddr("192.0.2.1"), scopeA, t0, nil)
-	n2, _, _, _ := c.Lookup(netip.MustParseAddr("192.0.2.2"), scopeA, t0, nil)
+	n2, _, _, _ := c.Lookup(netip.MustParseAddr("192.0.2.2"), scopeB, t0, nil)
 	if unsafe.StringData(n1[0]) != unsafe.StringData(n2[0]) {
 		t.Fatal("one name stored twice")
 	}
@@ -284,7 +297,7 @@ func TestLookupAllocs(t *testing.T) {
 	c.Insert(ip, scopeB, chainBytes([]string{"other.example"}), time.Minute, t0)
 	dst := make([]string, 0, 16)
 	allocs := testing.AllocsPerRun(100, func() {
-		if _, _, _, ok := c.Lookup(ip, scopeA, t0, dst[:0]); !ok {
+		if _, _, _, src := c.Lookup(ip, scopeA, t0, dst[:0]); src == SourceNone {
 			t.Fatal("not found")
 		}
 	})

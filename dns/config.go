@@ -29,6 +29,15 @@ const (
 	// Memory does not depend on it: max_entries and LRU bound the cache.
 	DefaultMaxTTL = time.Hour
 
+	// CrossNamespaceNone keeps names in their network namespace: a connect
+	// gets only names resolved in its own (the default).
+	CrossNamespaceNone = "none"
+	// CrossNamespacePublicOnly lets names resolved in other network
+	// namespaces name public destinations ([IsPublic]), after the
+	// connect's own namespace's names; never loopback, link-local or
+	// private ones, which are different endpoints in each namespace.
+	CrossNamespacePublicOnly = "public_only"
+
 	// MaxMaxEntries is the largest accepted max_entries.
 	MaxMaxEntries = 1 << 24
 	// MaxMaxNamesPerIP is the largest accepted max_names_per_ip.
@@ -50,17 +59,23 @@ type Config struct {
 	MinTTL time.Duration `mapstructure:"min_ttl"`
 	// MaxTTL is the cap applied to record TTLs.
 	MaxTTL time.Duration `mapstructure:"max_ttl"`
+	// CrossNamespace says whether names resolved in one network namespace
+	// may name a connect made in another: CrossNamespaceNone (the
+	// default; empty means the same) or CrossNamespacePublicOnly.
+	CrossNamespace string `mapstructure:"cross_namespace"`
 }
 
 // DefaultConfig returns the default configuration: enabled, 65536 entries,
-// 8 names per IP, TTLs clamped to [5s, 1h].
+// 8 names per IP, TTLs clamped to [5s, 1h], names kept in their network
+// namespace.
 func DefaultConfig() Config {
 	return Config{
-		Enabled:       true,
-		MaxEntries:    DefaultMaxEntries,
-		MaxNamesPerIP: DefaultMaxNamesPerIP,
-		MinTTL:        DefaultMinTTL,
-		MaxTTL:        DefaultMaxTTL,
+		Enabled:        true,
+		MaxEntries:     DefaultMaxEntries,
+		MaxNamesPerIP:  DefaultMaxNamesPerIP,
+		MinTTL:         DefaultMinTTL,
+		MaxTTL:         DefaultMaxTTL,
+		CrossNamespace: CrossNamespaceNone,
 	}
 }
 
@@ -84,6 +99,11 @@ func (c *Config) Validate() error {
 		errs = append(errs, fmt.Errorf("dns.max_ttl: must be positive, got %s", c.MaxTTL))
 	} else if c.MaxTTL < c.MinTTL {
 		errs = append(errs, fmt.Errorf("dns.max_ttl: must be >= dns.min_ttl, got %s < %s", c.MaxTTL, c.MinTTL))
+	}
+	switch c.CrossNamespace {
+	case "", CrossNamespaceNone, CrossNamespacePublicOnly:
+	default:
+		errs = append(errs, fmt.Errorf("dns.cross_namespace: must be %q or %q, got %q", CrossNamespaceNone, CrossNamespacePublicOnly, c.CrossNamespace))
 	}
 	return errors.Join(errs...)
 }

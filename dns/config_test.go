@@ -22,6 +22,10 @@ func TestConfigValidate(t *testing.T) {
 		{name: "zero max_ttl", change: func(c *Config) { c.MaxTTL = 0 }, want: []string{"dns.max_ttl: must be positive"}},
 		{name: "max below min", change: func(c *Config) { c.MinTTL = time.Minute; c.MaxTTL = time.Second },
 			want: []string{"dns.max_ttl: must be >= dns.min_ttl, got 1s < 1m0s"}},
+		{name: "cross_namespace public_only", change: func(c *Config) { c.CrossNamespace = CrossNamespacePublicOnly }},
+		{name: "cross_namespace empty", change: func(c *Config) { c.CrossNamespace = "" }},
+		{name: "cross_namespace unknown", change: func(c *Config) { c.CrossNamespace = "all" },
+			want: []string{`dns.cross_namespace: must be "none" or "public_only", got "all"`}},
 		{name: "every error reported", change: func(c *Config) { c.MaxEntries = 0; c.MaxNamesPerIP = 0 },
 			want: []string{"dns.max_entries", "dns.max_names_per_ip"}},
 	}
@@ -49,7 +53,7 @@ func TestConfigValidate(t *testing.T) {
 }
 
 func TestDefaultConfig(t *testing.T) {
-	want := Config{Enabled: true, MaxEntries: 65536, MaxNamesPerIP: 8, MinTTL: 5 * time.Second, MaxTTL: time.Hour}
+	want := Config{Enabled: true, MaxEntries: 65536, MaxNamesPerIP: 8, MinTTL: 5 * time.Second, MaxTTL: time.Hour, CrossNamespace: "none"}
 	if got := DefaultConfig(); got != want {
 		t.Fatalf("DefaultConfig() = %+v, want %+v", got, want)
 	}

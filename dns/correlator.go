@@ -66,10 +66,19 @@ type Stats struct {
 	QueriesExpired uint64
 	// QueriesEvicted counts queries dropped because too many were waiting.
 	QueriesEvicted uint64
-	// AnswersParsed counts answers arriving at a local socket and parsed.
+	// AnswersParsed counts answers arriving at a local socket and parsed,
+	// whether or not they match a query.
 	AnswersParsed uint64
 	// AnswersAccepted counts answers matched to a query.
 	AnswersAccepted uint64
+	// AnswersCached counts accepted answers that put at least one address
+	// into the cache (a successful answer with A or AAAA records for its
+	// chain); an NXDOMAIN or an answer without addresses is accepted but
+	// not cached.
+	AnswersCached uint64
+	// AddressesCached counts the (address, chain) insertions of the cached
+	// answers: one per A or AAAA record.
+	AddressesCached uint64
 	// Unsolicited counts answers ignored because no query matched them.
 	Unsolicited uint64
 	// ParseErrors counts messages that could not be parsed, and records
@@ -88,6 +97,9 @@ type Stats struct {
 	CacheEntries int
 	// CacheNames is the number of distinct names in the cache.
 	CacheNames int
+	// CacheNamespaces is the number of network namespaces with cache
+	// entries.
+	CacheNamespaces int
 	// Evictions counts cache entries evicted to make room.
 	Evictions uint64
 	// Expired counts cache entries removed because all names expired.
@@ -194,32 +206,29 @@ func (c *Correlator) message(p *Packet, src, dst netip.AddrPort, msg []byte, tru
 	case !p.Egress && m.Response:
 		c.stats.AnswersParsed++
 		q, ok := c.tracker.Match(m.ID, Flow{Client: dst, Server: src, Proto: p.L4Proto}, m.Question, p.SockCookie, now)
-		if !ok || m.RCode != dnsmessage.RCodeSuccess {
+		if !ok || m.RCode != dnsmessage.RCodeSuccess || len(m.Addrs) == 0 {
 			return nil
 		}
 		for _, a := range m.Addrs {
 			c.cache.Insert(a.IP, q.Scope, m.Chain, time.Duration(a.TTL)*time.Second, now)
 		}
+		c.stats.AnswersCached++
+		c.stats.AddressesCached += uint64(len(m.Addrs))
 	default:
 		c.stats.Ignored++
 	}
 	return nil
 }
 
-// Lookup returns the names ip was resolved from, the connecting scope's
-// first; see [Cache.Lookup].
-func (c *Correlator) Lookup(ip netip.Addr, scope Scope, now time.Time, dst []string) (names []string, best string, age time.Duration, ok bool) {
+// Lookup returns the names ip was resolved from for a connect from scope;
+// see [Cache.Lookup].
+func (c *Correlator) Lookup(ip netip.Addr, scope Scope, now time.Time, dst []string) (names []string, best string, age time.Duration, src Source) {
 	return c.cache.Lookup(ip, scope, now, dst)
 }
 
 // Sweep removes expired cache entries; see [Cache.Sweep].
 func (c *Correlator) Sweep(now time.Time) {
 	c.cache.Sweep(now)
-}
-
-// Cache returns the Correlator's cache.
-func (c *Correlator) Cache() *Cache {
-	return c.cache
 }
 
 // Stats returns a snapshot of the counters.
@@ -235,6 +244,7 @@ func (c *Correlator) Stats() Stats {
 	cs := c.cache.Stats()
 	s.CacheEntries = cs.Entries
 	s.CacheNames = cs.Names
+	s.CacheNamespaces = cs.Namespaces
 	s.Evictions = cs.Evictions
 	s.Expired = cs.Expired
 	s.NamesDropped = cs.NamesDropped

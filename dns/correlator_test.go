@@ -112,11 +112,16 @@ func TestAnswerInheritsQueryScope(t *testing.T) {
 	c := newCorrelator(t, nil)
 	resolve(t, c, scopeA, 1, "example.com", t0, "example.com. 300 IN A 192.0.2.10")
 	// The answer packet carries no netns and tgid; the entry must still be
-	// in scopeA, so that scopeA ranks it first over another scope's name.
+	// in scopeA's namespace, and scopeB's in scopeB's.
 	resolve(t, c, scopeB, 2, "b.example", t0.Add(time.Second), "b.example. 300 IN A 192.0.2.10")
-	names, best, _ := lookup(c, "192.0.2.10", scopeA, t0.Add(2*time.Second))
-	if want := []string{"example.com", "b.example"}; !slices.Equal(names, want) || best != "example.com" {
-		t.Fatalf("names, best = %q, %q; want %q, %q", names, best, want, "example.com")
+	for _, tt := range []struct {
+		scope Scope
+		want  string
+	}{{scopeA, "example.com"}, {scopeB, "b.example"}} {
+		names, best, _ := lookup(c, "192.0.2.10", tt.scope, t0.Add(2*time.Second))
+		if !slices.Equal(names, []string{tt.want}) || best != tt.want {
+			t.Fatalf("%+v: names, best = %q, %q; want [%q]", tt.scope, names, best, tt.want)
+		}
 	}
 }
 
@@ -325,15 +330,29 @@ func TestStats(t *testing.T) {
 		"cdn.example.net. 60 IN A 192.0.2.2")
 	_ = c.Handle(answerPacket(ProtoUDP, client, server, 0, cookieA, wire(t, 99, "x.example", mdns.TypeA, "x.example. 60 IN A 192.0.2.3")), t0)
 	_ = c.Handle(answerPacket(ProtoUDP, client, server, 0, cookieA, []byte("garbage")), t0)
+	// Accepted but not cached: NXDOMAIN, and an answer whose only A
+	// record has a wrong rdlength.
+	resolve(t, c, scopeA, 2, "none.example", t0, []string{}...)
+	q := queryPacket(ProtoUDP, client, server, scopeA, cookieA, wire(t, 3, "bad.example", mdns.TypeA))
+	a := answerPacket(ProtoUDP, client, server, 0, cookieA, setRdata(t, wire(t, 3, "bad.example", mdns.TypeA, "bad.example. 60 IN A 192.0.2.9"), 0, []byte{192, 0, 2}))
+	for _, p := range []*Packet{q, a} {
+		if err := c.Handle(p, t0); err != nil {
+			t.Fatal(err)
+		}
+	}
 	want := Stats{
-		Packets:         4,
-		QueriesTracked:  1,
-		AnswersParsed:   2,
-		AnswersAccepted: 1,
-		Unsolicited:     1,
-		ParseErrors:     1,
-		CacheEntries:    2,
-		CacheNames:      2,
+		Packets:          8,
+		QueriesTracked:   3,
+		AnswersParsed:    4,
+		AnswersAccepted:  3,
+		AnswersCached:    1,
+		AddressesCached:  2,
+		Unsolicited:      1,
+		ParseErrors:      1,
+		RecordsMalformed: 1,
+		CacheEntries:     2,
+		CacheNames:       2,
+		CacheNamespaces:  1,
 	}
 	if got := c.Stats(); got != want {
 		t.Fatalf("stats\n got %+v\nwant %+v", got, want)

@@ -14,8 +14,21 @@
 //     local process cannot fill the cache with names of its choice by sending
 //     itself unsolicited answers.
 //   - [Cache] maps an IP to the names it was resolved from, per scope
-//     (network namespace + cgroup), with TTL expiry, LRU eviction and interned
-//     name strings, and a [Cache.Lookup] that does not allocate.
+//     (network namespace + cgroup), with TTL expiry, interned name strings
+//     (names.go), an IP index (ipindex.go) and LRU eviction that is fair
+//     between network namespaces (entries.go), and a [Cache.Lookup] that does
+//     not allocate.
+//
+// Trust boundary: names do not cross network namespaces. A connect gets
+// only the names resolved in its own network namespace (loopback, private
+// and link-local addresses are different endpoints in each namespace, and a
+// container must not choose the names shown on the host's connects). The
+// opt-in cross_namespace: public_only lets names from other namespaces name
+// public addresses ([IsPublic]) only, after the own namespace's names.
+// [Source] tells where a lookup's best name came from. When the cache is
+// full, the least recently used entry of the namespace holding the most
+// entries is evicted, so that a namespace flooding the cache evicts its own
+// names, not those of namespaces below their share.
 //   - [Correlator] ties them together behind one entry point,
 //     [Correlator.Handle], that takes a decoded kernel record ([Packet]).
 //

@@ -12,25 +12,46 @@ import (
 // checkCache verifies the cache's internal invariants.
 func checkCache(tb testing.TB, c *Cache) {
 	tb.Helper()
-	// LRU list: consistent links, every live entry once.
-	n, prev := 0, int32(none)
-	for i := c.head; i != none; i = c.entries[i].next {
-		e := &c.entries[i]
-		if !e.live() || e.prev != prev {
-			tb.Fatalf("LRU list broken at %d", i)
-		}
-		prev, n = i, n+1
-		if n > len(c.entries) {
-			tb.Fatal("LRU list loops")
-		}
+	// Namespaces: each record's LRU list is consistent, ordered by use,
+	// holds exactly its count of live entries of its namespace; the heap
+	// holds every record once, most entries on top.
+	n := 0
+	if len(c.heap) != len(c.nsIndex) {
+		tb.Fatalf("%d namespaces in the heap, %d indexed", len(c.heap), len(c.nsIndex))
 	}
-	if prev != c.tail || n != c.live || n > c.maxEntries {
-		tb.Fatalf("LRU list has %d entries, live %d, max %d; tail %d/%d", n, c.live, c.maxEntries, prev, c.tail)
+	for p, k := range c.heap {
+		ns := &c.nss[k]
+		if c.nsIndex[ns.netns] != k || int(ns.heap) != p || ns.count <= 0 {
+			tb.Fatalf("namespace %d: index %d, heap position %d/%d, count %d", ns.netns, c.nsIndex[ns.netns], ns.heap, p, ns.count)
+		}
+		if p > 0 && c.heapAbove(p, (p-1)/2) {
+			tb.Fatalf("heap order broken at %d", p)
+		}
+		cnt, prev := int32(0), int32(none)
+		for i := ns.head; i != none; i = c.entries[i].next {
+			e := &c.entries[i]
+			if !e.live() || e.prev != prev || e.ns != k || e.netns != ns.netns {
+				tb.Fatalf("LRU list of namespace %d broken at %d", ns.netns, i)
+			}
+			if prev != none && c.entries[prev].used <= e.used {
+				tb.Fatalf("LRU list of namespace %d out of order at %d", ns.netns, i)
+			}
+			prev, cnt = i, cnt+1
+			if int(cnt) > len(c.entries) {
+				tb.Fatal("LRU list loops")
+			}
+		}
+		if prev != ns.tail || cnt != ns.count {
+			tb.Fatalf("namespace %d: list of %d, count %d; tail %d/%d", ns.netns, cnt, ns.count, prev, ns.tail)
+		}
+		n += int(cnt)
+	}
+	if n != c.live || n > c.maxEntries {
+		tb.Fatalf("LRU lists hold %d entries, live %d, max %d", n, c.live, c.maxEntries)
 	}
 	// IP chains: every live entry reachable from its IP, once; the index
 	// finds every IP.
 	refs := map[uint32]uint32{}
-	zoneRefs := map[uint32]int32{}
 	seen, ips, slots := 0, 0, 0
 	for _, v := range c.ipIndex {
 		if v == 0 {
@@ -38,27 +59,24 @@ func checkCache(tb testing.TB, c *Cache) {
 		}
 		ips++
 		head := int32(v&ipIdxMask) - 1
-		ip := c.ip(&c.entries[head])
-		if _, h := c.ipFind(&c.entries[head].addr, c.entries[head].zone); h != head {
-			tb.Fatalf("IP %v: index finds %d, holds %d", ip, h, head)
+		addr := c.entries[head].addr
+		if _, h := c.ipFind(&addr); h != head {
+			tb.Fatalf("IP %v: index finds %d, holds %d", addr, h, head)
 		}
 		scopes := 0
 		for i := head; i != none; i = c.entries[i].ipNext {
 			e := &c.entries[i]
-			if !e.live() || c.ip(e) != ip || ip.Is4In6() {
-				tb.Fatalf("entry %d in the chain of %v: live %v, addr %v", i, ip, e.live(), c.ip(e))
+			if !e.live() || e.addr != addr {
+				tb.Fatalf("entry %d in the chain of %v: live %v, addr %v", i, addr, e.live(), e.addr)
 			}
 			if scopes++; scopes > MaxScopesPerIP {
-				tb.Fatalf("%v has more than %d scopes", ip, MaxScopesPerIP)
-			}
-			if e.zone != 0 {
-				zoneRefs[e.zone]++
+				tb.Fatalf("%v has more than %d scopes", addr, MaxScopesPerIP)
 			}
 			var names []uint32
 			for j := e.names; j != none; j = c.slots[j].next {
 				id := c.slots[j].name
 				if slices.Contains(names, id) {
-					tb.Fatalf("entry %d holds %q twice", i, c.str(id))
+					tb.Fatalf("entry %d holds %q twice", i, c.names.str(id))
 				}
 				if names = append(names, id); len(names) > c.maxNames {
 					tb.Fatalf("entry %d has more than %d names", i, c.maxNames)
@@ -83,18 +101,19 @@ func checkCache(tb testing.TB, c *Cache) {
 		tb.Fatalf("%d slots used, %d free, %d in the pool", slots, free, len(c.slots))
 	}
 	// Interned names: reference counts match, nothing leaks, each name
-	// once and found by the index, its bytes in a kept chunk.
-	if len(refs) != c.nameCount {
-		tb.Fatalf("%d names referenced, %d interned", len(refs), c.nameCount)
+	// once and found by the index.
+	ns := &c.names
+	if len(refs) != ns.count {
+		tb.Fatalf("%d names referenced, %d interned", len(refs), ns.count)
 	}
 	byName := map[string]uint32{}
 	live := 0
-	for id, r := range c.recs {
+	for id, r := range ns.recs {
 		if r.n == 0 {
 			continue
 		}
-		s := c.str(uint32(id))
-		if got, _ := c.nameFind([]byte(s), maphash.String(c.seed, s)); got != uint32(id) || r.refs != refs[uint32(id)] {
+		s := ns.str(uint32(id))
+		if got, _ := ns.find([]byte(s), maphash.String(ns.seed, s)); got != uint32(id) || r.refs != refs[uint32(id)] {
 			tb.Fatalf("name %q: found as %d, is %d; %d refs counted, %d held", s, got, id, refs[uint32(id)], r.refs)
 		}
 		if o, dup := byName[s]; dup {
@@ -103,17 +122,8 @@ func checkCache(tb testing.TB, c *Cache) {
 		byName[s] = uint32(id)
 		live += int(r.n)
 	}
-	if len(byName) != c.nameCount || live != c.arenaLive {
-		tb.Fatalf("%d names, %d bytes held; counted %d, %d", len(byName), live, c.nameCount, c.arenaLive)
-	}
-	// Zones: reference counts match.
-	if len(zoneRefs) != len(c.zones) {
-		tb.Fatalf("%d zones referenced, %d held", len(zoneRefs), len(c.zones))
-	}
-	for id, r := range zoneRefs {
-		if z := c.zoneRecs[id-1]; c.zones[z.s] != id || z.refs != r {
-			tb.Fatalf("zone %q: %d refs counted, %d held", z.s, r, z.refs)
-		}
+	if len(byName) != ns.count || live != ns.arenaLive {
+		tb.Fatalf("%d names, %d bytes held; counted %d, %d", len(byName), live, ns.count, ns.arenaLive)
 	}
 }
 
@@ -180,9 +190,9 @@ func FuzzParse(f *testing.F) {
 				t.Fatal(err)
 			}
 			for _, a := range m.Addrs {
-				names, best, age, ok := c.Lookup(a.IP, scopeA, t0.Add(2*time.Second), nil)
-				if !ok || len(names) == 0 || len(names) > cfg.MaxNamesPerIP || names[0] != best || age < 0 {
-					t.Fatalf("Lookup(%v) = %q, %q, %s, %v", a.IP, names, best, age, ok)
+				names, best, age, src := c.Lookup(a.IP, scopeA, t0.Add(2*time.Second), nil)
+				if src == SourceNone || len(names) == 0 || len(names) > cfg.MaxNamesPerIP || names[0] != best || age < 0 {
+					t.Fatalf("Lookup(%v) = %q, %q, %s, %v", a.IP, names, best, age, src)
 				}
 				for j, n := range names {
 					checkName(t, []byte(n))
