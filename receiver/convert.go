@@ -7,6 +7,7 @@ import (
 	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/plog"
 
+	"github.com/tcpconnect/tcpconnect/dns"
 	"github.com/tcpconnect/tcpconnect/internal/event"
 	"github.com/tcpconnect/tcpconnect/internal/procinfo"
 	"github.com/tcpconnect/tcpconnect/receiver/internal/metadata"
@@ -38,10 +39,11 @@ const (
 	attrThreadName     = "thread.name"
 	attrDNSNames       = "tcpconnect.dns.names"
 	attrDNSNameAge     = "tcpconnect.dns.age"
+	attrDNSSource      = "tcpconnect.dns.source"
 	attrAttachMode     = "tcpconnect.attach_mode"
 	severityText       = "INFO"
-	// recordAttributes is how many attributes every record has; thread.name
-	// and tcpconnect.dns.age are added when present. The attribute slice is
+	// recordAttributes is how many attributes every record has; thread.name,
+	// tcpconnect.dns.age and tcpconnect.dns.source are added when present. The attribute slice is
 	// allocated once at its final size.
 	recordAttributes = 9
 	// maxInterned bounds each of the batcher's string caches (IP text and
@@ -51,9 +53,10 @@ const (
 
 // lookup is what the DNS correlator found for one connect.
 type lookup struct {
-	names []string      // every name, best first; empty when none
-	best  string        // the best name, "" when none
-	age   time.Duration // time since the answer that gave best
+	names  []string      // every name, best first; empty when none
+	best   string        // the best name, "" when none
+	age    time.Duration // time since the answer that gave best
+	source dns.Source    // where best came from; SourceNone when none
 }
 
 // batcher builds one plog.Logs batch: one ResourceLogs per process
@@ -298,7 +301,7 @@ func (b *batcher) fillRecord(lr plog.LogRecord, c *event.Connect, comm []byte, d
 		n++
 	}
 	if len(dns.names) > 0 {
-		n++
+		n += 2
 	}
 	attrs := lr.Attributes()
 	attrs.EnsureCapacity(n)
@@ -335,6 +338,7 @@ func (b *batcher) fillRecord(lr plog.LogRecord, c *event.Connect, comm []byte, d
 	if len(dns.names) > 0 {
 		attrs.PutDouble(attrDNSNameAge, dns.age.Seconds())
 		size += attrOverhead + len(attrDNSNameAge) + doubleBytes
+		size += putStr(attrs, attrDNSSource, dns.source.String())
 	}
 	size += putStr(attrs, attrAttachMode, c.Hook.String())
 	return size

@@ -12,6 +12,7 @@ import (
 
 	"go.opentelemetry.io/collector/pdata/plog"
 
+	"github.com/tcpconnect/tcpconnect/dns"
 	"github.com/tcpconnect/tcpconnect/internal/event"
 	"github.com/tcpconnect/tcpconnect/internal/procinfo"
 )
@@ -80,7 +81,7 @@ func TestConvertGolden(t *testing.T) {
 		}},
 		{"connect_ipv6_names_cmdline.json", true, []in{
 			{connectRec{hook: event.HookLSM, dst: netip.MustParseAddrPort("[2606:2800:21f:cb07:6820:80da:af6b:8b2c]:443"), startNs: 1, tgid: 4242, tid: 4242, ppid: 1, uid: 1000, comm: "curl", exe: "curl"}, curl,
-				lookup{names: []string{"www.example.com", "example.com-v4.edgesuite.net"}, best: "www.example.com", age: 1500 * time.Millisecond}},
+				lookup{names: []string{"www.example.com", "example.com-v4.edgesuite.net"}, best: "www.example.com", age: 1500 * time.Millisecond, source: dns.SourceProcess}},
 		}},
 		{"batch_three_processes.json", false, []in{
 			{connectRec{hook: event.HookFentry, dst: netip.MustParseAddrPort("10.0.0.7:5432"), startNs: 7, tgid: 100, tid: 101, ppid: 99, comm: "worker-1", exe: "server"}, app, lookup{}},

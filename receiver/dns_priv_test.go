@@ -144,6 +144,7 @@ type named struct {
 	server string
 	names  []string
 	age    float64
+	source string // tcpconnect.dns.source
 }
 
 // namedRecords returns the records to ip:port in the sink.
@@ -163,6 +164,7 @@ func namedRecords(sink *consumertest.LogsSink, ip string, port uint16) []named {
 			if v, ok := a.Get(attrDNSNameAge); ok {
 				n.age = v.Double()
 			}
+			n.source = strAttr(a, attrDNSSource)
 			out = append(out, n)
 		})
 	}
@@ -429,8 +431,11 @@ func busybox(t *testing.T) string {
 }
 
 // TestDNSPrivilegedNetnsScope: a process in another network namespace, with
-// its own DNS server, resolves another name to the same IP as this one. Each
-// connect is named from its own namespace first.
+// its own DNS server, resolves a name to a loopback IP and connects to it.
+// A connect to that IP here, in the host's namespace, is to another
+// endpoint: it must not get the other namespace's name, not before this
+// namespace resolved a name of its own and not after. Each record says its
+// names came from the connecting process itself.
 func TestDNSPrivilegedNetnsScope(t *testing.T) {
 	h := newDNSHarness(t, zone{"host-view.test./A": {"host-view.test. 60 IN A 127.0.7.7"}}, nil)
 
@@ -456,12 +461,20 @@ func TestDNSPrivilegedNetnsScope(t *testing.T) {
 		t.Fatalf("record pid %d, want the child %d", child.pid, cmd.Process.Pid)
 	}
 
+	unnamed := h.connect("127.0.7.7")
 	h.resolve("host-view.test", "udp", "ip4")
 	here := h.connect("127.0.7.7")
-	// The child's record was made before host-view.test was resolved.
 	wantNames(t, child, "ns-view.test", "ns-view.test")
-	// This one sees both names, its own namespace's first.
-	wantNames(t, here, "host-view.test", "host-view.test", "ns-view.test")
+	wantNames(t, unnamed, "127.0.7.7")
+	wantNames(t, here, "host-view.test", "host-view.test")
+	for _, r := range []named{child, here} {
+		if r.source != "process" {
+			t.Errorf("%s: tcpconnect.dns.source = %q, want process", r.server, r.source)
+		}
+	}
+	if unnamed.source != "" {
+		t.Errorf("unnamed record: tcpconnect.dns.source = %q, want none", unnamed.source)
+	}
 }
 
 // TestNativeGlibcResolver uses glibc's getaddrinfo (getent ahosts) inside a

@@ -25,9 +25,10 @@ type dnsSink interface {
 	// Lookup appends to dst the names ip was resolved from, best first, for
 	// a connect from scope (its network namespace, cgroup and process) at
 	// time now (the connect's kernel time as wall time). It returns the
-	// extended slice, the best name ("" when none) and the age of the answer
-	// that gave it. It must not allocate when dst has room.
-	Lookup(ip netip.Addr, scope dns.Scope, now time.Time, dst []string) (names []string, best string, age time.Duration)
+	// extended slice, the best name ("" when none), the age of the answer
+	// that gave it and where it came from (dns.SourceNone when no name was
+	// found). It must not allocate when dst has room.
+	Lookup(ip netip.Addr, scope dns.Scope, now time.Time, dst []string) (names []string, best string, age time.Duration, src dns.Source)
 	// Stats returns the correlator's cumulative counters and cache size; the
 	// receiver turns them into its receiver_tcpconnect_dns_* metrics.
 	Stats() dnsStats
@@ -57,9 +58,8 @@ func (k correlator) HandleDNS(d *event.DNS, now time.Time) {
 	_ = k.c.Handle((*dns.Packet)(d), now)
 }
 
-func (k correlator) Lookup(ip netip.Addr, scope dns.Scope, now time.Time, dst []string) ([]string, string, time.Duration) {
-	names, best, age, _ := k.c.Lookup(ip, scope, now, dst)
-	return names, best, age
+func (k correlator) Lookup(ip netip.Addr, scope dns.Scope, now time.Time, dst []string) ([]string, string, time.Duration, dns.Source) {
+	return k.c.Lookup(ip, scope, now, dst)
 }
 
 func (k correlator) Stats() dnsStats {

@@ -17,9 +17,9 @@ import (
 type benchDNS struct{}
 
 func (benchDNS) HandleDNS(*event.DNS, time.Time) {}
-func (benchDNS) Lookup(_ netip.Addr, _ dns.Scope, _ time.Time, dst []string) ([]string, string, time.Duration) {
+func (benchDNS) Lookup(_ netip.Addr, _ dns.Scope, _ time.Time, dst []string) ([]string, string, time.Duration, dns.Source) {
 	dst = append(dst, "www.example.com", "example.com-v4.edgesuite.net")
-	return dst, dst[0], 1500 * time.Millisecond
+	return dst, dst[0], 1500 * time.Millisecond, dns.SourceProcess
 }
 func (benchDNS) Stats() dnsStats   { return dnsStats{} }
 func (benchDNS) Sweep(_ time.Time) {}

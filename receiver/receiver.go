@@ -413,7 +413,7 @@ func (rd *reader) handle(raw []byte, now time.Time) {
 		var l lookup
 		if rd.r.dns != nil {
 			scope := dns.Scope{NetNS: c.NetNS, TGID: c.TGID, CgroupID: c.CgroupID}
-			l.names, l.best, l.age = rd.r.dns.Lookup(c.Dst, scope, ts, rd.names[:0])
+			l.names, l.best, l.age, l.source = rd.r.dns.Lookup(c.Dst, scope, ts, rd.names[:0])
 		}
 		if len(l.names) > 0 {
 			rd.c.named++
