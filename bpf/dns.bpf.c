@@ -101,6 +101,36 @@ static __always_inline int tc_dns_locate(struct __sk_buff *skb, int egress,
 	return 0;
 }
 
+/*
+ * The network namespace (inode) of the socket that sends or receives skb; 0
+ * when it is not a full socket (request, time-wait) or there is none.
+ *
+ * cgroup_skb runs where the packet is sent, which need not be the socket
+ * owner's context (a TCP retransmit runs in softirq, on whatever task was
+ * current), so the namespace comes from the socket, not from current. The
+ * program gets the socket as a struct bpf_sock, on which the verifier
+ * forbids pointer arithmetic, and 5.10 has no BTF cast helper for every
+ * socket type (bpf_skc_to_udp6_sock is IPv6 only; there is none for IPv4
+ * UDP). bpf_sk_fullsock's result is the kernel's struct sock, so it is
+ * passed through *scratch, ring memory, which makes it a plain number (the
+ * loader has CAP_PERFMON, so the verifier allows the store), and read
+ * from there with CO-RE.
+ */
+static __always_inline __u32 tc_sock_netns(struct __sk_buff *skb, __u64 *scratch)
+{
+	struct bpf_sock *sk = skb->sk;
+	struct sock *ks;
+
+	if (!sk)
+		return 0;
+	sk = bpf_sk_fullsock(sk);
+	if (!sk)
+		return 0;
+	*(volatile __u64 *)scratch = (__u64)(long)sk;
+	ks = (struct sock *)(long)*(volatile __u64 *)scratch;
+	return BPF_CORE_READ(ks, __sk_common.skc_net.net, ns.inum);
+}
+
 static __always_inline void tc_dns_capture(struct __sk_buff *skb, int egress)
 {
 	struct tc_dns_loc hdr = {};
@@ -126,15 +156,20 @@ static __always_inline void tc_dns_capture(struct __sk_buff *skb, int egress)
 	e->orig_len = len > 0xffff ? 0xffff : len;
 	e->ts_ns = bpf_ktime_get_boot_ns();
 	e->cgroup_id = bpf_skb_cgroup_id(skb);
+	e->netns = tc_sock_netns(skb, &e->sock_cookie);
 	e->sock_cookie = bpf_get_socket_cookie(skb);
 	e->tgid = 0;
-	e->netns = 0;
-	if (egress) {
-		/* A query is sent from the resolving task's context. */
+	if (egress && hdr.l4proto == IPPROTO_UDP) {
+		/*
+		 * A UDP datagram leaves in the sending task's context (sendmsg
+		 * transmits it at once, corked or not), so current is the
+		 * resolving process. TCP segments may leave in softirq
+		 * (retransmits, a window opening) on whatever task was
+		 * current: no process for TCP.
+		 */
 		struct task_struct *task = (struct task_struct *)bpf_get_current_task();
 
 		e->tgid = BPF_CORE_READ(task, tgid);
-		e->netns = BPF_CORE_READ(task, nsproxy, net_ns, ns.inum);
 	}
 	/* len >= 1 here; shape n as [1, TC_DNS_MAX_PAYLOAD] in a way the verifier follows. */
 	n = len - 1;
@@ -144,6 +179,7 @@ static __always_inline void tc_dns_capture(struct __sk_buff *skb, int egress)
 	n += 1;
 	if (bpf_skb_load_bytes(skb, off, e->payload, n)) {
 		bpf_ringbuf_discard(e, BPF_RB_NO_WAKEUP);
+		tc_count_lost(TC_LOST_DNS_COPY);
 		return;
 	}
 	e->payload_len = n;

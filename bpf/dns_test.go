@@ -4,12 +4,17 @@ import (
 	"context"
 	"net"
 	"os"
+	"runtime"
 	"testing"
 	"time"
 	"unsafe"
 
+	"github.com/cilium/ebpf"
 	"github.com/miekg/dns"
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
 	"golang.org/x/net/dns/dnsmessage"
+	"golang.org/x/sys/unix"
 
 	"github.com/tcpconnect/tcpconnect/internal/event"
 )
@@ -110,8 +115,14 @@ func TestProbeDNSCapture(t *testing.T) {
 					}
 					if d.Egress && d.DstPort == 53 {
 						query = true
-						if int(d.TGID) != os.Getpid() || d.NetNS == 0 {
-							t.Errorf("query from tgid %d netns %d, want %d and non-zero", d.TGID, d.NetNS, os.Getpid())
+						// UDP queries carry their process; TCP ones none
+						// (a segment may leave in softirq).
+						wantTGID := os.Getpid()
+						if network == "tcp" {
+							wantTGID = 0
+						}
+						if int(d.TGID) != wantTGID || d.NetNS == 0 {
+							t.Errorf("query from tgid %d netns %d, want %d and non-zero", d.TGID, d.NetNS, wantTGID)
 						}
 					}
 					if !d.Egress && d.SrcPort == 53 {
@@ -123,5 +134,138 @@ func TestProbeDNSCapture(t *testing.T) {
 				t.Fatalf("captured query=%v answer=%v for %s", query, answer, name)
 			}
 		})
+	}
+}
+
+// TestProbeDNSSocketNetns: a query sent through a socket of another network
+// namespace, by a thread that is back in this one, is that socket's: its
+// record carries the socket's namespace, not the sending task's. (The same
+// holds where there is no task of the socket at all: a TCP retransmit in
+// softirq.) UDP queries carry the sending process; TCP ones none.
+func TestProbeDNSSocketNetns(t *testing.T) {
+	p := openForTest(t, Options{DNS: true})
+	defer p.Close()
+
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	origin, err := netns.Get()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer origin.Close()
+	var st unix.Stat_t
+	if err := unix.Fstat(int(origin), &st); err != nil {
+		t.Fatal(err)
+	}
+	originInode := uint32(st.Ino)
+	ns, err := netns.New()
+	if err != nil {
+		t.Fatalf("new netns: %v", err)
+	}
+	defer ns.Close()
+	defer func() { _ = netns.Set(origin) }()
+	if err := unix.Fstat(int(ns), &st); err != nil {
+		t.Fatal(err)
+	}
+	nsInode := uint32(st.Ino)
+	lo, err := netlink.LinkByName("lo")
+	if err == nil {
+		err = netlink.LinkSetUp(lo)
+	}
+	if err != nil {
+		t.Fatalf("lo up in netns: %v", err)
+	}
+	// The namespace's server and the client socket, both made in it.
+	srv, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(srv)
+	to := &unix.SockaddrInet4{Port: 53, Addr: [4]byte{127, 0, 0, 1}}
+	if err := unix.Bind(srv, to); err != nil {
+		t.Fatalf("bind 127.0.0.1:53 in netns: %v", err)
+	}
+	cli, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(cli)
+	if err := netns.Set(origin); err != nil {
+		t.Fatal(err)
+	}
+
+	m := new(dns.Msg)
+	m.SetQuestion("socket-netns.test.", dns.TypeA)
+	q, err := m.Pack()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Sendto(cli, q, 0, to); err != nil {
+		t.Fatalf("send from this namespace's thread through the namespace's socket: %v", err)
+	}
+	var d event.DNS
+	found := false
+	for end := time.Now().Add(3 * time.Second); time.Now().Before(end) && !found; {
+		drainRound(t, p, 50*time.Millisecond, func(raw []byte) {
+			if event.Type(raw) != event.TypeDNS {
+				return
+			}
+			if err := event.DecodeDNS(raw, &d); err != nil {
+				t.Fatal(err)
+			}
+			var parser dnsmessage.Parser
+			if _, err := parser.Start(d.Payload); err != nil {
+				return
+			}
+			if qq, err := parser.Question(); err != nil || qq.Name.String() != "socket-netns.test." || !d.Egress {
+				return
+			}
+			found = true
+			if d.NetNS != nsInode || int(d.TGID) != os.Getpid() {
+				t.Errorf("query record netns %d tgid %d; want the socket's namespace %d (not the thread's %d) and tgid %d",
+					d.NetNS, d.TGID, nsInode, originInode, os.Getpid())
+			}
+		})
+	}
+	if !found {
+		t.Fatal("no record of the query")
+	}
+}
+
+// TestLostCounters: each index of the kernel's loss map (enum
+// tc_lost_index) is read into its field of Lost, summed over CPUs; the DNS
+// payload copy failures of dns.bpf.c included.
+func TestLostCounters(t *testing.T) {
+	p := openForTest(t, Options{DNS: true})
+	defer p.Close()
+	cpus, err := ebpf.PossibleCPU()
+	if err != nil {
+		t.Fatal(err)
+	}
+	before, err := p.Lost()
+	if err != nil {
+		t.Fatal(err)
+	}
+	adds := map[uint32]uint64{0: 1, 1: 10, 2: 100, 4: 1000}
+	for i, n := range adds {
+		var perCPU []uint64
+		if err := p.lost.Lookup(i, &perCPU); err != nil {
+			t.Fatal(err)
+		}
+		for c := range cpus {
+			perCPU[c] += n
+		}
+		if err := p.lost.Put(i, perCPU); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := p.Lost()
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := uint64(cpus)
+	want := Lost{Connect: before.Connect + n, DNS: before.DNS + 10*n, Filtered: before.Filtered + 100*n, DNSCopy: before.DNSCopy + 1000*n}
+	if got != want {
+		t.Fatalf("Lost() = %+v, want %+v", got, want)
 	}
 }

@@ -82,9 +82,14 @@ struct task_struct {
 	struct mm_struct *mm;
 };
 
+typedef struct {
+	struct net *net;
+} possible_net_t;
+
 struct sock_common {
 	unsigned short skc_family;
 	volatile unsigned char skc_state;
+	possible_net_t skc_net;
 };
 
 struct sock {

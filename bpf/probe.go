@@ -347,19 +347,26 @@ type Lost struct {
 	DNS     uint64
 	// Filtered counts connects the user's filters left out: not a loss.
 	Filtered uint64
+	// DNSCopy counts DNS records dropped because copying the packet's
+	// payload into the record failed.
+	DNSCopy uint64
 }
 
 // Lost reads the kernel's loss counters.
 func (p *Probe) Lost() (Lost, error) {
 	var l Lost
-	// Indexes as enum tc_lost_index: 0 connect, 1 DNS, 2 filtered.
-	for i, dst := range []*uint64{&l.Connect, &l.DNS, &l.Filtered} {
+	// Indexes as enum tc_lost_index: 0 connect, 1 DNS, 2 filtered, 4 DNS
+	// payload copy.
+	for _, c := range [...]struct {
+		i   uint32
+		dst *uint64
+	}{{0, &l.Connect}, {1, &l.DNS}, {2, &l.Filtered}, {4, &l.DNSCopy}} {
 		var perCPU []uint64
-		if err := p.lost.Lookup(uint32(i), &perCPU); err != nil {
-			return Lost{}, fmt.Errorf("read loss counter %d: %w", i, err)
+		if err := p.lost.Lookup(c.i, &perCPU); err != nil {
+			return Lost{}, fmt.Errorf("read loss counter %d: %w", c.i, err)
 		}
 		for _, v := range perCPU {
-			*dst += v
+			*c.dst += v
 		}
 	}
 	return l, nil

@@ -32,7 +32,8 @@ enum tc_lost_index {
 	TC_LOST_CONNECT = 0,
 	TC_LOST_DNS = 1,
 	TC_FILTERED = 2, /* not a loss: connects the user's filters left out */
-	TC_LOST_MAX = 4,
+	TC_LOST_DNS_COPY = 4, /* DNS records dropped: copying the payload failed */
+	TC_LOST_MAX = 8,
 };
 
 /* Bits of the filter_flags variable: which optional filters are active. */
@@ -83,11 +84,11 @@ struct tc_dns_event {
 	__u16 dport;          /* host byte order */
 	__u16 payload_len;    /* bytes of payload copied */
 	__u16 orig_len;       /* L4 payload length in the packet */
-	__u32 tgid;           /* egress only: sending task, 0 when unknown */
+	__u32 tgid;           /* egress UDP only: sending process; 0 for TCP (may be softirq) and ingress */
 	__u64 ts_ns;          /* CLOCK_BOOTTIME */
 	__u64 cgroup_id;      /* cgroup v2 id of the socket */
 	__u64 sock_cookie;    /* socket cookie */
-	__u32 netns;          /* egress only: sender's network namespace inode, 0 when unknown */
+	__u32 netns;          /* the socket's network namespace inode, 0 when unknown */
 	__u32 _pad1;
 	__u8 saddr[16];
 	__u8 daddr[16];
