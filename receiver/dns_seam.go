@@ -39,9 +39,12 @@ type dnsSink interface {
 // dnsStats are the DNS correlator's counters, cumulative since it started
 // (Entries is a current value).
 type dnsStats struct {
-	AnswersParsed      uint64 // answers accepted into the cache
+	AnswersParsed      uint64 // answers arriving at a local socket and parsed
+	AnswersCached      uint64 // matched answers that put an address into the cache
 	ParseErrors        uint64 // packets that did not parse
+	RecordsMalformed   uint64 // answer records skipped for a wrong rdata length
 	AnswersUnsolicited uint64 // answers no query asked for, ignored
+	Ignored            uint64 // neither a query leaving nor an answer arriving
 	Evictions          uint64 // cache entries evicted before their TTL
 	Entries            int64  // cache entries now
 }
@@ -65,9 +68,12 @@ func (k correlator) Lookup(ip netip.Addr, scope dns.Scope, now time.Time, dst []
 func (k correlator) Stats() dnsStats {
 	s := k.c.Stats()
 	return dnsStats{
-		AnswersParsed:      s.AnswersAccepted,
+		AnswersParsed:      s.AnswersParsed,
+		AnswersCached:      s.AnswersCached,
 		ParseErrors:        s.ParseErrors,
+		RecordsMalformed:   s.RecordsMalformed,
 		AnswersUnsolicited: s.Unsolicited,
+		Ignored:            s.Ignored,
 		Evictions:          s.Evictions,
 		Entries:            int64(s.CacheEntries),
 	}

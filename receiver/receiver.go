@@ -369,6 +369,9 @@ func (rd *reader) report(ctx context.Context) {
 		if l.DNS > rd.lost.DNS {
 			t.ReceiverTcpconnectDNSPacketsLost.Add(ctx, int64(l.DNS-rd.lost.DNS))
 		}
+		if l.DNSCopy > rd.lost.DNSCopy {
+			t.ReceiverTcpconnectDNSPacketsCopyFailed.Add(ctx, int64(l.DNSCopy-rd.lost.DNSCopy))
+		}
 		rd.lost = l
 	}
 
@@ -376,7 +379,10 @@ func (rd *reader) report(ctx context.Context) {
 		s := rd.r.dns.Stats()
 		p := rd.dnsPrev
 		addIf(ctx, t.ReceiverTcpconnectDNSAnswersParsed, int64(s.AnswersParsed-p.AnswersParsed))
+		addIf(ctx, t.ReceiverTcpconnectDNSAnswersCached, int64(s.AnswersCached-p.AnswersCached))
 		addIf(ctx, t.ReceiverTcpconnectDNSParseErrors, int64(s.ParseErrors-p.ParseErrors))
+		addIf(ctx, t.ReceiverTcpconnectDNSRecordsMalformed, int64(s.RecordsMalformed-p.RecordsMalformed))
+		addIf(ctx, t.ReceiverTcpconnectDNSPacketsIgnored, int64(s.Ignored-p.Ignored))
 		addIf(ctx, t.ReceiverTcpconnectDNSAnswersUnsolicited, int64(s.AnswersUnsolicited-p.AnswersUnsolicited))
 		addIf(ctx, t.ReceiverTcpconnectDNSCacheEvictions, int64(s.Evictions-p.Evictions))
 		t.ReceiverTcpconnectDNSCacheEntries.Record(ctx, s.Entries)

@@ -33,14 +33,17 @@ type TelemetryBuilder struct {
 	ReceiverTcpconnectConnectsReceived      metric.Int64Counter
 	ReceiverTcpconnectConnectsUnnamed       metric.Int64Counter
 	ReceiverTcpconnectDecodeErrors          metric.Int64Counter
+	ReceiverTcpconnectDNSAnswersCached      metric.Int64Counter
 	ReceiverTcpconnectDNSAnswersParsed      metric.Int64Counter
 	ReceiverTcpconnectDNSAnswersUnsolicited metric.Int64Counter
 	ReceiverTcpconnectDNSCacheEntries       metric.Int64Gauge
 	ReceiverTcpconnectDNSCacheEvictions     metric.Int64Counter
+	ReceiverTcpconnectDNSPacketsCopyFailed  metric.Int64Counter
 	ReceiverTcpconnectDNSPacketsIgnored     metric.Int64Counter
 	ReceiverTcpconnectDNSPacketsLost        metric.Int64Counter
 	ReceiverTcpconnectDNSPacketsReceived    metric.Int64Counter
 	ReceiverTcpconnectDNSParseErrors        metric.Int64Counter
+	ReceiverTcpconnectDNSRecordsMalformed   metric.Int64Counter
 	ReceiverTcpconnectRecordsDropped        metric.Int64Counter
 	ReceiverTcpconnectSendRetries           metric.Int64Counter
 	ReceiverTcpconnectStringsSanitized      metric.Int64Counter
@@ -118,9 +121,15 @@ func NewTelemetryBuilder(settings component.TelemetrySettings, options ...Teleme
 		metric.WithUnit("{record}"),
 	)
 	errs = errors.Join(errs, err)
+	builder.ReceiverTcpconnectDNSAnswersCached, err = builder.meter.Int64Counter(
+		"otelcol_receiver_tcpconnect_dns_answers_cached",
+		metric.WithDescription("DNS answers matched to a query that put at least one address into the name cache (an NXDOMAIN or an answer without addresses is matched but not cached). [Development]"),
+		metric.WithUnit("{packet}"),
+	)
+	errs = errors.Join(errs, err)
 	builder.ReceiverTcpconnectDNSAnswersParsed, err = builder.meter.Int64Counter(
 		"otelcol_receiver_tcpconnect_dns_answers_parsed",
-		metric.WithDescription("DNS answers parsed and put into the name cache. [Development]"),
+		metric.WithDescription("DNS answers arriving at a local socket and parsed, whether or not a query matched them. [Development]"),
 		metric.WithUnit("{packet}"),
 	)
 	errs = errors.Join(errs, err)
@@ -142,9 +151,15 @@ func NewTelemetryBuilder(settings component.TelemetrySettings, options ...Teleme
 		metric.WithUnit("{entry}"),
 	)
 	errs = errors.Join(errs, err)
+	builder.ReceiverTcpconnectDNSPacketsCopyFailed, err = builder.meter.Int64Counter(
+		"otelcol_receiver_tcpconnect_dns_packets_copy_failed",
+		metric.WithDescription("DNS packet records dropped in the kernel because copying the packet's payload into the record failed. [Development]"),
+		metric.WithUnit("{packet}"),
+	)
+	errs = errors.Join(errs, err)
 	builder.ReceiverTcpconnectDNSPacketsIgnored, err = builder.meter.Int64Counter(
 		"otelcol_receiver_tcpconnect_dns_packets_ignored",
-		metric.WithDescription("DNS records read from the ring buffer while no DNS correlator was running. [Development]"),
+		metric.WithDescription("DNS packet records not used, read while no DNS correlator was running (dns.enabled false) or neither a query leaving a local socket nor an answer arriving at one (the traffic of a DNS server on this host). [Development]"),
 		metric.WithUnit("{packet}"),
 	)
 	errs = errors.Join(errs, err)
@@ -164,6 +179,12 @@ func NewTelemetryBuilder(settings component.TelemetrySettings, options ...Teleme
 		"otelcol_receiver_tcpconnect_dns_parse_errors",
 		metric.WithDescription("DNS packets that could not be parsed. [Development]"),
 		metric.WithUnit("{packet}"),
+	)
+	errs = errors.Join(errs, err)
+	builder.ReceiverTcpconnectDNSRecordsMalformed, err = builder.meter.Int64Counter(
+		"otelcol_receiver_tcpconnect_dns_records_malformed",
+		metric.WithDescription("DNS answer records skipped because their rdata length does not fit their type (A not 4 bytes, AAAA not 16, a CNAME target not filling its rdata). [Development]"),
+		metric.WithUnit("{record}"),
 	)
 	errs = errors.Join(errs, err)
 	builder.ReceiverTcpconnectRecordsDropped, err = builder.meter.Int64Counter(

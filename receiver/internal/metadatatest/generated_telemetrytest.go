@@ -131,10 +131,26 @@ func AssertEqualReceiverTcpconnectDecodeErrors(t *testing.T, tt *componenttest.T
 	metricdatatest.AssertEqual(t, want, got, opts...)
 }
 
+func AssertEqualReceiverTcpconnectDNSAnswersCached(t *testing.T, tt *componenttest.Telemetry, dps []metricdata.DataPoint[int64], opts ...metricdatatest.Option) {
+	want := metricdata.Metrics{
+		Name:        "otelcol_receiver_tcpconnect_dns_answers_cached",
+		Description: "DNS answers matched to a query that put at least one address into the name cache (an NXDOMAIN or an answer without addresses is matched but not cached). [Development]",
+		Unit:        "{packet}",
+		Data: metricdata.Sum[int64]{
+			Temporality: metricdata.CumulativeTemporality,
+			IsMonotonic: true,
+			DataPoints:  dps,
+		},
+	}
+	got, err := tt.GetMetric("otelcol_receiver_tcpconnect_dns_answers_cached")
+	require.NoError(t, err)
+	metricdatatest.AssertEqual(t, want, got, opts...)
+}
+
 func AssertEqualReceiverTcpconnectDNSAnswersParsed(t *testing.T, tt *componenttest.Telemetry, dps []metricdata.DataPoint[int64], opts ...metricdatatest.Option) {
 	want := metricdata.Metrics{
 		Name:        "otelcol_receiver_tcpconnect_dns_answers_parsed",
-		Description: "DNS answers parsed and put into the name cache. [Development]",
+		Description: "DNS answers arriving at a local socket and parsed, whether or not a query matched them. [Development]",
 		Unit:        "{packet}",
 		Data: metricdata.Sum[int64]{
 			Temporality: metricdata.CumulativeTemporality,
@@ -193,10 +209,26 @@ func AssertEqualReceiverTcpconnectDNSCacheEvictions(t *testing.T, tt *componentt
 	metricdatatest.AssertEqual(t, want, got, opts...)
 }
 
+func AssertEqualReceiverTcpconnectDNSPacketsCopyFailed(t *testing.T, tt *componenttest.Telemetry, dps []metricdata.DataPoint[int64], opts ...metricdatatest.Option) {
+	want := metricdata.Metrics{
+		Name:        "otelcol_receiver_tcpconnect_dns_packets_copy_failed",
+		Description: "DNS packet records dropped in the kernel because copying the packet's payload into the record failed. [Development]",
+		Unit:        "{packet}",
+		Data: metricdata.Sum[int64]{
+			Temporality: metricdata.CumulativeTemporality,
+			IsMonotonic: true,
+			DataPoints:  dps,
+		},
+	}
+	got, err := tt.GetMetric("otelcol_receiver_tcpconnect_dns_packets_copy_failed")
+	require.NoError(t, err)
+	metricdatatest.AssertEqual(t, want, got, opts...)
+}
+
 func AssertEqualReceiverTcpconnectDNSPacketsIgnored(t *testing.T, tt *componenttest.Telemetry, dps []metricdata.DataPoint[int64], opts ...metricdatatest.Option) {
 	want := metricdata.Metrics{
 		Name:        "otelcol_receiver_tcpconnect_dns_packets_ignored",
-		Description: "DNS records read from the ring buffer while no DNS correlator was running. [Development]",
+		Description: "DNS packet records not used, read while no DNS correlator was running (dns.enabled false) or neither a query leaving a local socket nor an answer arriving at one (the traffic of a DNS server on this host). [Development]",
 		Unit:        "{packet}",
 		Data: metricdata.Sum[int64]{
 			Temporality: metricdata.CumulativeTemporality,
@@ -253,6 +285,22 @@ func AssertEqualReceiverTcpconnectDNSParseErrors(t *testing.T, tt *componenttest
 		},
 	}
 	got, err := tt.GetMetric("otelcol_receiver_tcpconnect_dns_parse_errors")
+	require.NoError(t, err)
+	metricdatatest.AssertEqual(t, want, got, opts...)
+}
+
+func AssertEqualReceiverTcpconnectDNSRecordsMalformed(t *testing.T, tt *componenttest.Telemetry, dps []metricdata.DataPoint[int64], opts ...metricdatatest.Option) {
+	want := metricdata.Metrics{
+		Name:        "otelcol_receiver_tcpconnect_dns_records_malformed",
+		Description: "DNS answer records skipped because their rdata length does not fit their type (A not 4 bytes, AAAA not 16, a CNAME target not filling its rdata). [Development]",
+		Unit:        "{record}",
+		Data: metricdata.Sum[int64]{
+			Temporality: metricdata.CumulativeTemporality,
+			IsMonotonic: true,
+			DataPoints:  dps,
+		},
+	}
+	got, err := tt.GetMetric("otelcol_receiver_tcpconnect_dns_records_malformed")
 	require.NoError(t, err)
 	metricdatatest.AssertEqual(t, want, got, opts...)
 }

@@ -26,14 +26,17 @@ func TestSetupTelemetry(t *testing.T) {
 	tb.ReceiverTcpconnectConnectsReceived.Add(context.Background(), 1)
 	tb.ReceiverTcpconnectConnectsUnnamed.Add(context.Background(), 1)
 	tb.ReceiverTcpconnectDecodeErrors.Add(context.Background(), 1)
+	tb.ReceiverTcpconnectDNSAnswersCached.Add(context.Background(), 1)
 	tb.ReceiverTcpconnectDNSAnswersParsed.Add(context.Background(), 1)
 	tb.ReceiverTcpconnectDNSAnswersUnsolicited.Add(context.Background(), 1)
 	tb.ReceiverTcpconnectDNSCacheEntries.Record(context.Background(), 1)
 	tb.ReceiverTcpconnectDNSCacheEvictions.Add(context.Background(), 1)
+	tb.ReceiverTcpconnectDNSPacketsCopyFailed.Add(context.Background(), 1)
 	tb.ReceiverTcpconnectDNSPacketsIgnored.Add(context.Background(), 1)
 	tb.ReceiverTcpconnectDNSPacketsLost.Add(context.Background(), 1)
 	tb.ReceiverTcpconnectDNSPacketsReceived.Add(context.Background(), 1)
 	tb.ReceiverTcpconnectDNSParseErrors.Add(context.Background(), 1)
+	tb.ReceiverTcpconnectDNSRecordsMalformed.Add(context.Background(), 1)
 	tb.ReceiverTcpconnectRecordsDropped.Add(context.Background(), 1)
 	tb.ReceiverTcpconnectSendRetries.Add(context.Background(), 1)
 	tb.ReceiverTcpconnectStringsSanitized.Add(context.Background(), 1)
@@ -59,6 +62,9 @@ func TestSetupTelemetry(t *testing.T) {
 	AssertEqualReceiverTcpconnectDecodeErrors(t, testTel,
 		[]metricdata.DataPoint[int64]{{Value: 1}},
 		metricdatatest.IgnoreTimestamp())
+	AssertEqualReceiverTcpconnectDNSAnswersCached(t, testTel,
+		[]metricdata.DataPoint[int64]{{Value: 1}},
+		metricdatatest.IgnoreTimestamp())
 	AssertEqualReceiverTcpconnectDNSAnswersParsed(t, testTel,
 		[]metricdata.DataPoint[int64]{{Value: 1}},
 		metricdatatest.IgnoreTimestamp())
@@ -71,6 +77,9 @@ func TestSetupTelemetry(t *testing.T) {
 	AssertEqualReceiverTcpconnectDNSCacheEvictions(t, testTel,
 		[]metricdata.DataPoint[int64]{{Value: 1}},
 		metricdatatest.IgnoreTimestamp())
+	AssertEqualReceiverTcpconnectDNSPacketsCopyFailed(t, testTel,
+		[]metricdata.DataPoint[int64]{{Value: 1}},
+		metricdatatest.IgnoreTimestamp())
 	AssertEqualReceiverTcpconnectDNSPacketsIgnored(t, testTel,
 		[]metricdata.DataPoint[int64]{{Value: 1}},
 		metricdatatest.IgnoreTimestamp())
@@ -81,6 +90,9 @@ func TestSetupTelemetry(t *testing.T) {
 		[]metricdata.DataPoint[int64]{{Value: 1}},
 		metricdatatest.IgnoreTimestamp())
 	AssertEqualReceiverTcpconnectDNSParseErrors(t, testTel,
+		[]metricdata.DataPoint[int64]{{Value: 1}},
+		metricdatatest.IgnoreTimestamp())
+	AssertEqualReceiverTcpconnectDNSRecordsMalformed(t, testTel,
 		[]metricdata.DataPoint[int64]{{Value: 1}},
 		metricdatatest.IgnoreTimestamp())
 	AssertEqualReceiverTcpconnectRecordsDropped(t, testTel,
