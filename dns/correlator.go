@@ -34,9 +34,10 @@ type Packet struct {
 	// OrigLen is the L4 payload length in the packet; more than
 	// len(Payload) when the capture was cut.
 	OrigLen uint16
-	// TGID is the sending process on egress, 0 when unknown.
+	// TGID is the sending process of a UDP query, 0 otherwise (a TCP
+	// segment may leave in softirq, on no process of its socket).
 	TGID uint32
-	// NetNS is the sender's network namespace inode on egress, 0 when
+	// NetNS is the network namespace inode of the packet's socket, 0 when
 	// unknown.
 	NetNS uint32
 	// BootTimeNs is the kernel timestamp (CLOCK_BOOTTIME); not used here:

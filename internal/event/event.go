@@ -140,8 +140,8 @@ type DNS struct {
 	SrcPort    uint16
 	DstPort    uint16
 	OrigLen    uint16 // L4 payload length in the packet; > len(Payload) when cut
-	TGID       uint32 // egress: sending task, 0 when unknown
-	NetNS      uint32 // egress: sender's network namespace inode, 0 when unknown
+	TGID       uint32 // UDP query: sending process; 0 for TCP and answers
+	NetNS      uint32 // the socket's network namespace inode, 0 when unknown
 	BootTimeNs uint64
 	CgroupID   uint64
 	SockCookie uint64
