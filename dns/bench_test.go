@@ -79,8 +79,9 @@ func BenchmarkHandle(b *testing.B) {
 }
 
 // BenchmarkLookup measures a lookup in a full cache of the default size:
-// the IP has a question name and a CNAME in the caller's scope and one name
-// in another scope.
+// the IP has a question name and a CNAME in the caller's scope, one name in
+// another cgroup of its network namespace and one in another namespace (not
+// returned).
 func BenchmarkLookup(b *testing.B) {
 	c := NewCache(DefaultConfig())
 	for i := range DefaultMaxEntries - 1 {
@@ -88,7 +89,8 @@ func BenchmarkLookup(b *testing.B) {
 		c.Insert(ip, scopeA, chainBytes([]string{fmt.Sprintf("host%d.example", i%4096)}), time.Hour, t0)
 	}
 	ip := netip.MustParseAddr("192.0.2.1")
-	c.Insert(ip, scopeB, chainBytes([]string{"other.example"}), time.Hour, t0)
+	c.Insert(ip, Scope{NetNS: scopeA.NetNS, CgroupID: 9}, chainBytes([]string{"other.example"}), time.Hour, t0)
+	c.Insert(ip, scopeB, chainBytes([]string{"other-netns.example"}), time.Hour, t0)
 	c.Insert(ip, scopeA, chainBytes([]string{"www.example.com", "edge.cdn.example.net"}), time.Hour, t0)
 	dst := make([]string, 0, DefaultMaxNamesPerIP)
 	now := t0.Add(time.Minute)

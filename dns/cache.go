@@ -273,7 +273,7 @@ func (c *Cache) Lookup(ip netip.Addr, scope Scope, now time.Time, dst []string) 
 	nc := 0
 	for ; i != none && nc < len(cands); i = c.entries[i].ipNext {
 		e := &c.entries[i]
-		own := scope.NetNS != 0 && e.netns == scope.NetNS
+		own := scope.NetNS != 0 && c.netns(i) == scope.NetNS
 		if !own && !public {
 			continue
 		}

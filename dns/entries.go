@@ -14,14 +14,15 @@ package dns
 // entry holds the names of one IP resolved in one scope. It holds no
 // pointers, so the garbage collector never scans the entries.
 type entry struct {
-	addr  [16]byte  // the IP's 16-byte form (IPv4 as ::ffff:a.b.c.d)
-	netns uint32    // network namespace the names were resolved in
-	tgid  uint32    // last process that resolved a name of this entry
-	cgrp  [2]uint32 // cgroup id, low half first
+	addr [16]byte  // the IP's 16-byte form (IPv4 as ::ffff:a.b.c.d)
+	tgid uint32    // last process that resolved a name of this entry
+	cgrp [2]uint32 // cgroup id, low half first
 	// used is c.tick when the entry was last inserted into or looked up:
 	// the order of its namespace's LRU list.
 	used uint64
-	ns   int32 // its namespace's record in c.nss
+	// ns is the record, in c.nss, of the network namespace the names were
+	// resolved in.
+	ns int32
 	// prev, next: the namespace's LRU list (most recent at its head);
 	// next links the free list.
 	prev, next int32
@@ -33,6 +34,9 @@ type entry struct {
 }
 
 func (e *entry) cgroup() uint64 { return uint64(e.cgrp[1])<<32 | uint64(e.cgrp[0]) }
+
+// netns returns the network namespace inode of entry i.
+func (c *Cache) netns(i int32) uint32 { return c.nss[c.entries[i].ns].netns }
 
 func (e *entry) live() bool { return e.ipNext != freeEntry }
 
@@ -62,7 +66,7 @@ func (c *Cache) find(addr *[16]byte, scope Scope) int32 {
 	_, i := c.ipFind(addr)
 	for ; i != none; i = c.entries[i].ipNext {
 		e := &c.entries[i]
-		if e.netns == scope.NetNS && e.cgroup() == scope.CgroupID {
+		if c.netns(i) == scope.NetNS && e.cgroup() == scope.CgroupID {
 			return i
 		}
 	}
@@ -93,7 +97,6 @@ func (c *Cache) add(addr *[16]byte, scope Scope) int32 {
 	e := &c.entries[i]
 	*e = entry{
 		addr:   *addr,
-		netns:  scope.NetNS,
 		cgrp:   [2]uint32{uint32(scope.CgroupID), uint32(scope.CgroupID >> 32)},
 		ns:     c.nsFor(scope.NetNS),
 		prev:   none,
@@ -123,15 +126,14 @@ func (c *Cache) scopeVictim(head int32) int32 {
 	best := 0
 	for i := head; i != none; i = c.entries[i].ipNext {
 		n++
-		e := &c.entries[i]
 		k := 0
 		for j := head; j != none; j = c.entries[j].ipNext {
-			if c.entries[j].netns == e.netns {
+			if c.entries[j].ns == c.entries[i].ns {
 				k++
 			}
 		}
-		if k > best || k == best && e.netns < netns {
-			best, netns = k, e.netns
+		if n := c.netns(i); k > best || k == best && n < netns {
+			best, netns = k, n
 		}
 	}
 	if n < MaxScopesPerIP {
@@ -139,7 +141,7 @@ func (c *Cache) scopeVictim(head int32) int32 {
 	}
 	victim := int32(none)
 	for i := head; i != none; i = c.entries[i].ipNext {
-		if e := &c.entries[i]; e.netns == netns && (victim == none || e.used < c.entries[victim].used) {
+		if e := &c.entries[i]; c.netns(i) == netns && (victim == none || e.used < c.entries[victim].used) {
 			victim = i
 		}
 	}
