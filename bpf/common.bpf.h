@@ -48,4 +48,21 @@ static __always_inline void tc_submit(void *rec)
 	bpf_ringbuf_submit(rec, flags);
 }
 
+/*
+ * The network namespace (inode) of a kernel socket. The hooks get the socket
+ * as a pointer the verifier will not let them turn into a number (struct
+ * bpf_sock in cgroup programs), so it passes through *scratch, ring memory
+ * of the record being filled, which makes it one (the loader has
+ * CAP_PERFMON, so the store is allowed), and is read from there with CO-RE.
+ * The caller overwrites *scratch afterwards: no pointer reaches user space.
+ */
+static __always_inline __u32 tc_sk_netns(const void *sk, __u64 *scratch)
+{
+	struct sock *ks;
+
+	*(volatile __u64 *)scratch = (__u64)(long)sk;
+	ks = (struct sock *)(long)*(volatile __u64 *)scratch;
+	return BPF_CORE_READ(ks, __sk_common.skc_net.net, ns.inum);
+}
+
 #endif

@@ -114,7 +114,11 @@ static __always_inline int tc_keep(__u16 dport, const __u32 addr[4])
 	return 1;
 }
 
-/* Fill the process fields from the current task. Works in every program type used here. */
+/*
+ * Fill the process fields from the current task, and the network namespace
+ * from it when the caller did not set the socket's. Works in every program
+ * type used here.
+ */
 static __always_inline void tc_fill_task(struct tc_connect_event *e)
 {
 	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
@@ -130,7 +134,8 @@ static __always_inline void tc_fill_task(struct tc_connect_event *e)
 	e->cgroup_id = bpf_get_current_cgroup_id();
 	e->ptgid = BPF_CORE_READ(task, real_parent, tgid);
 	e->start_time_ns = BPF_CORE_READ(task, group_leader, start_time);
-	e->netns = BPF_CORE_READ(task, nsproxy, net_ns, ns.inum);
+	if (!e->netns) /* no socket given: the task's */
+		e->netns = BPF_CORE_READ(task, nsproxy, net_ns, ns.inum);
 	bpf_get_current_comm(e->comm, sizeof(e->comm));
 	exe = BPF_CORE_READ(task, mm, exe_file);
 	if (exe)
@@ -168,7 +173,8 @@ static __always_inline int tc_is_self(void)
  * v6 address in network order; AF_INET callers pass it v4-mapped (::ffff:a.b.c.d),
  * and any v4-mapped address is reported as AF_INET.
  */
-static __always_inline void tc_emit(__u8 hook, __u8 family, __u16 dport, const __u32 addr[4])
+static __always_inline void tc_emit(__u8 hook, __u8 family, __u16 dport, const __u32 addr[4],
+				    const void *sk)
 {
 	struct tc_connect_event *e;
 
@@ -198,6 +204,12 @@ static __always_inline void tc_emit(__u8 hook, __u8 family, __u16 dport, const _
 		__builtin_memcpy(e->daddr, &addr[3], 4);
 	else
 		__builtin_memcpy(e->daddr, addr, 16);
+	/*
+	 * The namespace the connect goes out in is the socket's, which need not
+	 * be the task's (a socket made before a setns). cgroup_id is scratch
+	 * until tc_fill_task sets it.
+	 */
+	e->netns = sk ? tc_sk_netns(sk, &e->cgroup_id) : 0;
 	tc_fill_task(e);
 	tc_submit(e);
 }
@@ -251,7 +263,7 @@ static __always_inline void tc_socket_connect(struct socket *sock, struct sockad
 	} else {
 		return;
 	}
-	tc_emit(hook, family, bpf_ntohs(port), addr);
+	tc_emit(hook, family, bpf_ntohs(port), addr, sk);
 }
 
 /* lsm: the BPF LSM hook itself; needs "bpf" in the kernel's active LSM list. */
@@ -293,7 +305,7 @@ int tc_cgroup_connect4(struct bpf_sock_addr *ctx)
 		return 1;
 	addr[2] = bpf_htonl(0x0000ffff);
 	addr[3] = ctx->user_ip4;
-	tc_emit(TC_HOOK_CGROUP, AF_INET, bpf_ntohs((__u16)ctx->user_port), addr);
+	tc_emit(TC_HOOK_CGROUP, AF_INET, bpf_ntohs((__u16)ctx->user_port), addr, ctx->sk);
 	return 1;
 }
 
@@ -310,6 +322,6 @@ int tc_cgroup_connect6(struct bpf_sock_addr *ctx)
 	addr[1] = ctx->user_ip6[1];
 	addr[2] = ctx->user_ip6[2];
 	addr[3] = ctx->user_ip6[3];
-	tc_emit(TC_HOOK_CGROUP, AF_INET6, bpf_ntohs((__u16)ctx->user_port), addr);
+	tc_emit(TC_HOOK_CGROUP, AF_INET6, bpf_ntohs((__u16)ctx->user_port), addr, ctx->sk);
 	return 1;
 }

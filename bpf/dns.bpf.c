@@ -111,24 +111,19 @@ static __always_inline int tc_dns_locate(struct __sk_buff *skb, int egress,
  * program gets the socket as a struct bpf_sock, on which the verifier
  * forbids pointer arithmetic, and 5.10 has no BTF cast helper for every
  * socket type (bpf_skc_to_udp6_sock is IPv6 only; there is none for IPv4
- * UDP). bpf_sk_fullsock's result is the kernel's struct sock, so it is
- * passed through *scratch, ring memory, which makes it a plain number (the
- * loader has CAP_PERFMON, so the verifier allows the store), and read
- * from there with CO-RE.
+ * UDP). bpf_sk_fullsock's result is the kernel's struct sock, which
+ * tc_sk_netns reads.
  */
 static __always_inline __u32 tc_sock_netns(struct __sk_buff *skb, __u64 *scratch)
 {
 	struct bpf_sock *sk = skb->sk;
-	struct sock *ks;
 
 	if (!sk)
 		return 0;
 	sk = bpf_sk_fullsock(sk);
 	if (!sk)
 		return 0;
-	*(volatile __u64 *)scratch = (__u64)(long)sk;
-	ks = (struct sock *)(long)*(volatile __u64 *)scratch;
-	return BPF_CORE_READ(ks, __sk_common.skc_net.net, ns.inum);
+	return tc_sk_netns(sk, scratch);
 }
 
 static __always_inline void tc_dns_capture(struct __sk_buff *skb, int egress)

@@ -109,3 +109,44 @@ func TestProbeNetnsVeth(t *testing.T) {
 func ipNet(p netip.Prefix) *net.IPNet {
 	return &net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())}
 }
+
+// TestProbeConnectSocketNetns: a connect through a socket made in another
+// network namespace, by a thread that is back in this one, goes out in that
+// namespace: its record carries the socket's namespace, not the task's.
+func TestProbeConnectSocketNetns(t *testing.T) {
+	p := openForTest(t, Options{})
+	defer p.Close()
+	ns := privtest.NewNetns(t)
+	var st unix.Stat_t
+	if err := unix.Fstat(int(ns), &st); err != nil {
+		t.Fatal(err)
+	}
+	var fd int
+	privtest.InNetns(t, ns, func() {
+		var err error
+		if fd, err = unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0); err != nil {
+			t.Fatal(err)
+		}
+	})
+	defer unix.Close(fd)
+	self, err := os.Readlink("/proc/thread-self/ns/net")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if self == fmt.Sprintf("net:[%d]", st.Ino) {
+		t.Fatalf("the thread is still in the test's namespace %s", self)
+	}
+	// Nothing listens on the namespace's loopback: refused, but reported.
+	const port = 9
+	err = unix.Connect(fd, &unix.SockaddrInet4{Port: port, Addr: [4]byte{127, 0, 0, 1}})
+	t.Logf("connect from the namespace's socket: %v", err)
+	got := readConnects(t, p, 3*time.Second, func(c *event.Connect) bool {
+		return c.DstPort == port && int(c.TGID) == os.Getpid()
+	}, 2)
+	if len(got) != 1 {
+		t.Fatalf("got %d records of the connect, want 1", len(got))
+	}
+	if got[0].NetNS != uint32(st.Ino) {
+		t.Fatalf("record netns %d, want the socket's %d (the thread's is %s)", got[0].NetNS, st.Ino, self)
+	}
+}
