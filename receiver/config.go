@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"slices"
+	"strings"
 	"time"
 
 	"go.opentelemetry.io/collector/confmap"
@@ -147,8 +149,8 @@ func (f *FilterConfig) toBPF() (bpf.Filter, error) {
 	}
 	names := func(field string, in []string, dst *[]string) {
 		for _, v := range in {
-			if len(v) == 0 || len(v) > 15 {
-				errs = append(errs, fmt.Errorf("filter.%s: process name %q must be 1 to 15 bytes (the kernel's comm)", field, v))
+			if len(v) == 0 || len(v) > bpf.MaxProcessNameLen || strings.IndexByte(v, 0) >= 0 {
+				errs = append(errs, fmt.Errorf("filter.%s: process name %q must be 1 to %d bytes without NUL (the kernel's comm)", field, v, bpf.MaxProcessNameLen))
 				continue
 			}
 			*dst = append(*dst, v)
@@ -163,7 +165,48 @@ func (f *FilterConfig) toBPF() (bpf.Filter, error) {
 	ports("exclude_ports", f.ExcludePorts, &out.ExcludePorts)
 	names("include_processes", f.IncludeProcesses, &out.IncludeComms)
 	names("exclude_processes", f.ExcludeProcesses, &out.ExcludeComms)
+	errs = append(errs, filterLimitErrors(&out, f.ExcludeLoopback)...)
 	return out, errors.Join(errs...)
+}
+
+// filterLimitErrors reports the lists that do not fit the kernel's filter
+// maps (bpf.MaxFilter*), counting distinct keys as the maps do: prefixes after
+// masking, and ports or names in both the include and exclude lists once.
+func filterLimitErrors(out *bpf.Filter, excludeLoopback bool) []error {
+	var errs []error
+	masked := func(ps []netip.Prefix) []netip.Prefix {
+		m := make([]netip.Prefix, len(ps))
+		for i, p := range ps {
+			m[i] = p.Masked()
+		}
+		return m
+	}
+	if n := distinct(masked(out.IncludeCIDRs)); n > bpf.MaxFilterCIDRs {
+		errs = append(errs, fmt.Errorf("filter.include_cidrs: %d distinct prefixes, the kernel map holds at most %d", n, bpf.MaxFilterCIDRs))
+	}
+	if n := distinct(masked(out.ExcludeCIDRs)); n > bpf.MaxFilterCIDRs {
+		field := "filter.exclude_cidrs"
+		if excludeLoopback {
+			field += " (with exclude_loopback's 2)"
+		}
+		errs = append(errs, fmt.Errorf("%s: %d distinct prefixes, the kernel map holds at most %d", field, n, bpf.MaxFilterCIDRs))
+	}
+	if n := distinct(append(slices.Clone(out.IncludePorts), out.ExcludePorts...)); n > bpf.MaxFilterPorts {
+		errs = append(errs, fmt.Errorf("filter.include_ports and filter.exclude_ports: %d distinct ports together, the kernel map holds at most %d", n, bpf.MaxFilterPorts))
+	}
+	if n := distinct(append(slices.Clone(out.IncludeComms), out.ExcludeComms...)); n > bpf.MaxFilterProcesses {
+		errs = append(errs, fmt.Errorf("filter.include_processes and filter.exclude_processes: %d distinct names together, the kernel map holds at most %d", n, bpf.MaxFilterProcesses))
+	}
+	return errs
+}
+
+// distinct counts the distinct values of keys.
+func distinct[K comparable](keys []K) int {
+	seen := make(map[K]struct{}, len(keys))
+	for _, k := range keys {
+		seen[k] = struct{}{}
+	}
+	return len(seen)
 }
 
 var _ confmap.Validator = (*Config)(nil)

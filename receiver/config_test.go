@@ -1,6 +1,7 @@
 package receiver
 
 import (
+	"fmt"
 	"path/filepath"
 	"reflect"
 	"strings"
@@ -11,6 +12,7 @@ import (
 	"go.opentelemetry.io/collector/confmap"
 	"go.opentelemetry.io/collector/confmap/confmaptest"
 
+	"github.com/tcpconnect/tcpconnect/bpf"
 	"github.com/tcpconnect/tcpconnect/receiver/internal/metadata"
 )
 
@@ -112,6 +114,30 @@ func TestConfigValidate(t *testing.T) {
 			c.IncludeCommandLine, c.MaxCommandLineBytes, c.Batch.MaxBytes = true, 1<<20, 1<<20
 		}, "batch.max_bytes: must hold the largest record"},
 		{"batch bytes hold a command line left out", func(c *Config) { c.MaxCommandLineBytes, c.Batch.MaxBytes = 1<<20, 1<<20 }, ""},
+		{"ring size other than the default", func(c *Config) { c.RingBufferSize = 1 << 20 }, ""},
+		{"include cidrs at the map size", func(c *Config) { c.Filter.IncludeCIDRs = cidrs(bpf.MaxFilterCIDRs) }, ""},
+		{"include cidrs over the map size", func(c *Config) { c.Filter.IncludeCIDRs = cidrs(bpf.MaxFilterCIDRs + 1) },
+			fmt.Sprintf("filter.include_cidrs: %d distinct prefixes, the kernel map holds at most %d", bpf.MaxFilterCIDRs+1, bpf.MaxFilterCIDRs)},
+		{"duplicate prefixes count once", func(c *Config) {
+			c.Filter.ExcludeCIDRs = append(cidrs(bpf.MaxFilterCIDRs), "10.0.0.1", "10.0.0.2/32")
+		}, ""},
+		{"exclude cidrs with loopback over the map size", func(c *Config) {
+			c.Filter.ExcludeCIDRs = cidrs(bpf.MaxFilterCIDRs - 1)
+			c.Filter.ExcludeLoopback = true
+		}, "filter.exclude_cidrs (with exclude_loopback's 2): 1025 distinct prefixes, the kernel map holds at most 1024"},
+		{"ports together over the map size", func(c *Config) {
+			c.Filter.IncludePorts = ports(1, bpf.MaxFilterPorts/2)
+			c.Filter.ExcludePorts = ports(30000, bpf.MaxFilterPorts/2+1)
+		}, "filter.include_ports and filter.exclude_ports: 1025 distinct ports together, the kernel map holds at most 1024"},
+		{"processes together over the map size", func(c *Config) {
+			c.Filter.IncludeProcesses = procs("i", bpf.MaxFilterProcesses)
+			c.Filter.ExcludeProcesses = procs("e", 1)
+		}, "filter.include_processes and filter.exclude_processes: 1025 distinct names together, the kernel map holds at most 1024"},
+		{"process name of 15 bytes", func(c *Config) { c.Filter.ExcludeProcesses = []string{"123456789012345"} }, ""},
+		{"process name over 15 bytes", func(c *Config) { c.Filter.IncludeProcesses = []string{"1234567890123456"} },
+			`filter.include_processes: process name "1234567890123456" must be 1 to 15 bytes`},
+		{"process name with NUL", func(c *Config) { c.Filter.ExcludeProcesses = []string{"a\x00b"} },
+			`filter.exclude_processes: process name "a\x00b" must be 1 to 15 bytes without NUL`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -126,4 +152,31 @@ func TestConfigValidate(t *testing.T) {
 			}
 		})
 	}
+}
+
+// cidrs returns n distinct /32 prefixes in 10.0.0.0/8.
+func cidrs(n int) []string {
+	out := make([]string, n)
+	for i := range out {
+		out[i] = fmt.Sprintf("10.%d.%d.%d/32", i>>16&0xff, i>>8&0xff, i&0xff)
+	}
+	return out
+}
+
+// ports returns n consecutive ports from first.
+func ports(first, n int) []int {
+	out := make([]int, n)
+	for i := range out {
+		out[i] = first + i
+	}
+	return out
+}
+
+// procs returns n distinct process names with prefix.
+func procs(prefix string, n int) []string {
+	out := make([]string, n)
+	for i := range out {
+		out[i] = fmt.Sprintf("%s%d", prefix, i)
+	}
+	return out
 }
