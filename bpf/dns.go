@@ -18,10 +18,19 @@ func (p *Probe) attachDNS(opts Options) error {
 	if err := spec.Variables["wakeup_bytes"].Set(uint64(opts.WakeupBytes)); err != nil {
 		return fmt.Errorf("set wakeup_bytes: %w", err)
 	}
+	// The DNS programs write into the connect object's ring and counters.
+	// Their spec's maps take the sizes of the maps they replace, so the
+	// replacement holds whatever ring size the loader chose.
+	shared := map[string]*ebpf.Map{"events": p.events, "lost": p.lost}
+	for name, m := range shared {
+		ms, ok := spec.Maps[name]
+		if !ok {
+			return fmt.Errorf("dns object has no map %q", name)
+		}
+		ms.MaxEntries = m.MaxEntries()
+	}
 	var objs dnsPrograms
-	err = spec.LoadAndAssign(&objs, &ebpf.CollectionOptions{
-		MapReplacements: map[string]*ebpf.Map{"events": p.events, "lost": p.lost},
-	})
+	err = spec.LoadAndAssign(&objs, &ebpf.CollectionOptions{MapReplacements: shared})
 	if err != nil {
 		return fmt.Errorf("load programs: %w", err)
 	}

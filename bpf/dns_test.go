@@ -2,6 +2,7 @@ package bpf
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"os"
 	"runtime"
@@ -17,6 +18,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/tcpconnect/tcpconnect/internal/event"
+	"github.com/tcpconnect/tcpconnect/internal/privtest"
 )
 
 func TestDNSRecordLayout(t *testing.T) {
@@ -69,12 +71,29 @@ func startDNSServer(t *testing.T, addr string) {
 	}
 }
 
+// TestProbeDNSCapture opens the probe with DNS capture at the default ring
+// size and at others (the DNS programs share the connect object's ring, whatever
+// its size) and checks that a query and its answer reach the ring over UDP and
+// TCP.
 func TestProbeDNSCapture(t *testing.T) {
-	p := openForTest(t, Options{DNS: true})
-	defer p.Close()
+	privtest.Require(t)
 	const server = "127.77.0.53:53"
 	startDNSServer(t, server)
+	for _, ring := range []int{0, 1 << 20, 32 << 20} {
+		t.Run(fmt.Sprintf("ring=%d", ring), func(t *testing.T) {
+			p := openForTest(t, Options{DNS: true, RingBytes: ring})
+			defer p.Close()
+			if want := ring; want != 0 && p.reader.BufferSize() != want {
+				t.Errorf("ring is %d bytes, want %d", p.reader.BufferSize(), want)
+			}
+			testDNSCapture(t, p, server)
+		})
+	}
+}
 
+// testDNSCapture resolves a name over UDP and over TCP through server and
+// waits for the query and the answer in p's ring.
+func testDNSCapture(t *testing.T, p *Probe, server string) {
 	for _, network := range []string{"udp", "tcp"} {
 		t.Run(network, func(t *testing.T) {
 			r := &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, _, _ string) (net.Conn, error) {

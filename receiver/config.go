@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"go.opentelemetry.io/collector/confmap"
+	"golang.org/x/sys/unix"
 
 	"github.com/tcpconnect/tcpconnect/bpf"
 	"github.com/tcpconnect/tcpconnect/dns"
@@ -266,4 +267,30 @@ func (c *Config) Validate() error {
 	// c.DNS validates itself: the collector's config walker calls its
 	// Validate, and its errors name the dns.* field.
 	return errors.Join(errs...)
+}
+
+// checkHost checks the fields that only the host can judge, before the eBPF
+// programs load, so that their errors name the field: cgroup_path must be a
+// cgroup v2 directory.
+func (c *Config) checkHost() error {
+	if c.CgroupPath == "" {
+		return nil
+	}
+	var st unix.Statfs_t
+	if err := unix.Statfs(c.CgroupPath, &st); err != nil {
+		return fmt.Errorf("cgroup_path: %w", err)
+	}
+	if st.Type != unix.CGROUP2_SUPER_MAGIC {
+		return fmt.Errorf("cgroup_path: %q is not a cgroup v2 (cgroup2) directory (filesystem magic %#x)", c.CgroupPath, st.Type)
+	}
+	return nil
+}
+
+// openError names the field behind an error of bpf.Open where one is to
+// blame: the kernel refusing the ring's memory is ring_buffer_size's.
+func (c *Config) openError(err error) error {
+	if errors.Is(err, unix.ENOMEM) {
+		return fmt.Errorf("ring_buffer_size: the kernel could not allocate %d bytes for the ring (lower it or raise the memory limit): %w", c.RingBufferSize, err)
+	}
+	return err
 }

@@ -1,6 +1,7 @@
 package receiver
 
 import (
+	"errors"
 	"fmt"
 	"path/filepath"
 	"reflect"
@@ -11,6 +12,7 @@ import (
 	"go.opentelemetry.io/collector/component"
 	"go.opentelemetry.io/collector/confmap"
 	"go.opentelemetry.io/collector/confmap/confmaptest"
+	"golang.org/x/sys/unix"
 
 	"github.com/tcpconnect/tcpconnect/bpf"
 	"github.com/tcpconnect/tcpconnect/receiver/internal/metadata"
@@ -179,4 +181,47 @@ func procs(prefix string, n int) []string {
 		out[i] = fmt.Sprintf("%s%d", prefix, i)
 	}
 	return out
+}
+
+// TestOpenErrorsNameTheField checks the start-up errors that come from a
+// field the host judges: they name the field.
+func TestOpenErrorsNameTheField(t *testing.T) {
+	cgroup, _ := bpf.CgroupV2Mount()
+	tests := []struct {
+		name    string
+		mod     func(*Config)
+		openErr error // what bpf.Open failed with; nil: checkHost alone
+		wantErr string
+	}{
+		{"cgroup_path missing", func(c *Config) { c.CgroupPath = "/nonexistent/cgroup" }, nil, "cgroup_path: no such file or directory"},
+		{"cgroup_path not cgroup2", func(c *Config) { c.CgroupPath = t.TempDir() }, nil, "is not a cgroup v2 (cgroup2) directory"},
+		{"cgroup_path cgroup2", func(c *Config) { c.CgroupPath = cgroup }, nil, ""},
+		{"cgroup_path empty", func(c *Config) { c.CgroupPath = "" }, nil, ""},
+		{"ring refused", func(c *Config) { c.RingBufferSize = 1 << 30 },
+			fmt.Errorf("attach mode cgroup: load programs: map create: %w", unix.ENOMEM), "ring_buffer_size: the kernel could not allocate 1073741824 bytes"},
+		{"other errors unchanged", func(*Config) {}, unix.EPERM, unix.EPERM.Error()},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if tt.name == "cgroup_path cgroup2" && cgroup == "" {
+				t.Skip("no cgroup2 mount here")
+			}
+			cfg := createDefaultConfig()
+			tt.mod(cfg)
+			var err error
+			if tt.openErr != nil {
+				err = cfg.openError(tt.openErr)
+			} else {
+				err = cfg.checkHost()
+			}
+			switch {
+			case tt.wantErr == "" && err != nil:
+				t.Errorf("err = %v, want nil", err)
+			case tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)):
+				t.Errorf("err = %v, want one containing %q", err, tt.wantErr)
+			case tt.openErr != nil && !errors.Is(err, tt.openErr):
+				t.Errorf("err = %v does not wrap %v", err, tt.openErr)
+			}
+		})
+	}
 }

@@ -59,13 +59,16 @@ func openProbe(cfg *Config, logger *zap.Logger) (source, error) {
 		Filter:      filter,
 		ExcludeSelf: cfg.ExcludeSelf,
 	}
+	if err := cfg.checkHost(); err != nil {
+		return nil, err
+	}
 	p, err := bpf.Open(opts)
 	if err != nil {
 		var oe *bpf.OpenError
 		if errors.As(err, &oe) {
 			logAttempts(logger, mode, oe.Attempts)
 		}
-		return nil, fmt.Errorf("open eBPF probe: %w", err)
+		return nil, fmt.Errorf("open eBPF probe: %w", cfg.openError(err))
 	}
 	logAttempts(logger, mode, p.Attempts())
 	return probeSource{p}, nil
