@@ -9,6 +9,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/tcpconnect/tcpconnect/bpf"
+	"github.com/tcpconnect/tcpconnect/internal/caps"
 )
 
 // source is where the receiver reads kernel records from: the eBPF probe in
@@ -62,6 +63,9 @@ func openProbe(cfg *Config, logger *zap.Logger) (source, error) {
 	if err := cfg.checkHost(); err != nil {
 		return nil, err
 	}
+	if err := checkCaps(mode, cfg.DNS.Enabled, logger); err != nil {
+		return nil, err
+	}
 	p, err := bpf.Open(opts)
 	if err != nil {
 		var oe *bpf.OpenError
@@ -87,4 +91,24 @@ func logAttempts(logger *zap.Logger, requested bpf.Mode, attempts []bpf.Attempt)
 			logger.Info("Attached connect hook; proof connect reported", zap.String("mode", string(a.Mode)), zap.String("requested", string(requested)), zap.Duration("proof", a.Proof))
 		}
 	}
+}
+
+// checkCaps fails when the process lacks a capability that loading or
+// attaching needs, naming it, and logs one warning for each missing optional
+// one. When the set cannot be read it lets Open try.
+func checkCaps(mode bpf.Mode, dnsOn bool, logger *zap.Logger) error {
+	have, err := caps.Effective()
+	if err != nil {
+		logger.Warn("Cannot read the process's capabilities: not checked before loading", zap.Error(err))
+		return nil
+	}
+	warnings, err := caps.Check(have, caps.Needs{
+		Cgroup:         mode == bpf.ModeCgroup,
+		CgroupFallback: mode == bpf.ModeAuto,
+		DNS:            dnsOn,
+	})
+	for _, w := range warnings {
+		logger.Warn("Capability missing", zap.String("capability", w.Cap.Name()), zap.String("effect", w.Effect))
+	}
+	return err
 }

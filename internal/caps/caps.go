@@ -1,0 +1,129 @@
+// Package caps checks, before anything is loaded, that the process holds the
+// Linux capabilities the receiver needs, so that a missing one is reported by
+// name instead of as the kernel's EPERM or a verifier message.
+//
+// What each capability buys (measured with setpriv on Linux 6.18, see the
+// README's Requirements):
+//   - CAP_BPF: create the ring and filter maps and load programs.
+//   - CAP_PERFMON: load the tracing programs (lsm, fentry, kprobe) and use
+//     bpf_get_current_task and bpf_probe_read_kernel, which every connect
+//     program calls to read the process fields.
+//   - CAP_NET_ADMIN: load and attach the cgroup programs (attach mode
+//     cgroup, DNS capture).
+//   - CAP_SYS_PTRACE: optional; read /proc/PID/exe of other users' (and
+//     non-dumpable) processes for process.executable.path.
+//
+// CAP_SYS_ADMIN stands in for CAP_BPF, CAP_PERFMON and CAP_NET_ADMIN, as the
+// kernel accepts it for each (and kernels before 5.8 know no other), but not
+// for CAP_SYS_PTRACE.
+package caps
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+
+	"golang.org/x/sys/unix"
+)
+
+// Cap is a capability number (unix.CAP_*).
+type Cap uint
+
+// Set is a set of capabilities, bit n for capability n.
+type Set uint64
+
+// Has reports whether c is in s.
+func (s Set) Has(c Cap) bool { return c < 64 && s&(1<<c) != 0 }
+
+// Of returns the set holding cs.
+func Of(cs ...Cap) Set {
+	var s Set
+	for _, c := range cs {
+		s |= 1 << c
+	}
+	return s
+}
+
+// Name returns the capability's name as in capabilities(7), e.g. "CAP_BPF".
+func (c Cap) Name() string {
+	switch c {
+	case unix.CAP_BPF:
+		return "CAP_BPF"
+	case unix.CAP_PERFMON:
+		return "CAP_PERFMON"
+	case unix.CAP_NET_ADMIN:
+		return "CAP_NET_ADMIN"
+	case unix.CAP_SYS_ADMIN:
+		return "CAP_SYS_ADMIN"
+	case unix.CAP_SYS_PTRACE:
+		return "CAP_SYS_PTRACE"
+	}
+	return fmt.Sprintf("capability %d", uint(c))
+}
+
+// Effective returns the calling thread's effective capabilities (capget).
+// The Go runtime keeps every thread's capabilities the same unless the
+// program changes them per thread, which this one does not.
+func Effective() (Set, error) {
+	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
+	var data [2]unix.CapUserData
+	if err := unix.Capget(&hdr, &data[0]); err != nil {
+		return 0, fmt.Errorf("capget: %w", err)
+	}
+	return Set(data[0].Effective) | Set(data[1].Effective)<<32, nil
+}
+
+// Needs is what the configuration asks of the kernel.
+type Needs struct {
+	// Cgroup: the cgroup connect programs must load (attach mode cgroup).
+	Cgroup bool
+	// CgroupFallback: the cgroup connect programs may be used as auto's
+	// last fallback.
+	CgroupFallback bool
+	// DNS: the cgroup_skb DNS capture programs must load.
+	DNS bool
+}
+
+// Warning is a missing optional capability and what goes without it.
+type Warning struct {
+	Cap    Cap
+	Effect string
+}
+
+func (w Warning) String() string { return w.Cap.Name() + " missing: " + w.Effect }
+
+// Check decides from the effective set have whether the receiver can start
+// with needs. It returns an error naming every missing capability that
+// loading or attaching needs, and a warning for each missing optional one.
+func Check(have Set, needs Needs) (warnings []Warning, err error) {
+	admin := have.Has(unix.CAP_SYS_ADMIN)
+	missing := func(c Cap) bool { return !admin && !have.Has(c) }
+	var errs []error
+	if missing(unix.CAP_BPF) {
+		errs = append(errs, errors.New("CAP_BPF missing: the eBPF maps and programs cannot be created"))
+	}
+	if missing(unix.CAP_PERFMON) {
+		errs = append(errs, errors.New("CAP_PERFMON missing: the connect programs cannot read the process fields (bpf_get_current_task, bpf_probe_read_kernel) nor attach as lsm, fentry or kprobe"))
+	}
+	if missing(unix.CAP_NET_ADMIN) {
+		var why []string
+		if needs.Cgroup {
+			why = append(why, "attach mode cgroup")
+		}
+		if needs.DNS {
+			why = append(why, "DNS capture (dns.enabled)")
+		}
+		if len(why) > 0 {
+			errs = append(errs, fmt.Errorf("CAP_NET_ADMIN missing: the cgroup programs of %s cannot load", strings.Join(why, " and ")))
+		} else if needs.CgroupFallback {
+			warnings = append(warnings, Warning{unix.CAP_NET_ADMIN, "attach mode auto cannot fall back to cgroup"})
+		}
+	}
+	if !have.Has(unix.CAP_SYS_PTRACE) {
+		warnings = append(warnings, Warning{unix.CAP_SYS_PTRACE, "process.executable.path is left out for other users' processes (and non-dumpable ones)"})
+	}
+	if len(errs) > 0 {
+		err = fmt.Errorf("missing capabilities (grant them, or CAP_SYS_ADMIN for the first three): %w", errors.Join(errs...))
+	}
+	return warnings, err
+}

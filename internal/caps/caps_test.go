@@ -1,0 +1,104 @@
+package caps
+
+import (
+	"errors"
+	"os"
+	"strconv"
+	"strings"
+	"testing"
+
+	"golang.org/x/sys/unix"
+)
+
+func TestCheck(t *testing.T) {
+	minimal := Of(unix.CAP_BPF, unix.CAP_PERFMON, unix.CAP_NET_ADMIN, unix.CAP_SYS_PTRACE)
+	all := Needs{Cgroup: true, DNS: true}
+	tests := []struct {
+		name     string
+		have     Set
+		needs    Needs
+		wantErr  []string // substrings; nil: no error
+		noErr    []string // must not be in the error
+		wantWarn []Cap
+	}{
+		{"minimal set", minimal, all, nil, nil, nil},
+		{"root's full set", ^Set(0), all, nil, nil, nil},
+		{"nothing", 0, all, []string{"CAP_BPF missing", "CAP_PERFMON missing", "CAP_NET_ADMIN missing: the cgroup programs of attach mode cgroup and DNS capture"}, nil, []Cap{unix.CAP_SYS_PTRACE}},
+		{"no CAP_BPF", minimal &^ Of(unix.CAP_BPF), all, []string{"CAP_BPF missing"}, []string{"CAP_PERFMON", "CAP_NET_ADMIN missing"}, nil},
+		{"no CAP_PERFMON", minimal &^ Of(unix.CAP_PERFMON), all, []string{"CAP_PERFMON missing"}, []string{"CAP_BPF missing"}, nil},
+		{"no CAP_NET_ADMIN, DNS on", minimal &^ Of(unix.CAP_NET_ADMIN), Needs{DNS: true, CgroupFallback: true}, []string{"CAP_NET_ADMIN missing: the cgroup programs of DNS capture (dns.enabled) cannot load"}, nil, nil},
+		{"no CAP_NET_ADMIN, tracing modes only", minimal &^ Of(unix.CAP_NET_ADMIN), Needs{}, nil, nil, nil},
+		{"no CAP_NET_ADMIN, auto without DNS", minimal &^ Of(unix.CAP_NET_ADMIN), Needs{CgroupFallback: true}, nil, nil, []Cap{unix.CAP_NET_ADMIN}},
+		{"CAP_SYS_ADMIN stands in (kernels before 5.8)", Of(unix.CAP_SYS_ADMIN, unix.CAP_SYS_PTRACE), all, nil, nil, nil},
+		{"CAP_SYS_ADMIN does not stand in for CAP_SYS_PTRACE", Of(unix.CAP_SYS_ADMIN), all, nil, nil, []Cap{unix.CAP_SYS_PTRACE}},
+		{"no CAP_SYS_PTRACE", minimal &^ Of(unix.CAP_SYS_PTRACE), all, nil, nil, []Cap{unix.CAP_SYS_PTRACE}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			warns, err := Check(tt.have, tt.needs)
+			if tt.wantErr == nil && err != nil {
+				t.Errorf("err = %v, want nil", err)
+			}
+			if tt.wantErr != nil && err == nil {
+				t.Fatalf("err = nil, want one naming %q", tt.wantErr)
+			}
+			for _, w := range tt.wantErr {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("err = %v, want it to contain %q", err, w)
+				}
+			}
+			for _, w := range tt.noErr {
+				if strings.Contains(err.Error(), w) {
+					t.Errorf("err = %v, must not contain %q", err, w)
+				}
+			}
+			var got []Cap
+			for _, w := range warns {
+				got = append(got, w.Cap)
+				if !strings.HasPrefix(w.String(), w.Cap.Name()+" missing: ") {
+					t.Errorf("warning %q does not start with the capability's name", w)
+				}
+			}
+			if len(got) != len(tt.wantWarn) {
+				t.Fatalf("warnings %v, want %v", got, tt.wantWarn)
+			}
+			for i := range got {
+				if got[i] != tt.wantWarn[i] {
+					t.Errorf("warnings %v, want %v", got, tt.wantWarn)
+				}
+			}
+		})
+	}
+}
+
+func TestEffective(t *testing.T) {
+	s, err := Effective()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// /proc/self/status shows the same set (of the thread group leader; the
+	// Go runtime keeps all threads alike).
+	want, err := statusCapEff()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s != want {
+		t.Errorf("Effective() = %#x, /proc/self/status CapEff = %#x", uint64(s), uint64(want))
+	}
+}
+
+// statusCapEff reads CapEff from /proc/self/status: an independent reading
+// of the set that Effective gets from capget.
+func statusCapEff() (Set, error) {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0, err
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "CapEff:"); ok {
+			n, err := strconv.ParseUint(strings.TrimSpace(v), 16, 64)
+			return Set(n), err
+		}
+	}
+	return 0, errors.New("no CapEff line")
+}
