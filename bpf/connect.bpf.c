@@ -63,7 +63,7 @@ struct {
 	__type(value, __u8);
 } ports SEC(".maps");
 
-/* Task comm (NUL-padded) -> 1 include, 2 exclude. */
+/* Process name (thread-group leader's comm, NUL-padded) -> 1 include, 2 exclude. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 1024);
@@ -102,9 +102,14 @@ static __always_inline int tc_keep(__u16 dport, const __u32 addr[4])
 			return 0;
 	}
 	if (flags & (TC_FILTER_INCLUDE_COMM | TC_FILTER_EXCLUDE_COMM)) {
+		/*
+		 * The process's name: its thread-group leader's comm, not the
+		 * calling thread's, which any thread may rename (prctl PR_SET_NAME).
+		 */
+		struct task_struct *task = (struct task_struct *)bpf_get_current_task();
 		char comm[TC_COMM_LEN] = {};
 
-		bpf_get_current_comm(comm, sizeof(comm));
+		BPF_CORE_READ_STR_INTO(&comm, task, group_leader, comm);
 		mark = bpf_map_lookup_elem(&comms, comm);
 		if ((flags & TC_FILTER_INCLUDE_COMM) && !(mark && *mark == TC_MARK_INCLUDE))
 			return 0;

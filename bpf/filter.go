@@ -14,7 +14,8 @@ type Filter struct {
 	ExcludeCIDRs []netip.Prefix
 	IncludePorts []uint16
 	ExcludePorts []uint16
-	// Process names are matched against the task's comm: at most 15 bytes.
+	// Process names are matched against the thread-group leader's comm
+	// (the process's, not the calling thread's): at most 15 bytes.
 	IncludeComms []string
 	ExcludeComms []string
 }

@@ -5,8 +5,11 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"runtime"
+	"strings"
 	"testing"
 	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 
@@ -76,5 +79,78 @@ func TestProbeFilters(t *testing.T) {
 	}
 	if after.Connect != 0 {
 		t.Errorf("lost connects = %d, want 0", after.Connect)
+	}
+}
+
+// connectFromRenamedThread connects to ap from a thread of this process,
+// other than the thread-group leader, that first renames itself (prctl
+// PR_SET_NAME) to name. The thread is never handed back to the Go scheduler:
+// it ends with its goroutine.
+func connectFromRenamedThread(ap netip.AddrPort, name string) error {
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		if unix.Gettid() == os.Getpid() {
+			// The leader, whose name is the process's: keep it busy here
+			// so that another thread takes the next goroutine.
+			errc <- connectFromRenamedThread(ap, name)
+			runtime.UnlockOSThread()
+			return
+		}
+		// No Unlock: the renamed thread exits with the goroutine.
+		if err := unix.Prctl(unix.PR_SET_NAME, uintptr(unsafe.Pointer(unsafe.StringData(name+"\x00"))), 0, 0, 0); err != nil {
+			errc <- fmt.Errorf("prctl PR_SET_NAME: %w", err)
+			return
+		}
+		errc <- privtest.Connect(ap, unix.SOCK_STREAM, false)
+	}()
+	return <-errc
+}
+
+// TestProbeProcessFilterMatchesProcess checks that the process filters match
+// the process (its thread-group leader's comm), not the thread: a thread that
+// renames itself is kept or dropped as its process is.
+func TestProbeProcessFilterMatchesProcess(t *testing.T) {
+	privtest.Require(t)
+	b, err := os.ReadFile("/proc/self/comm") // the thread-group leader's
+	if err != nil {
+		t.Fatal(err)
+	}
+	proc := strings.TrimSpace(string(b))
+	const thread = "tc-renamed"
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	ap := ln.Addr().(*net.TCPAddr).AddrPort()
+
+	tests := []struct {
+		name   string
+		filter Filter
+		kept   bool
+	}{
+		{"exclude the process", Filter{ExcludeComms: []string{proc}}, false},
+		{"include the process", Filter{IncludeComms: []string{proc}}, true},
+		{"exclude the thread's name", Filter{ExcludeComms: []string{thread}}, true},
+		{"include only the thread's name", Filter{IncludeComms: []string{thread}}, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p := openForTest(t, Options{Filter: tt.filter})
+			defer p.Close()
+			if err := connectFromRenamedThread(ap, thread); err != nil {
+				t.Fatal(err)
+			}
+			got := readConnects(t, p, time.Second, func(c *event.Connect) bool {
+				return int(c.TGID) == os.Getpid() && c.DstPort == ap.Port()
+			}, 1)
+			if kept := len(got) > 0; kept != tt.kept {
+				t.Fatalf("record kept = %v, want %v (process %q, thread %q)", kept, tt.kept, proc, thread)
+			}
+			if tt.kept && string(got[0].Comm()) != thread {
+				t.Errorf("record comm = %q, want the thread's %q", got[0].Comm(), thread)
+			}
+		})
 	}
 }

@@ -80,6 +80,7 @@ struct task_struct {
 	const struct cred *cred;
 	struct nsproxy *nsproxy;
 	struct mm_struct *mm;
+	char comm[16];
 };
 
 typedef struct {

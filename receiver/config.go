@@ -113,8 +113,9 @@ type FilterConfig struct {
 	ExcludePorts []int `mapstructure:"exclude_ports"`
 	// ExcludeLoopback drops connects to 127.0.0.0/8 and ::1.
 	ExcludeLoopback bool `mapstructure:"exclude_loopback"`
-	// IncludeProcesses keeps only connects of these process names (the
-	// kernel's comm: at most 15 bytes, as in /proc/PID/comm).
+	// IncludeProcesses keeps only connects of these process names: the
+	// comm of the process's main thread (thread-group leader), at most 15
+	// bytes, as in /proc/PID/comm. A thread's own name does not count.
 	IncludeProcesses []string `mapstructure:"include_processes"`
 	// ExcludeProcesses drops connects of these process names.
 	ExcludeProcesses []string `mapstructure:"exclude_processes"`
