@@ -322,10 +322,42 @@ func (rd *reader) tick(ctx context.Context, now time.Time) bool {
 	}
 }
 
-// finish flushes what is left and reports the last counters.
+// finish reads what the ring still holds, flushes and reports the last
+// counters.
 func (rd *reader) finish(ctx context.Context) {
+	rd.drain(ctx)
 	rd.flush(ctx)
 	rd.report(ctx)
+}
+
+// drainBudget bounds how long drain reads at shutdown: the programs stay
+// attached until the source closes, so a busy host never empties the ring.
+const drainBudget = time.Second
+
+// drain reads the records the kernel submitted before Shutdown that are
+// still in the ring, until it is empty (or the source closed, or the budget
+// ran out, which is logged), so that they are sent, not dropped unseen.
+func (rd *reader) drain(ctx context.Context) {
+	r := rd.r
+	end := time.Now().Add(drainBudget)
+	r.src.SetDeadline(time.Now()) // past: read what is there, then ErrDeadlineExceeded
+	for n := 1; ; n++ {
+		if err := r.src.ReadInto(&rd.rec); err != nil {
+			if !errors.Is(err, os.ErrDeadlineExceeded) && !errors.Is(err, ringbuf.ErrClosed) {
+				r.set.Logger.Debug("Draining the ring buffer at shutdown failed", zap.Error(err))
+			}
+			return
+		}
+		rd.handle(rd.rec.RawSample, rd.readTime())
+		if rd.batch.len() >= r.cfg.Batch.MaxSize {
+			rd.flush(ctx)
+		}
+		if n%256 == 0 && (time.Now().After(end) || ctx.Err() != nil) {
+			r.set.Logger.Warn("Shutdown: the ring buffer still held records after draining it; the rest are not sent",
+				zap.Int("drained", n), zap.Duration("budget", drainBudget))
+			return
+		}
+	}
 }
 
 // flush sends the batch to the sender, waiting while the sender is behind.
@@ -371,6 +403,9 @@ func (rd *reader) report(ctx context.Context) {
 		}
 		if l.DNSCopy > rd.lost.DNSCopy {
 			t.ReceiverTcpconnectDNSPacketsCopyFailed.Add(ctx, int64(l.DNSCopy-rd.lost.DNSCopy))
+		}
+		if l.Filtered > rd.lost.Filtered {
+			t.ReceiverTcpconnectConnectsFiltered.Add(ctx, int64(l.Filtered-rd.lost.Filtered))
 		}
 		rd.lost = l
 	}

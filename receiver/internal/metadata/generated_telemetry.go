@@ -28,6 +28,7 @@ type TelemetryBuilder struct {
 	registrations                           []metric.Registration
 	ReceiverTcpconnectAttachModesLeft       metric.Int64Counter
 	ReceiverTcpconnectAttachProven          metric.Int64Gauge
+	ReceiverTcpconnectConnectsFiltered      metric.Int64Counter
 	ReceiverTcpconnectConnectsLost          metric.Int64Counter
 	ReceiverTcpconnectConnectsNamed         metric.Int64Counter
 	ReceiverTcpconnectConnectsReceived      metric.Int64Counter
@@ -89,6 +90,12 @@ func NewTelemetryBuilder(settings component.TelemetrySettings, options ...Teleme
 		"otelcol_receiver_tcpconnect_attach_proven",
 		metric.WithDescription("1 when the attach mode in use (attribute mode) reported the proof connect at start; 0 when the proof was skipped (cgroup_path below a cgroup2 mount root). [Development]"),
 		metric.WithUnit("1"),
+	)
+	errs = errors.Join(errs, err)
+	builder.ReceiverTcpconnectConnectsFiltered, err = builder.meter.Int64Counter(
+		"otelcol_receiver_tcpconnect_connects_filtered",
+		metric.WithDescription("Connects the configured filters left out in the kernel (not a loss). [Development]"),
+		metric.WithUnit("{connect}"),
 	)
 	errs = errors.Join(errs, err)
 	builder.ReceiverTcpconnectConnectsLost, err = builder.meter.Int64Counter(

@@ -21,6 +21,7 @@ func TestSetupTelemetry(t *testing.T) {
 	defer tb.Shutdown()
 	tb.ReceiverTcpconnectAttachModesLeft.Add(context.Background(), 1)
 	tb.ReceiverTcpconnectAttachProven.Record(context.Background(), 1)
+	tb.ReceiverTcpconnectConnectsFiltered.Add(context.Background(), 1)
 	tb.ReceiverTcpconnectConnectsLost.Add(context.Background(), 1)
 	tb.ReceiverTcpconnectConnectsNamed.Add(context.Background(), 1)
 	tb.ReceiverTcpconnectConnectsReceived.Add(context.Background(), 1)
@@ -45,6 +46,9 @@ func TestSetupTelemetry(t *testing.T) {
 		[]metricdata.DataPoint[int64]{{Value: 1}},
 		metricdatatest.IgnoreTimestamp())
 	AssertEqualReceiverTcpconnectAttachProven(t, testTel,
+		[]metricdata.DataPoint[int64]{{Value: 1}},
+		metricdatatest.IgnoreTimestamp())
+	AssertEqualReceiverTcpconnectConnectsFiltered(t, testTel,
 		[]metricdata.DataPoint[int64]{{Value: 1}},
 		metricdatatest.IgnoreTimestamp())
 	AssertEqualReceiverTcpconnectConnectsLost(t, testTel,
