@@ -103,9 +103,12 @@ func checkCaps(mode bpf.Mode, dnsOn bool, logger *zap.Logger) error {
 		return nil
 	}
 	warnings, err := caps.Check(have, caps.Needs{
-		Cgroup:         mode == bpf.ModeCgroup,
-		CgroupFallback: mode == bpf.ModeAuto,
-		DNS:            dnsOn,
+		Cgroup:            mode == bpf.ModeCgroup,
+		CgroupFallback:    mode == bpf.ModeAuto,
+		DNS:               dnsOn,
+		Kprobe:            mode == bpf.ModeKprobe,
+		KprobeFallback:    mode == bpf.ModeAuto,
+		PerfEventParanoid: caps.PerfEventParanoid(),
 	})
 	for _, w := range warnings {
 		logger.Warn("Capability missing", zap.String("capability", w.Cap.Name()), zap.String("effect", w.Effect))

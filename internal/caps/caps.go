@@ -2,25 +2,31 @@
 // Linux capabilities the receiver needs, so that a missing one is reported by
 // name instead of as the kernel's EPERM or a verifier message.
 //
-// What each capability buys (measured with setpriv on Linux 6.18, see the
-// README's Requirements):
+// What each capability buys (measured with setpriv on Linux 6.18 and in the
+// VM tests on Debian's 6.1 and 6.12, see the README's Requirements):
 //   - CAP_BPF: create the ring and filter maps and load programs.
 //   - CAP_PERFMON: load the tracing programs (lsm, fentry, kprobe) and use
 //     bpf_get_current_task and bpf_probe_read_kernel, which every connect
 //     program calls to read the process fields.
 //   - CAP_NET_ADMIN: load and attach the cgroup programs (attach mode
 //     cgroup, DNS capture).
+//   - CAP_SYS_ADMIN: attach mode kprobe opens a perf event, which
+//     kernel.perf_event_paranoid 3 (Debian's default, a Debian patch)
+//     allows only with CAP_SYS_ADMIN.
 //   - CAP_SYS_PTRACE: optional; read /proc/PID/exe of other users' (and
 //     non-dumpable) processes for process.executable.path.
 //
-// CAP_SYS_ADMIN stands in for CAP_BPF, CAP_PERFMON and CAP_NET_ADMIN, as the
-// kernel accepts it for each (and kernels before 5.8 know no other), but not
-// for CAP_SYS_PTRACE.
+// CAP_SYS_ADMIN stands in for CAP_BPF and CAP_PERFMON (kernels before 5.8
+// know no other), and for CAP_NET_ADMIN in attach mode cgroup, but not for
+// DNS capture: on 6.1 attaching the cgroup_skb programs needs CAP_NET_ADMIN
+// itself. It never stands in for CAP_SYS_PTRACE.
 package caps
 
 import (
 	"errors"
 	"fmt"
+	"os"
+	"strconv"
 	"strings"
 
 	"golang.org/x/sys/unix"
@@ -82,6 +88,13 @@ type Needs struct {
 	CgroupFallback bool
 	// DNS: the cgroup_skb DNS capture programs must load.
 	DNS bool
+	// Kprobe: the kprobe program must attach (attach mode kprobe).
+	Kprobe bool
+	// KprobeFallback: the kprobe program may be used by auto.
+	KprobeFallback bool
+	// PerfEventParanoid is kernel.perf_event_paranoid (-1: unknown). At 3
+	// and above only CAP_SYS_ADMIN may open the kprobe's perf event.
+	PerfEventParanoid int
 }
 
 // Warning is a missing optional capability and what goes without it.
@@ -105,25 +118,45 @@ func Check(have Set, needs Needs) (warnings []Warning, err error) {
 	if missing(unix.CAP_PERFMON) {
 		errs = append(errs, errors.New("CAP_PERFMON missing: the connect programs cannot read the process fields (bpf_get_current_task, bpf_probe_read_kernel) nor attach as lsm, fentry or kprobe"))
 	}
-	if missing(unix.CAP_NET_ADMIN) {
-		var why []string
+	switch {
+	case needs.DNS && !have.Has(unix.CAP_NET_ADMIN):
+		what := "DNS capture (dns.enabled)"
 		if needs.Cgroup {
-			why = append(why, "attach mode cgroup")
+			what = "attach mode cgroup and " + what
 		}
-		if needs.DNS {
-			why = append(why, "DNS capture (dns.enabled)")
-		}
-		if len(why) > 0 {
-			errs = append(errs, fmt.Errorf("CAP_NET_ADMIN missing: the cgroup programs of %s cannot load", strings.Join(why, " and ")))
-		} else if needs.CgroupFallback {
-			warnings = append(warnings, Warning{unix.CAP_NET_ADMIN, "attach mode auto cannot fall back to cgroup"})
+		errs = append(errs, fmt.Errorf("CAP_NET_ADMIN missing: the cgroup programs of %s cannot attach (CAP_SYS_ADMIN does not stand in for it on every kernel)", what))
+	case needs.Cgroup && missing(unix.CAP_NET_ADMIN):
+		errs = append(errs, errors.New("CAP_NET_ADMIN missing: the cgroup programs of attach mode cgroup cannot load"))
+	case needs.CgroupFallback && missing(unix.CAP_NET_ADMIN):
+		warnings = append(warnings, Warning{unix.CAP_NET_ADMIN, "attach mode auto cannot fall back to cgroup"})
+	}
+	if !admin && needs.PerfEventParanoid >= 3 {
+		const why = "attach mode kprobe opens a perf event, which kernel.perf_event_paranoid=3 allows only with CAP_SYS_ADMIN (or lower the sysctl to 2)"
+		switch {
+		case needs.Kprobe:
+			errs = append(errs, errors.New("CAP_SYS_ADMIN missing: "+why))
+		case needs.KprobeFallback:
+			warnings = append(warnings, Warning{unix.CAP_SYS_ADMIN, why + "; auto cannot use it"})
 		}
 	}
 	if !have.Has(unix.CAP_SYS_PTRACE) {
 		warnings = append(warnings, Warning{unix.CAP_SYS_PTRACE, "process.executable.path is left out for other users' processes (and non-dumpable ones)"})
 	}
 	if len(errs) > 0 {
-		err = fmt.Errorf("missing capabilities (grant them, or CAP_SYS_ADMIN for the first three): %w", errors.Join(errs...))
+		err = fmt.Errorf("missing capabilities: %w", errors.Join(errs...))
 	}
 	return warnings, err
+}
+
+// PerfEventParanoid reads kernel.perf_event_paranoid, -1 when it cannot.
+func PerfEventParanoid() int {
+	b, err := os.ReadFile("/proc/sys/kernel/perf_event_paranoid")
+	if err != nil {
+		return -1
+	}
+	n, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil {
+		return -1
+	}
+	return n
 }

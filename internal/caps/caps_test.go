@@ -22,16 +22,24 @@ func TestCheck(t *testing.T) {
 		wantWarn []Cap
 	}{
 		{"minimal set", minimal, all, nil, nil, nil},
-		{"root's full set", ^Set(0), all, nil, nil, nil},
+		{"root's full set", ^Set(0), Needs{Cgroup: true, DNS: true, Kprobe: true, PerfEventParanoid: 3}, nil, nil, nil},
 		{"nothing", 0, all, []string{"CAP_BPF missing", "CAP_PERFMON missing", "CAP_NET_ADMIN missing: the cgroup programs of attach mode cgroup and DNS capture"}, nil, []Cap{unix.CAP_SYS_PTRACE}},
 		{"no CAP_BPF", minimal &^ Of(unix.CAP_BPF), all, []string{"CAP_BPF missing"}, []string{"CAP_PERFMON", "CAP_NET_ADMIN missing"}, nil},
 		{"no CAP_PERFMON", minimal &^ Of(unix.CAP_PERFMON), all, []string{"CAP_PERFMON missing"}, []string{"CAP_BPF missing"}, nil},
-		{"no CAP_NET_ADMIN, DNS on", minimal &^ Of(unix.CAP_NET_ADMIN), Needs{DNS: true, CgroupFallback: true}, []string{"CAP_NET_ADMIN missing: the cgroup programs of DNS capture (dns.enabled) cannot load"}, nil, nil},
+		{"no CAP_NET_ADMIN, DNS on", minimal &^ Of(unix.CAP_NET_ADMIN), Needs{DNS: true, CgroupFallback: true}, []string{"CAP_NET_ADMIN missing: the cgroup programs of DNS capture (dns.enabled) cannot attach"}, nil, nil},
+		{"no CAP_NET_ADMIN, cgroup mode", minimal &^ Of(unix.CAP_NET_ADMIN), Needs{Cgroup: true}, []string{"CAP_NET_ADMIN missing: the cgroup programs of attach mode cgroup cannot load"}, nil, nil},
 		{"no CAP_NET_ADMIN, tracing modes only", minimal &^ Of(unix.CAP_NET_ADMIN), Needs{}, nil, nil, nil},
 		{"no CAP_NET_ADMIN, auto without DNS", minimal &^ Of(unix.CAP_NET_ADMIN), Needs{CgroupFallback: true}, nil, nil, []Cap{unix.CAP_NET_ADMIN}},
-		{"CAP_SYS_ADMIN stands in (kernels before 5.8)", Of(unix.CAP_SYS_ADMIN, unix.CAP_SYS_PTRACE), all, nil, nil, nil},
-		{"CAP_SYS_ADMIN does not stand in for CAP_SYS_PTRACE", Of(unix.CAP_SYS_ADMIN), all, nil, nil, []Cap{unix.CAP_SYS_PTRACE}},
+		{"CAP_SYS_ADMIN for CAP_BPF and CAP_PERFMON (kernels before 5.8)", Of(unix.CAP_SYS_ADMIN, unix.CAP_NET_ADMIN, unix.CAP_SYS_PTRACE), all, nil, nil, nil},
+		{"CAP_SYS_ADMIN for CAP_NET_ADMIN in cgroup mode", Of(unix.CAP_SYS_ADMIN, unix.CAP_SYS_PTRACE), Needs{Cgroup: true}, nil, nil, nil},
+		{"CAP_SYS_ADMIN not for CAP_NET_ADMIN with DNS (6.1)", Of(unix.CAP_SYS_ADMIN, unix.CAP_SYS_PTRACE), all, []string{"CAP_NET_ADMIN missing"}, []string{"CAP_BPF", "CAP_PERFMON"}, nil},
+		{"CAP_SYS_ADMIN does not stand in for CAP_SYS_PTRACE", Of(unix.CAP_SYS_ADMIN, unix.CAP_NET_ADMIN), all, nil, nil, []Cap{unix.CAP_SYS_PTRACE}},
 		{"no CAP_SYS_PTRACE", minimal &^ Of(unix.CAP_SYS_PTRACE), all, nil, nil, []Cap{unix.CAP_SYS_PTRACE}},
+		{"kprobe, paranoid 3, no CAP_SYS_ADMIN", minimal, Needs{Kprobe: true, PerfEventParanoid: 3}, []string{"CAP_SYS_ADMIN missing: attach mode kprobe opens a perf event"}, nil, nil},
+		{"kprobe, paranoid 2", minimal, Needs{Kprobe: true, PerfEventParanoid: 2}, nil, nil, nil},
+		{"kprobe, paranoid unknown", minimal, Needs{Kprobe: true, PerfEventParanoid: -1}, nil, nil, nil},
+		{"kprobe, paranoid 3, CAP_SYS_ADMIN", minimal | Of(unix.CAP_SYS_ADMIN), Needs{Kprobe: true, PerfEventParanoid: 3}, nil, nil, nil},
+		{"auto, paranoid 3, no CAP_SYS_ADMIN", minimal, Needs{KprobeFallback: true, CgroupFallback: true, DNS: true, PerfEventParanoid: 3}, nil, nil, []Cap{unix.CAP_SYS_ADMIN}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
