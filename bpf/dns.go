@@ -37,15 +37,16 @@ func (p *Probe) attachDNS(opts Options) error {
 	p.progs = append(p.progs, objs.TcDnsIngress, objs.TcDnsEgress)
 	p.closers = append(p.closers, objs.TcDnsIngress, objs.TcDnsEgress)
 	for _, a := range []struct {
+		name string // AttachCGroupInetIngress is 0, which AttachType.String calls "None"
 		prog *ebpf.Program
 		at   ebpf.AttachType
 	}{
-		{objs.TcDnsIngress, ebpf.AttachCGroupInetIngress},
-		{objs.TcDnsEgress, ebpf.AttachCGroupInetEgress},
+		{"cgroup_skb/ingress", objs.TcDnsIngress, ebpf.AttachCGroupInetIngress},
+		{"cgroup_skb/egress", objs.TcDnsEgress, ebpf.AttachCGroupInetEgress},
 	} {
 		l, err := link.AttachCgroup(link.CgroupOptions{Path: opts.CgroupPath, Attach: a.at, Program: a.prog})
 		if err != nil {
-			return fmt.Errorf("attach %s to %s: %w", a.at, opts.CgroupPath, err)
+			return fmt.Errorf("attach %s to %s: %w", a.name, opts.CgroupPath, err)
 		}
 		p.closers = append(p.closers, l)
 	}
