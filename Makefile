@@ -28,8 +28,8 @@ VM_TIMEOUT ?= 20m
 # The tests that need a kernel, by name (they need no testdata); each must
 # print PASS in every run, so a name that selects nothing fails.
 VM_TESTS ?= \
-	-tests bpf.test=TestProbeConnects,TestProbeProof,TestProbeCgroupSubtreeUnproven,TestReadLSMState,TestProbeLSMExpectation,TestProbeDNSCapture,TestProbeDNSSocketNetns,TestLostCounters,TestProbeFilters,TestProbeIOURingConnect,TestProbeNetnsVeth,TestProbeConnectSocketNetns,TestProbeKprobeLoads,TestProbeModesAgree \
-	-tests receiver.test=TestReceiverPrivileged,TestReceiverPrivilegedHostileStrings,TestDNSPrivileged,TestDNSPrivilegedNetnsScope \
+	-tests bpf.test=TestProbeConnects,TestProbeProof,TestProbeCgroupSubtreeUnproven,TestReadLSMState,TestProbeLSMExpectation,TestProbeDNSCapture,TestProbeDNSSocketNetns,TestLostCounters,TestProbeFilters,TestProbeProcessFilterMatchesProcess,TestProbeIOURingConnect,TestProbeNetnsVeth,TestProbeConnectSocketNetns,TestProbeKprobeLoads,TestProbeModesAgree \
+	-tests receiver.test=TestReceiverPrivileged,TestOpenNamesMissingCapability,TestReceiverPrivilegedHostileStrings,TestDNSPrivileged,TestDNSPrivilegedNetnsScope \
 	-tests e2e.test=TestPipelineOverOTLP
 # A second boot of each kernel leaves bpf out of the active LSM list, as
 # Debian 11 and Ubuntu ship: auto must pick fentry there, explicit lsm fail.

@@ -45,7 +45,7 @@ func Require(t testing.TB) {
 	if os.Geteuid() == 0 {
 		return
 	}
-	SkipOrFail(t, "privileged test: needs root (CAP_BPF, CAP_PERFMON, CAP_NET_ADMIN, CAP_SYS_ADMIN) to load and attach eBPF programs")
+	SkipOrFail(t, "privileged test: needs root (CAP_BPF, CAP_PERFMON, CAP_NET_ADMIN; see the README's Requirements) to load and attach eBPF programs")
 }
 
 // Required reports whether EnvRequire=1 forbids skipping here.
