@@ -15,6 +15,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/tcpconnect/tcpconnect/bpf"
+	"github.com/tcpconnect/tcpconnect/internal/privtest"
 	"github.com/tcpconnect/tcpconnect/receiver/internal/metadata"
 )
 
@@ -204,7 +205,7 @@ func TestOpenErrorsNameTheField(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			if tt.name == "cgroup_path cgroup2" && cgroup == "" {
-				t.Skip("no cgroup2 mount here")
+				privtest.SkipOrFail(t, "no cgroup2 mount here")
 			}
 			cfg := createDefaultConfig()
 			tt.mod(cfg)
