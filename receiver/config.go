@@ -26,6 +26,9 @@ const (
 	defaultRetryInitial    = time.Second
 	defaultRetryMax        = 30 * time.Second
 	defaultRetryMaxElapsed = 5 * time.Minute
+	defaultShutdownTimeout = 5 * time.Second
+
+	maxShutdownTimeout = time.Minute
 
 	maxRingBufferSize = 1 << 30
 	maxBatchSize      = 1 << 20
@@ -62,6 +65,11 @@ type Config struct {
 	MaxCommandLineBytes int `mapstructure:"max_command_line_bytes"`
 	// Retry bounds the retries of ConsumeLogs after non-permanent errors.
 	Retry RetryConfig `mapstructure:"retry"`
+	// ShutdownTimeout bounds Shutdown: retries stop when it starts, the last
+	// batches get one attempt each, and what is not delivered when the bound
+	// passes is dropped and counted. Keep it below the orchestrator's grace
+	// period (Kubernetes terminationGracePeriodSeconds, podman stop -t).
+	ShutdownTimeout time.Duration `mapstructure:"shutdown_timeout"`
 	// DNS configures DNS capture and name correlation (package dns).
 	DNS dns.Config `mapstructure:"dns"`
 	// Filter leaves connects out in the kernel, before they cost anything in
@@ -228,6 +236,7 @@ func createDefaultConfig() *Config {
 			MaxElapsedTime:  defaultRetryMaxElapsed,
 		},
 		MaxCommandLineBytes: procinfo.DefaultMaxCommandLineBytes,
+		ShutdownTimeout:     defaultShutdownTimeout,
 	}
 }
 
@@ -260,6 +269,9 @@ func (c *Config) Validate() error {
 		if c.Retry.MaxElapsedTime <= 0 {
 			errs = append(errs, fmt.Errorf("retry.max_elapsed_time: must be positive (retries are bounded), got %s", c.Retry.MaxElapsedTime))
 		}
+	}
+	if c.ShutdownTimeout <= 0 || c.ShutdownTimeout > maxShutdownTimeout {
+		errs = append(errs, fmt.Errorf("shutdown_timeout: must be positive and at most %s, got %s", maxShutdownTimeout, c.ShutdownTimeout))
 	}
 	errs = append(errs, c.validateRecordBounds()...)
 	if _, err := c.Filter.toBPF(); err != nil {

@@ -34,6 +34,7 @@ func TestLoadConfig(t *testing.T) {
 	custom.IncludeCommandLine = true
 	custom.MaxCommandLineBytes = 8192
 	custom.Retry = RetryConfig{Enabled: true, InitialInterval: 100 * time.Millisecond, MaxInterval: 2 * time.Second, MaxElapsedTime: time.Minute}
+	custom.ShutdownTimeout = 3 * time.Second
 	custom.DNS.Enabled = true
 	custom.DNS.MaxEntries = 1000
 	custom.DNS.MinTTL = time.Second
@@ -108,6 +109,8 @@ func TestConfigValidate(t *testing.T) {
 		{"retry max below initial", func(c *Config) { c.Retry.MaxInterval = time.Millisecond }, "retry.max_interval: must be at least retry.initial_interval"},
 		{"retry unbounded", func(c *Config) { c.Retry.MaxElapsedTime = 0 }, "retry.max_elapsed_time: must be positive"},
 		{"retry disabled ignores its fields", func(c *Config) { c.Retry = RetryConfig{} }, ""},
+		{"shutdown timeout zero", func(c *Config) { c.ShutdownTimeout = 0 }, "shutdown_timeout: must be positive and at most 1m0s, got 0s"},
+		{"shutdown timeout too long", func(c *Config) { c.ShutdownTimeout = 2 * time.Minute }, "shutdown_timeout: must be positive and at most 1m0s"},
 		{"command line cap zero", func(c *Config) { c.MaxCommandLineBytes = 0 }, "max_command_line_bytes: must be between 64 and 1048576, got 0"},
 		{"command line cap too large", func(c *Config) { c.MaxCommandLineBytes = 2 << 20 }, "max_command_line_bytes: must be between 64 and 1048576"},
 		{"command line cap largest", func(c *Config) { c.MaxCommandLineBytes = 1 << 20; c.IncludeCommandLine = true }, ""},

@@ -155,13 +155,19 @@ func (r *tcpconnectReceiver) reportAttach(attempts []bpf.Attempt) {
 }
 
 // Shutdown stops reading, sends the last batch, waits for the goroutines and
-// closes the source: no program or link of ours stays in the kernel. When ctx
-// ends first, pending retries are abandoned (and counted as dropped).
+// closes the source: no program or link of ours stays in the kernel. It ends
+// within shutdown_timeout (or ctx, when that ends first) whatever the next
+// consumer does: a batch waiting for a retry is not retried once Shutdown
+// started, the last batches get one attempt each, and when the bound passes
+// the attempt in flight is cancelled. Every record not delivered is counted
+// in receiver_tcpconnect_records_dropped.
 func (r *tcpconnectReceiver) Shutdown(ctx context.Context) error {
 	defer r.telemetry.Shutdown()
 	if r.src == nil {
 		return nil
 	}
+	ctx, cancel := context.WithTimeout(ctx, r.cfg.ShutdownTimeout)
+	defer cancel()
 	close(r.stop)
 	done := make(chan struct{})
 	go func() { r.wg.Wait(); close(done) }()
@@ -180,13 +186,23 @@ func (r *tcpconnectReceiver) Shutdown(ctx context.Context) error {
 	return nil
 }
 
+// stopping reports whether Shutdown has started.
+func (r *tcpconnectReceiver) stopping() bool {
+	select {
+	case <-r.stop:
+		return true
+	default:
+		return false
+	}
+}
+
 // consume hands one batch to the next consumer, retrying non-permanent
-// errors with bounded exponential backoff.
+// errors with bounded exponential backoff until Shutdown starts.
 func (r *tcpconnectReceiver) consume(ctx context.Context, b plogBatch) {
 	opCtx := r.obsrecv.StartLogsOp(ctx)
 	err := r.next.ConsumeLogs(opCtx, b.logs)
 	rc := r.cfg.Retry
-	if err != nil && !consumererror.IsPermanent(err) && rc.Enabled {
+	if err != nil && !consumererror.IsPermanent(err) && rc.Enabled && !r.stopping() {
 		deadline := time.Now().Add(rc.MaxElapsedTime)
 		wait := rc.InitialInterval
 		timer := time.NewTimer(0)
@@ -199,6 +215,9 @@ func (r *tcpconnectReceiver) consume(ctx context.Context, b plogBatch) {
 			timer.Reset(wait)
 			select {
 			case <-timer.C:
+			case <-r.stop:
+				timer.Stop()
+				break retry
 			case <-ctx.Done():
 				timer.Stop()
 				break retry
@@ -212,7 +231,8 @@ func (r *tcpconnectReceiver) consume(ctx context.Context, b plogBatch) {
 	if err != nil {
 		r.telemetry.ReceiverTcpconnectRecordsDropped.Add(context.Background(), int64(b.n))
 		r.set.Logger.Warn("Dropped log records: the next consumer refused them",
-			zap.Int("records", b.n), zap.Bool("permanent", consumererror.IsPermanent(err)), zap.Error(err))
+			zap.Int("records", b.n), zap.Bool("permanent", consumererror.IsPermanent(err)),
+			zap.Bool("shutting_down", r.stopping()), zap.Error(err))
 	}
 }
 

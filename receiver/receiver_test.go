@@ -334,6 +334,46 @@ func TestShutdownTimeoutAbandonsRetries(t *testing.T) {
 	}
 }
 
+// TestShutdownBounded: with the next hop down and the default retry budget
+// (5 minutes), Shutdown with a context that never ends returns within
+// shutdown_timeout and counts every record it could not deliver: those
+// waiting for a retry, those the reader still held, and those of an attempt
+// that blocks until it is cancelled.
+func TestShutdownBounded(t *testing.T) {
+	tests := []struct {
+		name string
+		next consumer.Logs
+	}{
+		{"next hop refuses", consumertest.NewErr(errors.New("connection refused"))},
+		{"next hop hangs", &blockingLogs{release: make(chan struct{}), sink: new(consumertest.LogsSink)}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			tt := componenttest.NewTelemetry()
+			defer tt.Shutdown(context.Background())
+			cfg := testConfig()
+			cfg.Retry = createDefaultConfig().Retry // 1s, doubling, for 5 minutes
+			cfg.ShutdownTimeout = 500 * time.Millisecond
+			rcv, src := startReplay(t, cfg, tc.next, tt)
+			for i := range 7 { // two full batches of 3, one record left in the reader
+				src.feed(testRecord(1, uint16(i+1)))
+			}
+			waitFor(t, "the reader to take every record", func() bool { return len(src.recs) == 0 })
+			time.Sleep(20 * time.Millisecond)
+			start := time.Now()
+			if err := rcv.Shutdown(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			if d := time.Since(start); d > cfg.ShutdownTimeout+time.Second {
+				t.Errorf("Shutdown took %s, want at most shutdown_timeout %s (and a little)", d, cfg.ShutdownTimeout)
+			}
+			if d := counter(t, tt, "receiver_tcpconnect_records_dropped"); d != 7 {
+				t.Errorf("records_dropped = %d, want 7", d)
+			}
+		})
+	}
+}
+
 func TestDecodeErrorsLossAndDNS(t *testing.T) {
 	tt := componenttest.NewTelemetry()
 	defer tt.Shutdown(context.Background())
