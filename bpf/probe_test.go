@@ -19,20 +19,36 @@ import (
 )
 
 func TestParseCgroup2Mount(t *testing.T) {
+	// Inode numbers of the mount points: 1 is the hierarchy's root.
+	inos := map[string]uint64{"/sys/fs/cgroup/unified": 1, "/sys/fs/cgroup": 1, "/mnt/my cg": 1,
+		"/ctr/sys/fs/cgroup": 4711, "/host/sys/fs/cgroup": 1, "/other": 99}
+	ino := func(p string) (uint64, error) {
+		if n, ok := inos[p]; ok {
+			return n, nil
+		}
+		return 0, os.ErrNotExist
+	}
+	const (
+		ctrOwn   = "1402 1390 0:30 / /ctr/sys/fs/cgroup ro,nosuid,nodev,noexec,relatime - cgroup2 cgroup2 rw,nsdelegate\n"
+		hostBind = "1411 1390 0:30 /../../.. /host/sys/fs/cgroup ro,relatime - cgroup2 cgroup2 rw,nsdelegate\n"
+	)
 	tests := []struct {
 		name, in, want string
-		wantErr        bool
+		wantErr        string
 	}{
-		{"hybrid", "25 1 0:22 / /sys/fs/cgroup ro - tmpfs tmpfs ro\n30 25 0:26 / /sys/fs/cgroup/unified rw,nosuid shared:9 - cgroup2 cgroup2 rw\n", "/sys/fs/cgroup/unified", false},
-		{"unified", "35 24 0:30 / /sys/fs/cgroup rw,nosuid,nodev,noexec,relatime shared:9 - cgroup2 cgroup2 rw,nsdelegate\n", "/sys/fs/cgroup", false},
-		{"escaped", `35 24 0:30 / /mnt/my\040cg rw - cgroup2 none rw` + "\n", "/mnt/my cg", false},
-		{"none", "22 1 0:5 / /proc rw - proc proc rw\n", "", true},
+		{"hybrid", "25 1 0:22 / /sys/fs/cgroup ro - tmpfs tmpfs ro\n30 25 0:26 / /sys/fs/cgroup/unified rw,nosuid shared:9 - cgroup2 cgroup2 rw\n", "/sys/fs/cgroup/unified", ""},
+		{"unified", "35 24 0:30 / /sys/fs/cgroup rw,nosuid,nodev,noexec,relatime shared:9 - cgroup2 cgroup2 rw,nsdelegate\n", "/sys/fs/cgroup", ""},
+		{"escaped", `35 24 0:30 / /mnt/my\040cg rw - cgroup2 none rw` + "\n", "/mnt/my cg", ""},
+		{"none", "22 1 0:5 / /proc rw - proc proc rw\n", "", "no cgroup v2 (cgroup2) mount found"},
+		{"private cgroupns: own subtree only", ctrOwn, "", "show only a subtree of the host's cgroup hierarchy"},
+		{"private cgroupns: host tree bind-mounted after its own", ctrOwn + hostBind, "/host/sys/fs/cgroup", ""},
+		{"unreadable mount skipped", "40 1 0:31 / /gone rw - cgroup2 none rw\n" + hostBind, "/host/sys/fs/cgroup", ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := parseCgroup2Mount(strings.NewReader(tt.in))
-			if (err != nil) != tt.wantErr || got != tt.want {
-				t.Fatalf("got %q, %v; want %q, err=%v", got, err, tt.want, tt.wantErr)
+			got, err := parseCgroup2Mount(strings.NewReader(tt.in), ino)
+			if got != tt.want || (err == nil) != (tt.wantErr == "") || (err != nil && !strings.Contains(err.Error(), tt.wantErr)) {
+				t.Fatalf("got %q, %v; want %q, error containing %q", got, err, tt.want, tt.wantErr)
 			}
 		})
 	}

@@ -234,6 +234,7 @@ func newReplayReceiver(t *testing.T, cfg *Config, sink *consumertest.LogsSink, t
 	}
 	r := rcv.(*tcpconnectReceiver)
 	r.procRoot = procRoot
+	r.skipPIDNS = true
 	if err := r.Start(context.Background(), componenttest.NewNopHost()); err != nil {
 		t.Fatal(err)
 	}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"time"
@@ -40,8 +41,16 @@ type Config struct {
 	// kprobe or cgroup. auto tries them in that order.
 	Attach string `mapstructure:"attach"`
 	// CgroupPath is the cgroup v2 directory the cgroup programs attach to
-	// (attach mode cgroup, DNS capture). Empty: the first cgroup2 mount.
+	// (attach mode cgroup, DNS capture). Empty: the first cgroup2 mount that
+	// shows the host's whole hierarchy, or one mounted privately when none
+	// is mounted; an error names the mount to add when only a container's
+	// own subtree is visible.
 	CgroupPath string `mapstructure:"cgroup_path"`
+	// ProcPath is the procfs of the host's PID namespace, whose pids the
+	// kernel's records carry: /proc on the host or with host PID, else the
+	// host's /proc mounted into the container (e.g. /host/proc). When it
+	// shows another PID namespace, /proc is not read (a logged degradation).
+	ProcPath string `mapstructure:"proc_path"`
 	// RingBufferSize is the kernel ring buffer's size in bytes: a power of two
 	// and at least a page. A connect record takes 160 bytes in the ring, a DNS
 	// record 1624: the default 8 MiB holds about 50,000 connects.
@@ -224,6 +233,7 @@ var _ confmap.Validator = (*Config)(nil)
 func createDefaultConfig() *Config {
 	return &Config{
 		Attach:         string(bpf.ModeAuto),
+		ProcPath:       "/proc",
 		RingBufferSize: defaultRingBufferSize,
 		PollInterval:   defaultPollInterval,
 		Batch:          BatchConfig{MaxSize: defaultBatchMaxSize, Timeout: defaultBatchTimeout, MaxBytes: defaultBatchMaxBytes},
@@ -245,6 +255,9 @@ func (c *Config) Validate() error {
 	var errs []error
 	if _, err := bpf.ParseMode(c.Attach); err != nil {
 		errs = append(errs, fmt.Errorf("attach: %w", err))
+	}
+	if !filepath.IsAbs(c.ProcPath) {
+		errs = append(errs, fmt.Errorf("proc_path: must be an absolute path, got %q", c.ProcPath))
 	}
 	page := os.Getpagesize()
 	if n := c.RingBufferSize; n < page || n > maxRingBufferSize || n&(n-1) != 0 {

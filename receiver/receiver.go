@@ -53,7 +53,8 @@ type tcpconnectReceiver struct {
 	telemetry *metadata.TelemetryBuilder
 	obsrecv   *receiverhelper.ObsReport
 	dns       dnsSink // nil when dns.enabled is false
-	procRoot  string  // procfs for the process cache; "" is /proc (tests use a fake)
+	procRoot  string  // procfs for the process cache; "" is cfg.ProcPath (tests use a fake)
+	skipPIDNS bool    // tests with a fake procRoot: skip the host PID namespace check
 
 	src     source
 	stop    chan struct{}      // closed by Shutdown: stop reading
@@ -109,8 +110,22 @@ func (r *tcpconnectReceiver) Start(_ context.Context, _ component.Host) error {
 	if err != nil {
 		r.set.Logger.Warn("No host name: host.name left out", zap.Error(err))
 	}
-	cgroupRoot, _ := bpf.CgroupV2Mount() // "" disables the cgroup-id fallback
-	procs := procinfo.New(procinfo.Config{ProcRoot: r.procRoot, CgroupRoot: cgroupRoot, CommandLine: r.cfg.IncludeCommandLine, MaxCommandLineBytes: r.cfg.MaxCommandLineBytes})
+	procRoot := r.procRoot
+	if procRoot == "" {
+		procRoot = r.cfg.ProcPath
+	}
+	noProc := false
+	if !r.skipPIDNS {
+		if err := procinfo.CheckHostPIDView(procRoot, src.SelfTGID()); err != nil {
+			noProc = true
+			r.set.Logger.Warn("proc_path does not show the host's PID namespace: /proc is not read, so process.executable.path, "+
+				"process.command_line and the cgroup from /proc are left out (the kernel's executable name, pid and cgroup id remain). "+
+				"Run with the host's PID namespace (hostPID: true, --pid=host) or mount the host's /proc and set proc_path to it",
+				zap.String("proc_path", procRoot), zap.Error(err))
+		}
+	}
+	procs := procinfo.New(procinfo.Config{ProcRoot: procRoot, NoProc: noProc, CgroupRoot: src.CgroupRoot(),
+		CommandLine: r.cfg.IncludeCommandLine, MaxCommandLineBytes: r.cfg.MaxCommandLineBytes})
 	rd := &reader{
 		r:     r,
 		procs: procs,

@@ -55,6 +55,8 @@ func (s *replaySource) isClosed() bool {
 
 func (s *replaySource) Mode() string            { return s.mode }
 func (s *replaySource) Attempts() []bpf.Attempt { return nil }
+func (s *replaySource) SelfTGID() uint32        { return 0 }
+func (s *replaySource) CgroupRoot() string      { return "" }
 func (s *replaySource) SetDeadline(t time.Time) { s.deadline = t }
 
 func (s *replaySource) ReadInto(rec *ringbuf.Record) error {

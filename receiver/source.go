@@ -29,6 +29,12 @@ type source interface {
 	ReadInto(rec *ringbuf.Record) error
 	// Lost returns the kernel's cumulative loss counters.
 	Lost() (bpf.Lost, error)
+	// SelfTGID is the collector's tgid as the kernel sees it (host PID
+	// namespace), 0 when the attach mode was not proven.
+	SelfTGID() uint32
+	// CgroupRoot is the host's cgroup v2 root directory, "" when none was
+	// found; the process cache maps cgroup ids to paths below it.
+	CgroupRoot() string
 	// Close detaches and frees everything the source holds.
 	Close() error
 }
@@ -37,12 +43,26 @@ type source interface {
 type openSourceFunc func(cfg *Config, logger *zap.Logger) (source, error)
 
 // probeSource adapts *bpf.Probe to source.
-type probeSource struct{ *bpf.Probe }
+type probeSource struct {
+	*bpf.Probe
+	cgroup *bpf.CgroupRoot // nil with cgroup_path set or no cgroup v2 root
+	path   string          // the cgroup v2 directory the probe uses
+}
 
 func (p probeSource) Mode() string { return string(p.Probe.Mode()) }
 
+// CgroupRoot is the host's cgroup v2 root, or cgroup_path when it was set.
+func (p probeSource) CgroupRoot() string { return p.path }
+
+// Close closes the probe, then unmounts the cgroup2 mount made for it.
+func (p probeSource) Close() error {
+	return errors.Join(p.Probe.Close(), p.cgroup.Close())
+}
+
 // openProbe loads and attaches the eBPF programs. It logs the mode it got and
-// why each earlier mode of auto failed.
+// why each earlier mode of auto failed. Without cgroup_path it finds the
+// host's cgroup v2 root (mounting one when none is mounted); a root that
+// cannot be found is an error when the cgroup mode or DNS capture needs it.
 func openProbe(cfg *Config, logger *zap.Logger) (source, error) {
 	mode, err := bpf.ParseMode(cfg.Attach)
 	if err != nil {
@@ -52,9 +72,25 @@ func openProbe(cfg *Config, logger *zap.Logger) (source, error) {
 	if err != nil {
 		return nil, err
 	}
+	var cg *bpf.CgroupRoot
+	path := cfg.CgroupPath
+	if path == "" {
+		cg, err = bpf.FindCgroupRoot()
+		switch {
+		case err != nil && (mode == bpf.ModeCgroup || cfg.DNS.Enabled):
+			return nil, fmt.Errorf("cgroup v2 root (needed by attach: cgroup and dns capture): %w", err)
+		case err != nil:
+			logger.Warn("No cgroup v2 root: attach mode cgroup unavailable, container.id only from /proc", zap.Error(err))
+		default:
+			path = cg.Path
+			if cg.Mounted {
+				logger.Info("No cgroup2 mount: mounted the cgroup v2 root privately", zap.String("path", path))
+			}
+		}
+	}
 	opts := bpf.Options{
 		Mode:        mode,
-		CgroupPath:  cfg.CgroupPath,
+		CgroupPath:  path,
 		RingBytes:   cfg.RingBufferSize,
 		DNS:         cfg.DNS.Enabled,
 		Filter:      filter,
@@ -68,6 +104,7 @@ func openProbe(cfg *Config, logger *zap.Logger) (source, error) {
 	}
 	p, err := bpf.Open(opts)
 	if err != nil {
+		_ = cg.Close()
 		var oe *bpf.OpenError
 		if errors.As(err, &oe) {
 			logAttempts(logger, mode, oe.Attempts)
@@ -75,7 +112,7 @@ func openProbe(cfg *Config, logger *zap.Logger) (source, error) {
 		return nil, fmt.Errorf("open eBPF probe: %w", cfg.openError(err))
 	}
 	logAttempts(logger, mode, p.Attempts())
-	return probeSource{p}, nil
+	return probeSource{Probe: p, cgroup: cg, path: path}, nil
 }
 
 // logAttempts logs each attach mode tried and why it was left, and the one in

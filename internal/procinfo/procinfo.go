@@ -35,8 +35,13 @@ const (
 
 // Config configures a Cache.
 type Config struct {
-	// ProcRoot is the procfs mount; "" means /proc.
+	// ProcRoot is the procfs mount; "" means /proc. It must show the host's
+	// PID namespace (see CheckHostPIDView).
 	ProcRoot string
+	// NoProc leaves /proc out: Info then comes from the kernel record and
+	// the cgroup id alone. For a ProcRoot that shows another PID namespace,
+	// where /proc/PID would be another process.
+	NoProc bool
 	// CgroupRoot is the cgroup v2 mount, used to map a record's cgroup id to
 	// a cgroup path when /proc no longer has the process. "" disables that.
 	CgroupRoot string
@@ -157,7 +162,7 @@ func (c *Cache) load(k Key, kernelExe, comm []byte, uid uint32, cgroupID uint64,
 	pidDir := filepath.Join(c.cfg.ProcRoot, strconv.FormatUint(uint64(k.PID), 10))
 	var cmdline string
 	cmdlineCut := false
-	if c.sameProcess(pidDir, k.StartTimeNs) {
+	if !c.cfg.NoProc && c.sameProcess(pidDir, k.StartTimeNs) {
 		if p, err := os.Readlink(filepath.Join(pidDir, "exe")); err == nil {
 			info.ExePath = strings.TrimSuffix(p, " (deleted)")
 		}

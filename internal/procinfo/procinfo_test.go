@@ -35,6 +35,17 @@ func TestParseCgroupPath(t *testing.T) {
 		{"kubelet cgroupfs burstable", "/kubepods/burstable/pod" + uid + "/" + id1, Container{ID: id1, PodUID: uid}},
 		{"kubelet cgroupfs guaranteed", "/kubepods/pod" + uid + "/" + id1, Container{ID: id1, PodUID: uid}},
 		{"pod slice only", "/kubepods/besteffort/pod" + uid, Container{PodUID: uid}},
+		{"podman cgroupfs", "/libpod_parent/libpod-" + id1, Container{ID: id1}},
+		{"crio cgroupfs", "/kubepods/burstable/pod" + uid + "/crio-" + id1, Container{ID: id1, PodUID: uid}},
+		{"containerd cgroupfs besteffort", "/kubepods/besteffort/pod" + uid + "/" + id1, Container{ID: id1, PodUID: uid}},
+		{"cri-dockerd systemd", "/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod" + und + ".slice/docker-" + id1 + ".scope", Container{ID: id1, PodUID: uid}},
+		{"containerd plain (nerdctl) systemd", "/system.slice/nerdctl-" + id1 + ".scope", Container{ID: id1}},
+		{"containerd plain cgroupfs namespace", "/default/" + id1, Container{ID: id1}},
+		// Read from a private cgroup namespace (the collector in a
+		// container), /proc/PID/cgroup shows paths relative to its root.
+		{"relative to a private cgroupns: other pod", "/../../../kubepods-besteffort-pod" + und + ".slice/cri-containerd-" + id1 + ".scope", Container{ID: id1, PodUID: uid}},
+		{"relative to a private cgroupns: host process", "/../../../../system.slice/sshd.service", Container{}},
+		{"relative to a private cgroupns: podman sibling", "/../libpod-" + id1 + ".scope/container", Container{ID: id1}},
 		{"short hex is no id", "/docker/0123abcd", Container{}},
 		{"upper hex is no id", "/docker/" + strings.ToUpper(id1), Container{}},
 		{"not a pod", "/system.slice/ipod" + uid + ".slice", Container{}},
@@ -76,7 +87,9 @@ func TestParseStat(t *testing.T) {
 		wantErr  string
 	}{
 		{"plain", "1234 (curl) S 1 1234 1234 0 -1 4194560 100 0 0 0 17 4 0 0 20 0 1 0 98765 1000 10",
-			Stat{Comm: "curl", State: 'S', PPID: 1, UTime: 17, STime: 4, StartTime: 98765}, ""},
+			Stat{Comm: "curl", State: 'S', PPID: 1, Flags: 4194560, UTime: 17, STime: 4, StartTime: 98765}, ""},
+		{"kernel thread", "2 (kthreadd) S 0 0 0 0 -1 2129984 0 0 0 0 0 3 0 0 20 0 1 0 0 0 0",
+			Stat{Comm: "kthreadd", State: 'S', PPID: 0, Flags: 2129984, STime: 3}, ""},
 		{"comm with parens and spaces", "7 (a) b (c)) R 1 7 7 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 42 0 0",
 			Stat{Comm: "a) b (c)", State: 'R', PPID: 1, StartTime: 42}, ""},
 		{"comm that looks like fields", "7 () S 1 2 3 4) Z 9 7 7 0 -1 0 0 0 0 0 5 6 0 0 20 0 1 0 43\n",

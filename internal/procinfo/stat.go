@@ -22,6 +22,8 @@ type Stat struct {
 	State byte
 	// PPID is the parent's pid (field 4).
 	PPID int
+	// Flags are the kernel's per-task flags (field 9), e.g. PFKthread.
+	Flags uint64
 	// UTime and STime are the user and system CPU time (fields 14 and 15).
 	UTime, STime uint64
 	// StartTime is the start time after boot (field 22).
@@ -63,6 +65,7 @@ func ParseStat(b []byte) (Stat, error) {
 		first     = 3
 		fState    = 3
 		fPPID     = 4
+		fFlags    = 9
 		fUTime    = 14
 		fSTime    = 15
 		fStart    = 22
@@ -93,6 +96,7 @@ func ParseStat(b []byte) (Stat, error) {
 		return v
 	}
 	s.PPID = int(num(fPPID))
+	s.Flags = num(fFlags)
 	s.UTime = num(fUTime)
 	s.STime = num(fSTime)
 	s.StartTime = num(fStart)
