@@ -13,7 +13,10 @@ CONFIG ?= config/default.yaml
 # and libc-bin (getent) as real clients, whose absence fails a test under
 # TCPCONNECT_REQUIRE_PRIVILEGED=1.
 TEST_PACKAGES := gcc libc6-dev curl wget busybox-static iproute2 libc-bin
-APT_PACKAGES := clang-19 llvm-19 libbpf-dev bpftool qemu-system-x86 cpio xz-utils $(TEST_PACKAGES)
+# podman and runc build the image without a Docker daemon and run the
+# container tests (crun refuses this kind of host's hybrid cgroup layout).
+CONTAINER_PACKAGES := podman runc
+APT_PACKAGES := clang-19 llvm-19 libbpf-dev bpftool qemu-system-x86 cpio xz-utils $(TEST_PACKAGES) $(CONTAINER_PACKAGES)
 # Every file `go generate` writes: bpf2go's objects and bindings, mdatagen's
 # code, generated tests and documentation (git pathspecs).
 GENERATED := 'bpf/*_bpfel.*' 'bpf/*_bpfeb.*' receiver/documentation.md 'receiver/generated_*' receiver/internal
@@ -37,7 +40,7 @@ VM_NOLSM_CMDLINE ?= lsm=lockdown,capability,yama,apparmor
 # Tests that need every mode at once or a VM boot's LSM setting.
 VM_ONLY_TESTS := TestProbeModesAgree|TestProbeLSMExpectation
 
-.PHONY: all deps deps-test ocb vmtest vmtest-fetch generate check-generate build run test unit lint e2e vmtest fuzz fuzz-long bench bench-go bench-vm clean
+.PHONY: all deps deps-test image container-test ocb vmtest vmtest-fetch generate check-generate build run test unit lint e2e vmtest fuzz fuzz-long bench bench-go bench-vm clean
 
 all: build
 
@@ -86,6 +89,27 @@ ocb:
 build: ocb
 	CGO_ENABLED=0 $(OCB) --config builder-config.yaml
 
+# The node agent image (deploy/image/Containerfile): the static collector on
+# scratch, tagged IMAGE, and saved as an OCI archive IMAGE_ARCHIVE that any
+# registry client loads (podman load, skopeo copy oci-archive:...).
+DIST_VERSION := $(shell sed -n 's/^  version: //p' builder-config.yaml)
+IMAGE ?= localhost/otelcol-tcpconnect:$(DIST_VERSION)
+IMAGE_ARCHIVE := $(BUILD)/otelcol-tcpconnect-image.tar
+# Debian's podman here needs runc and explicit rlimits (ENVIRONMENT.md).
+PODMAN := podman --runtime runc
+
+# image builds the collector and its OCI image with podman (no daemon).
+image: build
+	$(call apt_install,$(CONTAINER_PACKAGES))
+	rm -rf $(BUILD)/image && mkdir -p $(BUILD)/image/tmp && chmod 1777 $(BUILD)/image/tmp
+	cp $(COLLECTOR) deploy/image/config.yaml $(BUILD)/image/
+	$(PODMAN) build --quiet -f deploy/image/Containerfile -t $(IMAGE) \
+		--label org.opencontainers.image.version=$(DIST_VERSION) \
+		--label org.opencontainers.image.revision=$$(git rev-parse HEAD) \
+		--label org.opencontainers.image.created=$$(date -u +%Y-%m-%dT%H:%M:%SZ) \
+		$(BUILD)/image
+	rm -f $(IMAGE_ARCHIVE) && $(PODMAN) save --format oci-archive -o $(IMAGE_ARCHIVE) $(IMAGE)
+
 # run builds the collector and runs it as root with the default config.
 run: build
 	@if [ "$$(id -u)" != 0 ]; then echo "tcpconnect loads eBPF programs: run as root (sudo make run)"; exit 1; fi
@@ -111,7 +135,14 @@ unit: deps-test
 	CGO_ENABLED=1 $(GO) test -race -count=1 -skip '$(VM_ONLY_TESTS)' $(UNIT_PKGS)
 
 e2e: deps-test build
-	TCPCONNECT_COLLECTOR=$(CURDIR)/$(COLLECTOR) CGO_ENABLED=1 $(GO) test -race -count=1 -v ./e2e/
+	TCPCONNECT_COLLECTOR=$(CURDIR)/$(COLLECTOR) CGO_ENABLED=1 $(GO) test -race -count=1 -v -skip '^TestContainer' ./e2e/
+
+# container-test runs the image with podman as the Kubernetes DaemonSet does
+# (e2e/container_test.go): another container's connect and its container.id,
+# a host connect, the agent's own export left out, no host PID, shutdown
+# with the next hop down.
+container-test: deps-test image
+	TCPCONNECT_COLLECTOR=$(CURDIR)/$(COLLECTOR) TCPCONNECT_IMAGE=$(IMAGE) $(GO) test -count=1 -v -run '^TestContainer' ./e2e/
 
 vmtest-fetch:
 	$(GO) run ./cmd/vmtest -kernels $(VM_KERNELS) -fetch-only
@@ -158,7 +189,7 @@ bench-vm: build
 bench-go:
 	$(GO) test -run '^$$' -bench . -benchmem ./internal/event ./dns ./receiver/
 
-test: deps lint check-generate unit fuzz e2e vmtest
+test: deps lint check-generate unit fuzz e2e container-test vmtest
 
 clean:
 	rm -rf $(BUILD)
