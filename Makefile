@@ -40,7 +40,7 @@ VM_NOLSM_CMDLINE ?= lsm=lockdown,capability,yama,apparmor
 # Tests that need every mode at once or a VM boot's LSM setting.
 VM_ONLY_TESTS := TestProbeModesAgree|TestProbeLSMExpectation
 
-.PHONY: all deps deps-test image container-test ocb vmtest vmtest-fetch generate check-generate build run test unit lint e2e vmtest fuzz fuzz-long bench bench-go bench-vm clean
+.PHONY: all deps deps-test image container-test gateway deploy-test ocb vmtest vmtest-fetch generate check-generate build run test unit lint e2e vmtest fuzz fuzz-long bench bench-go bench-vm clean
 
 all: build
 
@@ -110,6 +110,25 @@ image: build
 		$(BUILD)/image
 	rm -f $(IMAGE_ARCHIVE) && $(PODMAN) save --format oci-archive -o $(IMAGE_ARCHIVE) $(IMAGE)
 
+# The gateway distribution (deploy/gateway/builder-config.yaml) is built by
+# ocb at its own collector version, installed beside the build.
+GATEWAY_OCB_VERSION := v0.160.0
+GATEWAY_OCB := $(BUILD)/ocb-$(GATEWAY_OCB_VERSION)/builder
+GATEWAY := $(BUILD)/gateway/otelcol-tcpconnect-gateway
+
+# gateway builds the gateway distribution into _build/gateway.
+gateway:
+	@$(GATEWAY_OCB) version 2>&1 | grep -q ' $(GATEWAY_OCB_VERSION)$$' || \
+		{ echo "installing ocb $(GATEWAY_OCB_VERSION)"; GOBIN=$(CURDIR)/$(dir $(GATEWAY_OCB)) $(GO) install go.opentelemetry.io/collector/cmd/builder@$(GATEWAY_OCB_VERSION); }
+	CGO_ENABLED=0 $(GATEWAY_OCB) --config deploy/gateway/builder-config.yaml
+
+# deploy-test checks deploy/kubernetes (its own Go module): every manifest
+# decoded strictly into k8s.io/api types, the deployment rules, and
+# `validate` of both distributions on every embedded collector config.
+deploy-test: build gateway
+	cd deploy/kubernetes && $(GO) vet ./... && \
+		TCPCONNECT_COLLECTOR=$(CURDIR)/$(COLLECTOR) TCPCONNECT_GATEWAY=$(CURDIR)/$(GATEWAY) $(GO) test -count=1 -v ./...
+
 # run builds the collector and runs it as root with the default config.
 run: build
 	@if [ "$$(id -u)" != 0 ]; then echo "tcpconnect loads eBPF programs: run as root (sudo make run)"; exit 1; fi
@@ -125,6 +144,7 @@ lint:
 	if [ -n "$$bad" ]; then echo "tests that skip without privtest.SkipOrFail (or a // skip-ok: reason):"; echo "$$bad"; exit 1; fi
 	$(GO) vet ./...
 	$(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...
+	cd deploy/kubernetes && $(GO) vet ./... && $(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...
 
 # unit runs every Go test of the module with the race detector (it needs cgo;
 # the VM's test binaries stay static, CGO_ENABLED=0, without it); as root it
@@ -189,7 +209,7 @@ bench-vm: build
 bench-go:
 	$(GO) test -run '^$$' -bench . -benchmem ./internal/event ./dns ./receiver/
 
-test: deps lint check-generate unit fuzz e2e container-test vmtest
+test: deps lint check-generate unit fuzz e2e container-test deploy-test vmtest
 
 clean:
 	rm -rf $(BUILD)
