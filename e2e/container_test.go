@@ -305,7 +305,12 @@ func TestContainerNoHostPID(t *testing.T) {
 	otlpPort, out := startGateway(t)
 	health := freePort(t)
 	a := startAgent(t, podman, img, daemonSetFlags(false), fmt.Sprintf(agentConfig, otlpPort, "", health), health)
-	if !strings.Contains(a.stderr.String(), "proc_path does not show the host's PID namespace") {
+	// podman relays the container's output on its own time: poll for it.
+	const msg = "proc_path does not show the host's PID namespace"
+	for end := time.Now().Add(recordsTimeout); !strings.Contains(a.stderr.String(), msg) && time.Now().Before(end); {
+		time.Sleep(pollEvery)
+	}
+	if !strings.Contains(a.stderr.String(), msg) {
 		t.Errorf("agent log does not say that its /proc is not the host's:\n%s", a.stderr.String())
 	}
 	hostPort := dialRefused(t)
