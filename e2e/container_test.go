@@ -353,6 +353,7 @@ func TestContainerShutdownNextHopDown(t *testing.T) {
 	for !strings.Contains(a.stderr.String(), "connection refused") && time.Now().Before(deadline) {
 		time.Sleep(pollEvery)
 	}
+	t.Logf("the next hop refused a batch: %t", strings.Contains(a.stderr.String(), "connection refused"))
 	start := time.Now()
 	if err := a.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
@@ -362,7 +363,9 @@ func TestContainerShutdownNextHopDown(t *testing.T) {
 	case <-time.After(agentShutdownBound + 5*time.Second):
 		t.Fatalf("agent still running %s after SIGTERM", agentShutdownBound+5*time.Second)
 	}
-	if d := time.Since(start); d > agentShutdownBound {
+	d := time.Since(start)
+	t.Logf("SIGTERM to exit: %s", d)
+	if d > agentShutdownBound {
 		t.Errorf("agent took %s to stop after SIGTERM, want at most %s", d, agentShutdownBound)
 	}
 	log := a.stderr.String()
