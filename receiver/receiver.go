@@ -181,7 +181,11 @@ func (r *tcpconnectReceiver) Shutdown(ctx context.Context) error {
 	if r.src == nil {
 		return nil
 	}
-	ctx, cancel := context.WithTimeout(ctx, r.cfg.ShutdownTimeout)
+	bound := r.cfg.ShutdownTimeout
+	if bound <= 0 { // a Config not from createDefaultConfig (Validate refuses it)
+		bound = defaultShutdownTimeout
+	}
+	ctx, cancel := context.WithTimeout(ctx, bound)
 	defer cancel()
 	close(r.stop)
 	done := make(chan struct{})
