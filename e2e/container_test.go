@@ -164,11 +164,25 @@ func busyboxImage(t *testing.T, podman string) string {
 // a side whose stdin ends closes the connection), so that the agent reads
 // the client's /proc entry while it lives. It returns the container's full id.
 func containerConnect(t *testing.T, podman, img string, port int) string {
+	p := strconv.Itoa(port)
+	return runInContainer(t, podman, img, "sleep 3 | nc -l -p "+p+" >/dev/null & sleep 0.3; sleep 2 | nc 127.0.0.1 "+p+"; exit 0")
+}
+
+// containerConnectShort runs a container whose nc connects to 127.0.0.1:port
+// (refused) and exits at once; the container lives a second longer. The
+// agent reads the record after the process is gone: the container comes
+// from the kernel's cgroup id. It returns the container's full id.
+func containerConnectShort(t *testing.T, podman, img string, port int) string {
+	return runInContainer(t, podman, img, "nc 127.0.0.1 "+strconv.Itoa(port)+"; sleep 1; exit 0")
+}
+
+// runInContainer runs script with busybox sh in a new container with its
+// own network namespace and returns the container's full id.
+func runInContainer(t *testing.T, podman, img, script string) string {
 	t.Helper()
 	cidFile := filepath.Join(t.TempDir(), "cid")
 	args := append(append(slicesClone(podmanBase), "run", "--rm", "--network=none", "--cidfile", cidFile), podmanLimits...)
-	p := strconv.Itoa(port)
-	args = append(args, img, "sh", "-c", "sleep 3 | nc -l -p "+p+" >/dev/null & sleep 0.3; sleep 2 | nc 127.0.0.1 "+p+"; exit 0")
+	args = append(args, img, "sh", "-c", script)
 	out, err := exec.Command(podman, args...).CombinedOutput()
 	if err != nil {
 		t.Fatalf("busybox nc in a container: %v\n%s", err, out)
@@ -247,10 +261,20 @@ func TestContainerDaemonSet(t *testing.T) {
 	health := freePort(t)
 	a := startAgent(t, podman, img, daemonSetFlags(true), fmt.Sprintf(agentConfig, otlpPort, "", health), health)
 
-	ctrPort := freePort(t)
+	ctrPort, shortPort := freePort(t), freePort(t)
 	cid := containerConnect(t, podman, bb, ctrPort)
+	shortCID := containerConnectShort(t, podman, bb, shortPort)
 	hostPort := dialRefused(t)
-	byPort := recordsTo(t, out, ctrPort, hostPort)
+	byPort := recordsTo(t, out, ctrPort, shortPort, hostPort)
+
+	if len(byPort[shortPort]) == 0 {
+		t.Errorf("no record of the short-lived container's connect to port %d", shortPort)
+	}
+	for _, r := range byPort[shortPort] {
+		if got := r.resource["container.id"]; got != shortCID {
+			t.Errorf("short-lived container: container.id = %v, want %s (resource %v)", got, shortCID, r.resource)
+		}
+	}
 
 	if len(byPort[ctrPort]) == 0 {
 		t.Errorf("no record of the busybox container's connect to port %d", ctrPort)

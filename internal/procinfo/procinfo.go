@@ -27,13 +27,12 @@ import (
 
 // Defaults of Config. A container's process that is gone before its record
 // is read (a short nc, curl or CronJob) is found by its cgroup id, which a
-// walk of the cgroup tree maps to a path: DefaultCgroupRescan lets a new
-// container's cgroup be found within a second of the previous walk, for
-// about a millisecond per walk on a node with a thousand cgroups.
+// walk of the cgroup tree maps to a path (see cgroupPath).
 const (
 	DefaultMaxEntries   = 4096
 	DefaultTTL          = 5 * time.Minute
-	DefaultCgroupRescan = time.Second
+	DefaultCgroupRescan = 10 * time.Second
+	minCgroupRescan     = 100 * time.Millisecond
 	maxUsers            = 1024
 )
 
@@ -110,6 +109,7 @@ type Cache struct {
 
 	cgroups     map[uint64]string // cgroup id (inode) -> path below CgroupRoot
 	cgroupsScan time.Time
+	cgroupsMax  uint64 // the largest id the last walk saw
 }
 
 // New returns an empty cache.
@@ -295,8 +295,12 @@ func (c *Cache) userName(uid uint32) string {
 }
 
 // cgroupPath maps a cgroup v2 id to its path below the mount. A cgroup's id
-// is its directory's inode number in cgroupfs. The tree is walked on a miss,
-// at most once per CgroupRescan.
+// is its directory's inode number in cgroupfs, and the kernel hands them out
+// in increasing order. The tree is walked on a miss, at most once per
+// CgroupRescan; an id above every id of the last walk is a cgroup made
+// since (a new container), and is looked for at once, at most once per
+// minCgroupRescan: its process may be gone, and its cgroup with it, by the
+// next regular walk.
 func (c *Cache) cgroupPath(id uint64, now time.Time) (string, bool) {
 	if c.cfg.CgroupRoot == "" {
 		return "", false
@@ -304,8 +308,12 @@ func (c *Cache) cgroupPath(id uint64, now time.Time) (string, bool) {
 	if p, ok := c.cgroups[id]; ok {
 		return p, true
 	}
-	if !c.cgroupsScan.IsZero() && now.Sub(c.cgroupsScan) < c.cfg.CgroupRescan {
-		return "", false
+	if !c.cgroupsScan.IsZero() {
+		since := now.Sub(c.cgroupsScan)
+		newer := id > c.cgroupsMax && since >= minCgroupRescan
+		if since < c.cfg.CgroupRescan && !newer {
+			return "", false
+		}
 	}
 	c.cgroupsScan = now
 	m, err := scanCgroups(c.cfg.CgroupRoot)
@@ -313,6 +321,10 @@ func (c *Cache) cgroupPath(id uint64, now time.Time) (string, bool) {
 		return "", false
 	}
 	c.cgroups = m
+	c.cgroupsMax = 0
+	for k := range m {
+		c.cgroupsMax = max(c.cgroupsMax, k)
+	}
 	p, ok := m[id]
 	return p, ok
 }
