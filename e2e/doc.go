@@ -9,6 +9,10 @@
 // (see internal/privtest). TCPCONNECT_ATTACH picks the receiver's attach mode
 // (default auto).
 //
+// The container tests (container_test.go, `make container-test`) run the
+// node agent image named by TCPCONNECT_IMAGE with podman, as the Kubernetes
+// DaemonSet runs it; `make e2e` leaves them out.
+//
 // The tests use only the loopback interface and free ports, bound every wait,
 // and stop every process they started.
 package e2e
