@@ -64,6 +64,7 @@ func run() error {
 		envs      = &listFlag{}
 		files     = &listFlag{}
 		wantTests = &listFlag{}
+		binModes  = &listFlag{}
 		cmdline   = flag.String("cmdline", "", "added to the guest kernel's command line (e.g. an lsm= list)")
 		modeEnv   = flag.String("mode-env", "TCPCONNECT_ATTACH", "environment variable that carries the -mode-matrix mode")
 		testArgs  = flag.String("test-args", "-test.v", "arguments for each -test binary (shell-like quoting)")
@@ -82,6 +83,7 @@ func run() error {
 	flag.Var(envs, "env", "KEY=VALUE for every command (repeatable)")
 	flag.Var(files, "file", "HOSTPATH:GUESTPATH to put into the initramfs (repeatable)")
 	flag.Var(wantTests, "tests", "BINARY=TestA,TestB: run only these top-level tests of -test BINARY (base name), each of which must print PASS (repeatable)")
+	flag.Var(binModes, "modes", "BINARY=mode1,mode2: run -test BINARY (base name) in these modes instead of -mode-matrix's (repeatable)")
 	flag.Parse()
 	if flag.NArg() > 0 {
 		return fmt.Errorf("unexpected arguments %q", flag.Args())
@@ -149,28 +151,15 @@ func run() error {
 	if err != nil {
 		return fmt.Errorf("-test-args: %w", err)
 	}
-	want := map[string][]string{}
-	for _, w := range wantTests.vals {
-		bin, names, ok := strings.Cut(w, "=")
-		if !ok || names == "" {
-			return fmt.Errorf("-tests %q: want BINARY=TestA,TestB", w)
-		}
-		for n := range strings.SplitSeq(names, ",") {
-			if n = strings.TrimSpace(n); n != "" {
-				want[bin] = append(want[bin], n)
-			}
-		}
+	want, err := binaryLists("-tests", "BINARY=TestA,TestB", wantTests.vals, tests.vals)
+	if err != nil {
+		return err
 	}
-	for bin := range want {
-		found := false
-		for _, t := range tests.vals {
-			found = found || filepath.Base(t) == bin
-		}
-		if !found {
-			return fmt.Errorf("-tests %s: no -test binary of that name", bin)
-		}
+	bm, err := binaryLists("-modes", "BINARY=mode1,mode2", binModes.vals, tests.vals)
+	if err != nil {
+		return err
 	}
-	tf, tc := vmtest.TestMatrix(tests.vals, modes.vals, *modeEnv, targs, want)
+	tf, tc := vmtest.TestMatrix(tests.vals, modes.vals, *modeEnv, targs, want, bm)
 	plan.Files = append(plan.Files, tf...)
 	plan.Commands = append(plan.Commands, tc...)
 
@@ -210,6 +199,33 @@ func run() error {
 		return errors.New("failed")
 	}
 	return nil
+}
+
+// binaryLists parses flag values "BINARY=a,b" into lists by binary base
+// name; each BINARY must be the base name of a -test binary.
+func binaryLists(flagName, form string, vals, binaries []string) (map[string][]string, error) {
+	out := map[string][]string{}
+	for _, w := range vals {
+		bin, names, ok := strings.Cut(w, "=")
+		if !ok || names == "" {
+			return nil, fmt.Errorf("%s %q: want %s", flagName, w, form)
+		}
+		for n := range strings.SplitSeq(names, ",") {
+			if n = strings.TrimSpace(n); n != "" {
+				out[bin] = append(out[bin], n)
+			}
+		}
+	}
+	for bin := range out {
+		found := false
+		for _, t := range binaries {
+			found = found || filepath.Base(t) == bin
+		}
+		if !found {
+			return nil, fmt.Errorf("%s %s: no -test binary of that name", flagName, bin)
+		}
+	}
+	return out, nil
 }
 
 // moduleRoot finds the folder of go.mod from the working directory up.

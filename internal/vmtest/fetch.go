@@ -27,20 +27,23 @@ type Image struct {
 const completeMarker = ".vmtest-complete"
 
 // Fetch returns the unpacked kernel package k from cacheDir, downloading it
-// with apt-get download and unpacking it with dpkg-deb -x when it is not
-// there yet.
+// with apt-get download (through its apt source's own state folder when
+// k.Source is set) and unpacking it with dpkg-deb -x when it is not there yet.
 func Fetch(ctx context.Context, cacheDir string, k Kernel) (*Image, error) {
 	dir := filepath.Join(cacheDir, k.Package+"_"+k.Version)
-	if _, err := os.Stat(filepath.Join(dir, completeMarker)); err != nil {
-		if err := download(ctx, cacheDir, dir, k); err != nil {
-			return nil, err
-		}
+	if err := fetchDeb(ctx, cacheDir, dir, k.Source, k.debSpec()); err != nil {
+		return nil, fmt.Errorf("fetch kernel package (is it still served? try apt-cache madison %s): %w", k.Package, err)
 	}
 	return findImage(dir, k)
 }
 
-func download(ctx context.Context, cacheDir, dir string, k Kernel) error {
-	spec := k.Package + "=" + k.Version
+// fetchDeb downloads the package spec (name:arch[=version]) from the apt
+// source named source ("" for the host's apt) and unpacks it into dir,
+// unless dir holds a complete earlier unpack.
+func fetchDeb(ctx context.Context, cacheDir, dir, source, spec string) error {
+	if fileExists(filepath.Join(dir, completeMarker)) {
+		return nil
+	}
 	if err := os.MkdirAll(cacheDir, 0o755); err != nil {
 		return fmt.Errorf("fetch %s: %w", spec, err)
 	}
@@ -49,26 +52,38 @@ func download(ctx context.Context, cacheDir, dir string, k Kernel) error {
 		return fmt.Errorf("fetch %s: %w", spec, err)
 	}
 	defer os.RemoveAll(tmp)
-	// The sandbox user (_apt) cannot write into a root-owned cache folder.
-	if err := runTool(ctx, tmp, "apt-get", "-q", "-o", "APT::Sandbox::User=root", "download", spec); err != nil {
-		return fmt.Errorf("fetch kernel package %s (is it still served? try apt-get update, apt-cache madison %s): %w", spec, k.Package, err)
+	if source == "" {
+		// The sandbox user (_apt) cannot write into a root-owned cache folder.
+		err = runTool(ctx, tmp, "apt-get", "-q", "-o", "APT::Sandbox::User=root", "download", spec)
+	} else {
+		src, ok := Sources()[source]
+		if !ok {
+			return fmt.Errorf("fetch %s: unknown apt source %q", spec, source)
+		}
+		var a *apt
+		if a, err = newApt(cacheDir, src); err == nil {
+			err = a.download(ctx, tmp, spec)
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("fetch %s: %w", spec, err)
 	}
 	debs, err := filepath.Glob(filepath.Join(tmp, "*.deb"))
 	if err != nil || len(debs) != 1 {
-		return fmt.Errorf("fetch kernel package %s: expected one .deb, found %d", spec, len(debs))
+		return fmt.Errorf("fetch %s: expected one .deb, found %d", spec, len(debs))
 	}
 	root := filepath.Join(tmp, "root")
 	if err := runTool(ctx, tmp, "dpkg-deb", "-x", debs[0], root); err != nil {
-		return fmt.Errorf("unpack kernel package %s: %w", spec, err)
+		return fmt.Errorf("unpack %s: %w", spec, err)
 	}
 	if err := os.WriteFile(filepath.Join(root, completeMarker), []byte(spec+"\n"), 0o644); err != nil {
-		return fmt.Errorf("unpack kernel package %s: %w", spec, err)
+		return fmt.Errorf("unpack %s: %w", spec, err)
 	}
 	if err := os.RemoveAll(dir); err != nil {
-		return fmt.Errorf("unpack kernel package %s: %w", spec, err)
+		return fmt.Errorf("unpack %s: %w", spec, err)
 	}
 	if err := os.Rename(root, dir); err != nil {
-		return fmt.Errorf("unpack kernel package %s: %w", spec, err)
+		return fmt.Errorf("unpack %s: %w", spec, err)
 	}
 	return nil
 }
@@ -101,11 +116,26 @@ func runTool(ctx context.Context, dir, name string, args ...string) error {
 	return nil
 }
 
-// EnsureQEMU makes sure qemu-system-x86_64 is on PATH. As root it installs
-// the Debian package qemu-system-x86 when missing; otherwise the error says
+// qemuFor returns the qemu binary and the Debian package that has it for
+// a guest architecture.
+func qemuFor(arch string) (bin, pkg string, err error) {
+	switch arch {
+	case ArchAMD64:
+		return "qemu-system-x86_64", "qemu-system-x86", nil
+	case ArchARM64:
+		return "qemu-system-aarch64", "qemu-system-arm", nil
+	}
+	return "", "", fmt.Errorf("no qemu for architecture %q", arch)
+}
+
+// EnsureQEMU makes sure the qemu system emulator for arch is on PATH. As
+// root it installs its Debian package when missing; otherwise the error says
 // how to install it.
-func EnsureQEMU(ctx context.Context) (string, error) {
-	const bin, pkg = "qemu-system-x86_64", "qemu-system-x86"
+func EnsureQEMU(ctx context.Context, arch string) (string, error) {
+	bin, pkg, err := qemuFor(arch)
+	if err != nil {
+		return "", err
+	}
 	if p, err := exec.LookPath(bin); err == nil {
 		return p, nil
 	}

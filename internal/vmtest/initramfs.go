@@ -12,6 +12,8 @@ import (
 	"os"
 	"os/exec"
 	"path"
+	"path/filepath"
+	"runtime"
 	"strings"
 
 	"github.com/tcpconnect/tcpconnect/internal/vmtest/guest"
@@ -24,6 +26,7 @@ type initramfsSpec struct {
 	Modules []Module
 	Files   []File
 	Busybox string // host path of a static busybox, or ""
+	Arch    string // the guest architecture every ELF file must be built for
 }
 
 // guestModuleDir is where modules go in the guest.
@@ -50,12 +53,14 @@ func writeInitramfs(ctx context.Context, file string, spec initramfsSpec) (err e
 	// The kernel opens /dev/console for /init before devtmpfs is mounted.
 	c.CharDev("/dev/console", 0o600, 5, 1)
 	c.CharDev("/dev/null", 0o666, 1, 3)
-	if err := addHostFile(c, "/init", spec.Init, 0o755); err != nil {
+	if err := addHostFile(c, "/init", spec.Init, 0o755, spec.Arch); err != nil {
 		return err
 	}
 
 	plan := spec.Plan
 	plan.Modules = nil
+	// A foreign busybox cannot list its applets here: the guest links them.
+	plan.BusyboxInstall = spec.Busybox != "" && spec.Arch != runtime.GOARCH
 	for _, m := range spec.Modules {
 		p := path.Join(guestModuleDir, m.Name+".ko")
 		c.File(p, 0o644, int64(len(m.Data)), bytes.NewReader(m.Data))
@@ -78,12 +83,12 @@ func writeInitramfs(ctx context.Context, file string, spec initramfsSpec) (err e
 			c.File(f.Guest, uint32(mode), int64(len(f.Content)), strings.NewReader(f.Content))
 			continue
 		}
-		if err := addHostFile(c, f.Guest, f.Host, f.Mode.Perm()); err != nil {
+		if err := addHostFile(c, f.Guest, f.Host, f.Mode.Perm(), spec.Arch); err != nil {
 			return err
 		}
 	}
 	if spec.Busybox != "" {
-		if err := addBusybox(ctx, c, spec.Busybox, taken); err != nil {
+		if err := addBusybox(ctx, c, spec.Busybox, spec.Arch, taken, !plan.BusyboxInstall); err != nil {
 			return err
 		}
 	}
@@ -97,8 +102,8 @@ func writeInitramfs(ctx context.Context, file string, spec initramfsSpec) (err e
 }
 
 // addHostFile copies a host file into the archive; perm 0 keeps the host's.
-func addHostFile(c *cpioWriter, guestPath, hostPath string, perm os.FileMode) error {
-	if err := checkStatic(hostPath); err != nil {
+func addHostFile(c *cpioWriter, guestPath, hostPath string, perm os.FileMode, arch string) error {
+	if err := checkBinary(hostPath, arch); err != nil {
 		return err
 	}
 	f, err := os.Open(hostPath)
@@ -123,9 +128,13 @@ func addHostFile(c *cpioWriter, guestPath, hostPath string, perm os.FileMode) er
 	return nil
 }
 
-// checkStatic fails for a dynamically linked ELF file: the guest has no libc
-// and no loader. Files that are not ELF pass.
-func checkStatic(file string) error {
+// elfMachines maps a guest architecture to its ELF machine.
+var elfMachines = map[string]elf.Machine{ArchAMD64: elf.EM_X86_64, ArchARM64: elf.EM_AARCH64}
+
+// checkBinary fails for an ELF executable that the arch guest cannot run:
+// one built for another machine, or one that is dynamically linked (the
+// guest has no libc and no loader). Files that are not ELF pass.
+func checkBinary(file, arch string) error {
 	f, err := elf.Open(file)
 	if err != nil {
 		var fe *elf.FormatError
@@ -135,6 +144,10 @@ func checkStatic(file string) error {
 		return fmt.Errorf("initramfs file %s: %w", file, err)
 	}
 	defer f.Close()
+	exe := f.Type == elf.ET_EXEC || f.Type == elf.ET_DYN
+	if want, ok := elfMachines[arch]; ok && exe && f.Machine != want {
+		return fmt.Errorf("initramfs file %s is built for %s, the guest is %s: build it with GOARCH=%s", file, f.Machine, arch, arch)
+	}
 	for _, p := range f.Progs {
 		if p.Type == elf.PT_INTERP {
 			return fmt.Errorf("initramfs file %s is dynamically linked; the guest has no libc: build it with CGO_ENABLED=0 (or link it statically)", file)
@@ -143,11 +156,15 @@ func checkStatic(file string) error {
 	return nil
 }
 
-// addBusybox adds busybox at /bin/busybox and a /bin link for each of its
-// applets, except where a caller's file takes that path.
-func addBusybox(ctx context.Context, c *cpioWriter, bin string, taken map[string]bool) error {
-	if err := addHostFile(c, "/bin/busybox", bin, 0o755); err != nil {
+// addBusybox adds busybox at /bin/busybox and, when list is set (busybox
+// runs on this host), a /bin link for each of its applets, except where a
+// caller's file takes that path.
+func addBusybox(ctx context.Context, c *cpioWriter, bin, arch string, taken map[string]bool, list bool) error {
+	if err := addHostFile(c, "/bin/busybox", bin, 0o755, arch); err != nil {
 		return err
+	}
+	if !list {
+		return nil
 	}
 	out, err := exec.CommandContext(ctx, bin, "--list").Output()
 	if err != nil {
@@ -163,12 +180,27 @@ func addBusybox(ctx context.Context, c *cpioWriter, bin string, taken map[string
 	return nil
 }
 
-// FindBusybox returns a static busybox binary, installing Debian's
-// busybox-static as root when none is found.
-func FindBusybox(ctx context.Context) (string, error) {
+// FindBusybox returns a static busybox binary for arch. For the host's
+// architecture it is the host's, installing Debian's busybox-static as root
+// when none is found; for another it is busybox-static of that architecture,
+// fetched into cacheDir through the apt source of that architecture's kernels.
+func FindBusybox(ctx context.Context, cacheDir, arch string) (string, error) {
+	if arch != runtime.GOARCH {
+		for _, k := range Kernels() {
+			if k.arch() != arch || k.Source == "" {
+				continue
+			}
+			dir := filepath.Join(cacheDir, "busybox-static_"+arch)
+			if err := fetchDeb(ctx, cacheDir, dir, k.Source, "busybox-static:"+arch); err != nil {
+				return "", fmt.Errorf("busybox for %s: %w", arch, err)
+			}
+			return filepath.Join(dir, "bin", "busybox"), nil
+		}
+		return "", fmt.Errorf("busybox for %s: no apt source of that architecture", arch)
+	}
 	candidates := []string{"/bin/busybox", "/usr/bin/busybox"}
 	for _, c := range candidates {
-		if _, err := os.Stat(c); err == nil && checkStatic(c) == nil {
+		if _, err := os.Stat(c); err == nil && checkBinary(c, arch) == nil {
 			return c, nil
 		}
 	}
@@ -182,7 +214,7 @@ func FindBusybox(ctx context.Context) (string, error) {
 		return "", fmt.Errorf("install busybox-static: %w", err)
 	}
 	for _, c := range candidates {
-		if _, err := os.Stat(c); err == nil && checkStatic(c) == nil {
+		if _, err := os.Stat(c); err == nil && checkBinary(c, arch) == nil {
 			return c, nil
 		}
 	}

@@ -198,8 +198,10 @@ const GuestTestDir = "/tests"
 // "<binary base name>/<mode>". With no modes each binary runs once, named by
 // its base name. args are passed to every run (e.g. -test.v). When tests
 // names a binary's base name, only those top-level tests run (-test.run)
-// and each must pass (Command.WantTests).
-func TestMatrix(binaries, modes []string, envKey string, args []string, tests map[string][]string) ([]File, []guest.Command) {
+// and each must pass (Command.WantTests). binModes, by base name, replaces
+// modes for one binary (an architecture where TCG is slow runs the costly
+// binaries in fewer modes).
+func TestMatrix(binaries, modes []string, envKey string, args []string, tests, binModes map[string][]string) ([]File, []guest.Command) {
 	var (
 		files []File
 		cmds  []guest.Command
@@ -213,11 +215,15 @@ func TestMatrix(binaries, modes []string, envKey string, args []string, tests ma
 		if len(want) > 0 {
 			argv = append(argv, "-test.run=^("+strings.Join(want, "|")+")$")
 		}
-		if len(modes) == 0 {
+		ms := modes
+		if bm, ok := binModes[base]; ok {
+			ms = bm
+		}
+		if len(ms) == 0 {
 			cmds = append(cmds, guest.Command{Name: base, Args: argv, Dir: GuestTestDir, WantTests: want})
 			continue
 		}
-		for _, m := range modes {
+		for _, m := range ms {
 			cmds = append(cmds, guest.Command{
 				Name:      base + "/" + m,
 				Args:      argv,

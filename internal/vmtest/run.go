@@ -100,16 +100,6 @@ func (r *Runner) Run(ctx context.Context, plan *Plan) ([]KernelReport, error) {
 	if cacheDir == "" {
 		cacheDir = filepath.Join(r.ModuleRoot, ".cache", "vm")
 	}
-	qemu, err := EnsureQEMU(ctx)
-	if err != nil {
-		return nil, err
-	}
-	var busybox string
-	if !p.NoBusybox {
-		if busybox, err = FindBusybox(ctx); err != nil {
-			return nil, err
-		}
-	}
 	if err := os.MkdirAll(cacheDir, 0o755); err != nil {
 		return nil, fmt.Errorf("create cache: %w", err)
 	}
@@ -118,14 +108,29 @@ func (r *Runner) Run(ctx context.Context, plan *Plan) ([]KernelReport, error) {
 		return nil, fmt.Errorf("create work folder: %w", err)
 	}
 	defer os.RemoveAll(work)
-
-	initBin := filepath.Join(work, "init")
-	if err := r.buildInit(ctx, initBin); err != nil {
-		return nil, err
+	tools := map[string]*archTools{}
+	for _, k := range kernels {
+		if tools[k.arch()] != nil {
+			continue
+		}
+		at, err := r.prepareArch(ctx, cacheDir, work, k.arch(), !p.NoBusybox)
+		if err != nil {
+			return nil, err
+		}
+		for _, f := range p.Files {
+			if f.Host == "" {
+				continue
+			}
+			if err := checkBinary(f.Host, k.arch()); err != nil {
+				return nil, fmt.Errorf("kernel %s: %w", k.Name, err)
+			}
+		}
+		tools[k.arch()] = at
 	}
 	var reports []KernelReport
 	for _, k := range kernels {
-		fmt.Fprintf(out, "vmtest: [%s] fetching %s=%s\n", k.Name, k.Package, k.Version)
+		at := tools[k.arch()]
+		fmt.Fprintf(out, "vmtest: [%s] fetching %s\n", k.Name, k.debSpec())
 		img, err := Fetch(ctx, cacheDir, k)
 		if err != nil {
 			return reports, err
@@ -140,16 +145,17 @@ func (r *Runner) Run(ctx context.Context, plan *Plan) ([]KernelReport, error) {
 		}
 		initrd := filepath.Join(work, "initramfs-"+k.Name+".cpio")
 		spec := initramfsSpec{
-			Init:    initBin,
+			Init:    at.init,
 			Plan:    guest.Plan{Nonce: nonce, Kernel: k.Name, Env: p.Env, Commands: p.Commands},
 			Modules: mods,
 			Files:   p.Files,
-			Busybox: busybox,
+			Busybox: at.busybox,
+			Arch:    k.arch(),
 		}
 		if err := writeInitramfs(ctx, initrd, spec); err != nil {
 			return reports, fmt.Errorf("kernel %s: %w", k.Name, err)
 		}
-		rep := boot(ctx, out, bootConfig{qemu: qemu, img: img, initrd: initrd, nonce: nonce, plan: &p})
+		rep := boot(ctx, out, bootConfig{qemu: at.qemu, img: img, initrd: initrd, nonce: nonce, plan: &p})
 		reports = append(reports, rep)
 		if err := os.Remove(initrd); err != nil {
 			return reports, fmt.Errorf("remove initramfs: %w", err)
@@ -158,12 +164,38 @@ func (r *Runner) Run(ctx context.Context, plan *Plan) ([]KernelReport, error) {
 	return reports, nil
 }
 
-func (r *Runner) buildInit(ctx context.Context, dst string) error {
+// archTools are the host-side pieces for booting one guest architecture.
+type archTools struct {
+	qemu    string // qemu system emulator
+	init    string // the guest /init, built for the architecture
+	busybox string // a static busybox of the architecture, or ""
+}
+
+// prepareArch finds (or installs) qemu and busybox for arch and builds the
+// guest /init for it into work.
+func (r *Runner) prepareArch(ctx context.Context, cacheDir, work, arch string, busybox bool) (*archTools, error) {
+	qemu, err := EnsureQEMU(ctx, arch)
+	if err != nil {
+		return nil, err
+	}
+	at := &archTools{qemu: qemu, init: filepath.Join(work, "init-"+arch)}
+	if busybox {
+		if at.busybox, err = FindBusybox(ctx, cacheDir, arch); err != nil {
+			return nil, err
+		}
+	}
+	if err := r.buildInit(ctx, at.init, arch); err != nil {
+		return nil, err
+	}
+	return at, nil
+}
+
+func (r *Runner) buildInit(ctx context.Context, dst, arch string) error {
 	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-ldflags=-s -w", "-o", dst, GuestInitPackage)
 	cmd.Dir = r.ModuleRoot
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH=amd64")
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH="+arch)
 	if b, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("build guest init %s: %w: %s", GuestInitPackage, err, strings.TrimSpace(string(b)))
+		return fmt.Errorf("build guest init %s for %s: %w: %s", GuestInitPackage, arch, err, strings.TrimSpace(string(b)))
 	}
 	return nil
 }
@@ -184,17 +216,28 @@ type bootConfig struct {
 	plan   *Plan
 }
 
-// QEMUArgs returns the qemu-system-x86_64 arguments for one boot, with
+// QEMUArgs returns the qemu arguments for one boot of an arch guest, with
 // cmdline added to the kernel command line. /dev/kvm hangs on this kind of
-// machine (nested virtualisation), so it is TCG.
-func QEMUArgs(vmlinuz, initrd string, memoryMB, cpus int, cmdline string) []string {
-	return []string{
-		"-accel", "tcg", "-cpu", "max",
+// machine (nested virtualisation), so it is TCG; arm64 is the "virt" board,
+// whose console is the PL011 UART (ttyAMA0). pauth-impdef=on swaps the
+// architected pointer-authentication hash (QARMA, very slow to emulate) for
+// qemu's own: the guest cannot tell, and TCG runs several times faster.
+func QEMUArgs(arch, vmlinuz, initrd string, memoryMB, cpus int, cmdline string) []string {
+	var args []string
+	console := "ttyS0"
+	switch arch {
+	case ArchARM64:
+		args = []string{"-machine", "virt", "-accel", "tcg", "-cpu", "max,pauth-impdef=on"}
+		console = "ttyAMA0"
+	default:
+		args = []string{"-accel", "tcg", "-cpu", "max"}
+	}
+	return append(args,
 		"-m", strconv.Itoa(memoryMB), "-smp", strconv.Itoa(cpus),
 		"-nographic", "-no-reboot", "-nic", "none",
 		"-kernel", vmlinuz, "-initrd", initrd,
-		"-append", strings.TrimSpace("console=ttyS0 quiet panic=-1 " + cmdline),
-	}
+		"-append", strings.TrimSpace("console="+console+" quiet panic=-1 "+cmdline),
+	)
 }
 
 func boot(ctx context.Context, out io.Writer, bc bootConfig) KernelReport {
@@ -204,7 +247,7 @@ func boot(ctx context.Context, out io.Writer, bc bootConfig) KernelReport {
 	tctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 
-	cmd := exec.CommandContext(tctx, bc.qemu, QEMUArgs(bc.img.Vmlinuz, bc.initrd, bc.plan.MemoryMB, bc.plan.CPUs, bc.plan.Cmdline)...)
+	cmd := exec.CommandContext(tctx, bc.qemu, QEMUArgs(bc.img.Kernel.arch(), bc.img.Vmlinuz, bc.initrd, bc.plan.MemoryMB, bc.plan.CPUs, bc.plan.Cmdline)...)
 	cmd.WaitDelay = 5 * time.Second
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
@@ -216,7 +259,7 @@ func boot(ctx context.Context, out io.Writer, bc bootConfig) KernelReport {
 		rep.Errors = append(rep.Errors, fmt.Sprintf("qemu stderr: %v", err))
 		return rep
 	}
-	fmt.Fprintf(out, "vmtest: [%s] booting %s %s with %d commands (timeout %s)\n", k.Name, bc.img.Release, bc.plan.Cmdline, len(bc.plan.Commands), timeout)
+	fmt.Fprintf(out, "vmtest: [%s] booting %s (%s) %s with %d commands (timeout %s)\n", k.Name, bc.img.Release, k.arch(), bc.plan.Cmdline, len(bc.plan.Commands), timeout)
 	start := time.Now()
 	if err := cmd.Start(); err != nil {
 		rep.Errors = append(rep.Errors, fmt.Sprintf("start qemu: %v", err))

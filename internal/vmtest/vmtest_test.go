@@ -166,7 +166,7 @@ func TestParsePlan(t *testing.T) {
 }
 
 func TestTestMatrix(t *testing.T) {
-	files, cmds := TestMatrix([]string{"_build/vm/bpf.test", "_build/vm/receiver.test"}, []string{"lsm", "cgroup"}, "TCPCONNECT_ATTACH", []string{"-test.v"}, map[string][]string{"receiver.test": {"TestA", "TestB"}})
+	files, cmds := TestMatrix([]string{"_build/vm/bpf.test", "_build/vm/receiver.test"}, []string{"lsm", "cgroup"}, "TCPCONNECT_ATTACH", []string{"-test.v"}, map[string][]string{"receiver.test": {"TestA", "TestB"}}, nil)
 	wantFiles := []File{{Host: "_build/vm/bpf.test", Guest: "/tests/bpf.test"}, {Host: "_build/vm/receiver.test", Guest: "/tests/receiver.test"}}
 	if !reflect.DeepEqual(files, wantFiles) {
 		t.Errorf("files = %+v", files)
@@ -185,9 +185,17 @@ func TestTestMatrix(t *testing.T) {
 	if cmds[0].WantTests != nil || !reflect.DeepEqual(cmds[3].WantTests, []string{"TestA", "TestB"}) {
 		t.Errorf("want tests: %q, %q", cmds[0].WantTests, cmds[3].WantTests)
 	}
-	_, cmds = TestMatrix([]string{"x.test"}, nil, "K", nil, nil)
+	_, cmds = TestMatrix([]string{"x.test"}, nil, "K", nil, nil, nil)
 	if len(cmds) != 1 || cmds[0].Name != "x.test" || cmds[0].Env != nil {
 		t.Errorf("no modes: %+v", cmds)
+	}
+	_, cmds = TestMatrix([]string{"a.test", "b.test"}, []string{"lsm", "cgroup"}, "K", nil, nil, map[string][]string{"b.test": {"auto"}})
+	names = nil
+	for _, c := range cmds {
+		names = append(names, c.Name)
+	}
+	if want := []string{"a.test/lsm", "a.test/cgroup", "b.test/auto"}; !reflect.DeepEqual(names, want) {
+		t.Errorf("per-binary modes: commands %q, want %q", names, want)
 	}
 }
 
@@ -200,6 +208,7 @@ func TestSelectKernels(t *testing.T) {
 	}{
 		{nil, len(all), false}, {[]string{"all"}, len(all), false},
 		{[]string{"6.12"}, 1, false}, {[]string{"6.1", "6.12"}, 2, false}, {[]string{"4.19"}, 0, true},
+		{[]string{"5.10", "6.1-arm64", "6.12-arm64"}, 3, false},
 	}
 	for _, tt := range tests {
 		got, err := SelectKernels(tt.names)
@@ -279,15 +288,18 @@ func TestCPIOWriter(t *testing.T) {
 }
 
 func TestQEMUArgs(t *testing.T) {
-	got := strings.Join(QEMUArgs("/k/vmlinuz", "/i.cpio", 1024, 2, ""), " ")
-	want := "-accel tcg -cpu max -m 1024 -smp 2 -nographic -no-reboot -nic none -kernel /k/vmlinuz -initrd /i.cpio -append console=ttyS0 quiet panic=-1"
-	if got != want {
-		t.Errorf("QEMUArgs = %q, want %q", got, want)
+	tests := []struct {
+		arch, cmdline, want string
+	}{
+		{ArchAMD64, "", "-accel tcg -cpu max -m 1024 -smp 2 -nographic -no-reboot -nic none -kernel /k/vmlinuz -initrd /i.cpio -append console=ttyS0 quiet panic=-1"},
+		{ArchAMD64, "lsm=capability,yama", "-accel tcg -cpu max -m 1024 -smp 2 -nographic -no-reboot -nic none -kernel /k/vmlinuz -initrd /i.cpio -append console=ttyS0 quiet panic=-1 lsm=capability,yama"},
+		{ArchARM64, "", "-machine virt -accel tcg -cpu max,pauth-impdef=on -m 1024 -smp 2 -nographic -no-reboot -nic none -kernel /k/vmlinuz -initrd /i.cpio -append console=ttyAMA0 quiet panic=-1"},
 	}
-	args := QEMUArgs("/k/vmlinuz", "/i.cpio", 1024, 2, "lsm=capability,yama")
-	got = args[len(args)-1]
-	if want := "console=ttyS0 quiet panic=-1 lsm=capability,yama"; got != want {
-		t.Errorf("QEMUArgs -append %q, want %q", got, want)
+	for _, tt := range tests {
+		got := strings.Join(QEMUArgs(tt.arch, "/k/vmlinuz", "/i.cpio", 1024, 2, tt.cmdline), " ")
+		if got != tt.want {
+			t.Errorf("QEMUArgs(%s, %q) = %q, want %q", tt.arch, tt.cmdline, got, tt.want)
+		}
 	}
 }
 

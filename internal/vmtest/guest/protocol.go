@@ -34,6 +34,10 @@ type Plan struct {
 	Nonce string `json:"nonce"`
 	// Kernel is the short kernel name ("6.1"), exported to commands as VMTEST_KERNEL.
 	Kernel string `json:"kernel"`
+	// BusyboxInstall asks the guest to link busybox's applets into the
+	// standard folders (busybox --install -s) before anything else runs: the
+	// host cannot list the applets of a busybox built for another machine.
+	BusyboxInstall bool `json:"busybox_install,omitempty"`
 	// Modules are paths of uncompressed kernel modules, loaded in this order.
 	Modules []string `json:"modules,omitempty"`
 	// Env applies to every command (after the guest's defaults).

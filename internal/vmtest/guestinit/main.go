@@ -86,6 +86,12 @@ func setup() (*guest.Plan, error) {
 		return &plan, fmt.Errorf("read active LSMs: %w", err)
 	}
 	fmt.Printf("vmtest: /sys/kernel/security/lsm: %s\n", strings.TrimSpace(string(lsm)))
+	if plan.BusyboxInstall {
+		// Links go next to the applet's usual place; existing files stay.
+		if out, err := exec.Command("/bin/busybox", "--install", "-s").CombinedOutput(); err != nil {
+			return &plan, fmt.Errorf("busybox --install -s: %w: %s", err, out)
+		}
+	}
 	if err := linkUp("lo"); err != nil {
 		return &plan, err
 	}
