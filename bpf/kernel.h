@@ -20,11 +20,26 @@
 
 #pragma clang attribute push(__attribute__((preserve_access_index)), apply_to = record)
 
-/* x86-64 kernel registers, for BPF_KPROBE (bpf_tracing.h reads the kernel's names). */
+/*
+ * Kernel registers for BPF_KPROBE, under the names bpf_tracing.h reads for the
+ * target (bpf2go defines __TARGET_ARCH_x86 or __TARGET_ARCH_arm64 per object).
+ */
+#if defined(__TARGET_ARCH_x86)
 struct pt_regs {
 	unsigned long r15, r14, r13, r12, bp, bx, r11, r10, r9, r8;
 	unsigned long ax, cx, dx, si, di, orig_ax, ip, cs, flags, sp, ss;
 };
+#elif defined(__TARGET_ARCH_arm64)
+/* arm64's struct pt_regs begins with this; bpf_tracing.h casts to it. */
+struct user_pt_regs {
+	__u64 regs[31];
+	__u64 sp;
+	__u64 pc;
+	__u64 pstate;
+};
+#else
+#error "kernel.h: unsupported target: build with bpf2go -target amd64 or arm64"
+#endif
 
 typedef struct {
 	unsigned int val;
