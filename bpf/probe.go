@@ -106,6 +106,9 @@ func Open(opts Options) (*Probe, error) {
 	if err := rlimit.RemoveMemlock(); err != nil {
 		return nil, fmt.Errorf("remove memlock limit: %w", err)
 	}
+	if err := checkFeatures(opts); err != nil {
+		return nil, err
+	}
 
 	p := &Probe{}
 	var lsm lsmState
