@@ -7,8 +7,9 @@ OCB_VERSION := v0.165.0
 GOBIN := $(shell $(GO) env GOPATH)/bin
 OCB := $(GOBIN)/builder
 CONFIG ?= config/default.yaml
-# Debian packages: clang/llvm/libbpf for `make generate`, qemu/busybox/cpio/xz
-# for the VM tests, and TEST_PACKAGES for the native tests: gcc and libc6-dev
+# Debian packages: clang/llvm/libbpf for `make generate` (and arm64's uapi asm
+# headers for the arm64 objects), qemu (amd64 and arm64 guests)/cpio/xz for
+# the VM tests, and TEST_PACKAGES for the native tests: gcc and libc6-dev
 # for `go test -race` (cgo); curl, wget, busybox-static, iproute2 (ip netns)
 # and libc-bin (getent) as real clients, whose absence fails a test under
 # TCPCONNECT_REQUIRE_PRIVILEGED=1.
@@ -16,31 +17,53 @@ TEST_PACKAGES := gcc libc6-dev curl wget busybox-static iproute2 libc-bin
 # podman and runc build the image without a Docker daemon and run the
 # container tests (crun refuses this kind of host's hybrid cgroup layout).
 CONTAINER_PACKAGES := podman runc
-APT_PACKAGES := clang-19 llvm-19 libbpf-dev bpftool qemu-system-x86 cpio xz-utils $(TEST_PACKAGES) $(CONTAINER_PACKAGES)
+APT_PACKAGES := clang-19 llvm-19 libbpf-dev bpftool linux-libc-dev-arm64-cross qemu-system-x86 qemu-system-arm cpio xz-utils $(TEST_PACKAGES) $(CONTAINER_PACKAGES)
 # Every file `go generate` writes: bpf2go's objects and bindings, mdatagen's
 # code, generated tests and documentation (git pathspecs).
 GENERATED := 'bpf/*_bpfel.*' 'bpf/*_bpfeb.*' receiver/documentation.md 'receiver/generated_*' receiver/internal
+# The linux/arm64 distribution, built from ocb's generated sources.
+ARM64_COLLECTOR := $(BUILD)/linux-arm64/otelcol-tcpconnect
 # Every package but e2e (make e2e, after the build) and the VM-only guest
 # check (make vmtest runs it inside the guest).
 UNIT_PKGS = $(shell $(GO) list ./... | grep -v -e /e2e -e /internal/vmtest/guestcheck)
 
-# VM tests: Debian kernels pinned in internal/vmtest/kernels.go, every attach mode.
+# VM tests: Debian kernels pinned in internal/vmtest/kernels.go. VM_KERNELS
+# (comma-separated names, or all) narrows every boot below to those kernels.
 VM_KERNELS ?= all
 VM_MODES ?= lsm,fentry,kprobe,cgroup,auto
 VM_TIMEOUT ?= 20m
+# The boots, by kernel group: amd64 kernels with bpf in their default LSM
+# list; amd64 kernels without it (Debian 11's 5.10); arm64 under TCG.
+VM_AMD64_BPFLSM := 6.1 6.12
+VM_AMD64_NOBPFLSM := 5.10
+VM_ARM64 := 6.1-arm64 6.12-arm64
 # The tests that need a kernel, by name (they need no testdata); each must
 # print PASS in every run, so a name that selects nothing fails.
 VM_TESTS ?= \
-	-tests bpf.test=TestProbeConnects,TestProbeProof,TestProbeCgroupSubtreeUnproven,TestReadLSMState,TestProbeLSMExpectation,TestProbeDNSCapture,TestProbeDNSSocketNetns,TestLostCounters,TestProbeFilters,TestProbeProcessFilterMatchesProcess,TestProbeIOURingConnect,TestProbeNetnsVeth,TestProbeConnectSocketNetns,TestProbeKprobeLoads,TestProbeModesAgree \
+	-tests bpf.test=TestProbeConnects,TestProbeProof,TestProbeCgroupSubtreeUnproven,TestReadLSMState,TestProbeLSMExpectation,TestCheckFeatures,TestProbeDNSCapture,TestProbeDNSSocketNetns,TestLostCounters,TestProbeFilters,TestProbeProcessFilterMatchesProcess,TestProbeIOURingConnect,TestProbeNetnsVeth,TestProbeConnectSocketNetns,TestProbeKprobeLoads,TestProbeModesAgree \
 	-tests receiver.test=TestReceiverPrivileged,TestOpenNamesMissingCapability,TestReceiverPrivilegedHostileStrings,TestDNSPrivileged,TestDNSPrivilegedNetnsScope \
 	-tests e2e.test=TestPipelineOverOTLP
+# arm64 runs under TCG several times slower than amd64 (README, "Testing"):
+# the kernel tests in lsm, cgroup and auto; DNS and the e2e pipeline in auto.
+VM_ARM64_MODES ?= lsm,cgroup,auto
+VM_ARM64_TESTS ?= \
+	-tests bpf.test=TestProbeConnects,TestProbeProof,TestProbeLSMExpectation,TestCheckFeatures,TestProbeDNSCapture,TestProbeNetnsVeth,TestProbeKprobeLoads \
+	-tests receiver.test=TestDNSPrivileged -modes receiver.test=auto \
+	-tests e2e.test=TestPipelineOverOTLP -modes e2e.test=auto
 # A second boot of each kernel leaves bpf out of the active LSM list, as
 # Debian 11 and Ubuntu ship: auto must pick fentry there, explicit lsm fail.
 VM_NOLSM_CMDLINE ?= lsm=lockdown,capability,yama,apparmor
+# Debian 11's 5.10 ships without bpf in its list; this boot adds it.
+VM_510_LSM_CMDLINE ?= lsm=lockdown,capability,yama,apparmor,tomoyo,bpf
+VM_EXPECT_ACTIVE := -env TCPCONNECT_EXPECT_LSM=active -env TCPCONNECT_EXPECT_AUTO=lsm
+VM_EXPECT_INACTIVE := -env TCPCONNECT_EXPECT_LSM=inactive -env TCPCONNECT_EXPECT_AUTO=fentry
 # Tests that need every mode at once or a VM boot's LSM setting.
 VM_ONLY_TESTS := TestProbeModesAgree|TestProbeLSMExpectation
+# vmtest-quick: one kernel, one mode, for the edit-test loop.
+VM_QUICK_KERNEL ?= 6.12
+VM_QUICK_MODE ?= lsm
 
-.PHONY: all deps deps-test image container-test gateway deploy-test ocb vmtest vmtest-fetch generate check-generate build run test unit lint e2e vmtest fuzz fuzz-long bench bench-go bench-vm clean
+.PHONY: all deps deps-test image container-test gateway deploy-test ocb vmtest vmtest-fetch vmtest-quick vm-binaries vm-binaries-arm64 generate check-generate build build-arm64 run test unit lint e2e fuzz fuzz-long bench bench-go bench-vm clean
 
 all: build
 
@@ -129,6 +152,11 @@ deploy-test: build gateway
 	cd deploy/kubernetes && $(GO) vet ./... && \
 		TCPCONNECT_COLLECTOR=$(CURDIR)/$(COLLECTOR) TCPCONNECT_GATEWAY=$(CURDIR)/$(GATEWAY) $(GO) test -count=1 -v ./...
 
+# build-arm64 makes the static linux/arm64 distribution from the sources ocb
+# generated into _build (same modules, same flags: -trimpath, -s -w).
+build-arm64: build
+	cd $(BUILD) && CGO_ENABLED=0 GOOS=linux GOARCH=arm64 $(GO) build -trimpath -ldflags='-s -w' -o linux-arm64/otelcol-tcpconnect .
+
 # run builds the collector and runs it as root with the default config.
 run: build
 	@if [ "$$(id -u)" != 0 ]; then echo "tcpconnect loads eBPF programs: run as root (sudo make run)"; exit 1; fi
@@ -167,25 +195,48 @@ container-test: deps-test image
 vmtest-fetch:
 	$(GO) run ./cmd/vmtest -kernels $(VM_KERNELS) -fetch-only
 
-# vmtest boots each pinned kernel once under qemu (TCG) and runs the privileged
-# tests in every attach mode, plus the guest sanity check.
-vmtest: deps build
-	mkdir -p $(BUILD)/vm
-	CGO_ENABLED=0 $(GO) test -c -o $(BUILD)/vm/guestcheck.test ./internal/vmtest/guestcheck
-	CGO_ENABLED=0 $(GO) test -c -o $(BUILD)/vm/bpf.test ./bpf
-	CGO_ENABLED=0 $(GO) test -c -o $(BUILD)/vm/receiver.test ./receiver
-	CGO_ENABLED=0 $(GO) test -c -o $(BUILD)/vm/e2e.test ./e2e
-	$(call vmrun,-mode-matrix $(VM_MODES) -env TCPCONNECT_EXPECT_LSM=active -env TCPCONNECT_EXPECT_AUTO=lsm)
-	$(call vmrun,-mode-matrix auto -cmdline $(VM_NOLSM_CMDLINE) -env TCPCONNECT_EXPECT_LSM=inactive -env TCPCONNECT_EXPECT_AUTO=fentry)
+# vm-binaries builds the static test binaries the guests run, per architecture.
+vm-binaries:
+	mkdir -p $(BUILD)/vm/amd64
+	$(call vmbins,amd64)
 
-# vmrun boots each kernel once with the test binaries; $(1) adds flags.
-vmrun = $(GO) run ./cmd/vmtest -kernels $(VM_KERNELS) -timeout $(VM_TIMEOUT) -module veth \
+vm-binaries-arm64:
+	mkdir -p $(BUILD)/vm/arm64
+	$(call vmbins,arm64)
+
+vmbins = for p in internal/vmtest/guestcheck bpf receiver e2e; do \
+		CGO_ENABLED=0 GOOS=linux GOARCH=$(1) $(GO) test -c -o $(BUILD)/vm/$(1)/$$(basename $$p).test ./$$p || exit 1; done
+
+# vmtest boots the pinned kernels under qemu (TCG) and runs the privileged
+# tests: amd64 kernels with bpf in their LSM list in every attach mode, then
+# again without bpf in it (auto must pick fentry); 5.10 as Debian ships it
+# (no bpf: auto picks fentry) and again with bpf added (every mode); arm64 in
+# the modes and tests of VM_ARM64_*. Each kernel group is one command, so
+# VM_KERNELS=5.10 runs only 5.10's two boots.
+vmtest: deps build build-arm64 vm-binaries vm-binaries-arm64
+	$(call vmrun,$(VM_AMD64_BPFLSM),amd64,-mode-matrix $(VM_MODES) $(VM_EXPECT_ACTIVE))
+	$(call vmrun,$(VM_AMD64_BPFLSM),amd64,-mode-matrix auto -cmdline $(VM_NOLSM_CMDLINE) $(VM_EXPECT_INACTIVE))
+	$(call vmrun,$(VM_AMD64_NOBPFLSM),amd64,-mode-matrix auto $(VM_EXPECT_INACTIVE))
+	$(call vmrun,$(VM_AMD64_NOBPFLSM),amd64,-mode-matrix $(VM_MODES) -cmdline $(VM_510_LSM_CMDLINE) $(VM_EXPECT_ACTIVE))
+	$(call vmrun,$(VM_ARM64),arm64,-mode-matrix $(VM_ARM64_MODES) $(VM_EXPECT_ACTIVE))
+
+# vmtest-quick boots one kernel (VM_QUICK_KERNEL) in one mode (VM_QUICK_MODE).
+vmtest-quick: deps build vm-binaries
+	$(call vmrun,$(VM_QUICK_KERNEL),amd64,-mode-matrix $(VM_QUICK_MODE) $(VM_EXPECT_ACTIVE))
+
+comma := ,
+# vmkernels is $(1) (space-separated kernel names) narrowed to VM_KERNELS.
+vmkernels = $(if $(filter all,$(VM_KERNELS)),$(1),$(filter $(1),$(subst $(comma), ,$(VM_KERNELS))))
+# vmrun boots each kernel of $(1) that VM_KERNELS selects once with the
+# $(2) test binaries (and collector); $(3) adds flags.
+vmrun = $(if $(call vmkernels,$(1)),\
+	$(GO) run ./cmd/vmtest -kernels $(subst $() ,$(comma),$(call vmkernels,$(1))) -timeout $(VM_TIMEOUT) -module veth \
 		-env TCPCONNECT_REQUIRE_PRIVILEGED=1 \
-		-file $(BUILD)/vm/guestcheck.test:/tests/guestcheck.test \
-		-file $(COLLECTOR):/bin/otelcol-tcpconnect -env TCPCONNECT_COLLECTOR=/bin/otelcol-tcpconnect \
+		-file $(BUILD)/vm/$(2)/guestcheck.test:/tests/guestcheck.test \
+		-file $(if $(filter arm64,$(2)),$(ARM64_COLLECTOR),$(COLLECTOR)):/bin/otelcol-tcpconnect -env TCPCONNECT_COLLECTOR=/bin/otelcol-tcpconnect \
 		-run 'guestcheck=/tests/guestcheck.test -test.v' \
-		-test-args '-test.v -test.timeout=5m' $(VM_TESTS) $(1) \
-		-test $(BUILD)/vm/bpf.test -test $(BUILD)/vm/receiver.test -test $(BUILD)/vm/e2e.test
+		-test-args '-test.v -test.timeout=8m' $(if $(filter arm64,$(2)),$(VM_ARM64_TESTS),$(VM_TESTS)) $(3) \
+		-test $(BUILD)/vm/$(2)/bpf.test -test $(BUILD)/vm/$(2)/receiver.test -test $(BUILD)/vm/$(2)/e2e.test)
 
 # fuzz is the brief run of the DNS fuzz targets that `make test` (CI) does;
 # fuzz-long the scheduled one (FUZZ_LONG each, 5 minutes by default).
