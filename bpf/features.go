@@ -62,7 +62,7 @@ var (
 		asm.FnGetCurrentPidTgid: "4.2", asm.FnGetCurrentUidGid: "4.2", asm.FnGetCurrentComm: "4.2",
 		asm.FnSkbLoadBytes: "4.5", asm.FnGetCurrentTask: "4.8", asm.FnProbeReadStr: "4.11",
 		asm.FnGetSocketCookie: "4.12", asm.FnGetCurrentCgroupId: "4.18", asm.FnSkbCgroupId: "4.18",
-		asm.FnSkStorageGet: "5.2", asm.FnProbeReadKernel: "5.5", asm.FnProbeReadKernelStr: "5.5",
+		asm.FnSkFullsock: "5.1", asm.FnSkStorageGet: "5.2", asm.FnProbeReadKernel: "5.5", asm.FnProbeReadKernelStr: "5.5",
 		asm.FnGetNetnsCookie: "5.7", asm.FnRingbufOutput: "5.8", asm.FnRingbufReserve: "5.8",
 		asm.FnRingbufSubmit: "5.8", asm.FnRingbufDiscard: "5.8", asm.FnRingbufQuery: "5.8",
 		asm.FnKtimeGetBootNs: "5.8", asm.FnSkcToTcpSock: "5.9", asm.FnGetCurrentTaskBtf: "5.11",
