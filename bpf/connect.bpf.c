@@ -14,6 +14,7 @@
 #include <bpf/bpf_endian.h>
 
 #include "common.bpf.h"
+#include "outcome.bpf.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -22,6 +23,9 @@ const struct tc_connect_event *const tc_connect_event_btf = 0;
 
 /* Set by the loader: enum tc_filter_flag bits of the filters in use. */
 const volatile __u32 filter_flags = 0;
+
+/* Set by the loader: follow reported sockets to their outcome (outcome.bpf.c). */
+const volatile __u32 outcome_enabled = 0;
 
 /*
  * Writable after load (.bss, mapped by the loader). The attach proof: while
@@ -176,12 +180,14 @@ static __always_inline int tc_is_self(void)
 /*
  * Filter, then reserve, fill and submit one record. addr is a 16-byte
  * v6 address in network order; AF_INET callers pass it v4-mapped (::ffff:a.b.c.d),
- * and any v4-mapped address is reported as AF_INET.
+ * and any v4-mapped address is reported as AF_INET. sk is the struct sock,
+ * whose address is also the key under which outcome.bpf.c follows it.
  */
 static __always_inline void tc_emit(__u8 hook, __u8 family, __u16 dport, const __u32 addr[4],
 				    const void *sk)
 {
 	struct tc_connect_event *e;
+	__u64 skey;
 
 	if (family == AF_INET6 && addr[0] == 0 && addr[1] == 0 &&
 	    addr[2] == bpf_htonl(0x0000ffff))
@@ -201,7 +207,7 @@ static __always_inline void tc_emit(__u8 hook, __u8 family, __u16 dport, const _
 	e->type = TC_EVENT_CONNECT;
 	e->family = family;
 	e->hook = hook;
-	e->_pad0 = 0;
+	e->flags = 0;
 	e->dport = dport;
 	e->_pad1 = 0;
 	__builtin_memset(e->daddr, 0, sizeof(e->daddr));
@@ -215,7 +221,12 @@ static __always_inline void tc_emit(__u8 hook, __u8 family, __u16 dport, const _
 	 * until tc_fill_task sets it.
 	 */
 	e->netns = sk ? tc_sk_netns(sk, &e->cgroup_id) : 0;
+	/* The socket's address as a number: tc_sk_netns left it in the scratch. */
+	skey = sk ? *(volatile __u64 *)&e->cgroup_id : 0;
 	tc_fill_task(e);
+	/* Outcome tracking (outcome.bpf.h): only for a record that made it into the ring. */
+	if (outcome_enabled && skey && tc_outcome_track(skey, e->tid, e->ts_ns))
+		e->flags = TC_CONNECT_TRACKED;
 	tc_submit(e);
 }
 

@@ -24,7 +24,7 @@ type connectTcConnectEvent struct {
 	Type        uint8
 	Family      uint8
 	Hook        uint8
-	Pad0        uint8
+	Flags       uint8
 	Dport       uint16
 	Pad1        uint16
 	TsNs        uint64
@@ -41,6 +41,13 @@ type connectTcConnectEvent struct {
 	Exe         [64]int8
 }
 
+type connectTcOutcomeTrack struct {
+	_           structs.HostLayout
+	ConnectTsNs uint64
+	Tid         uint32
+	Pad         uint32
+}
+
 // Names of all BPF objects in the ELF.
 //
 // Used for safe lookups in a Collection or CollectionSpec.
@@ -50,6 +57,7 @@ const (
 	connectMapExcludeCidr       = "exclude_cidr"
 	connectMapIncludeCidr       = "include_cidr"
 	connectMapLost              = "lost"
+	connectMapOutcomeSocks      = "outcome_socks"
 	connectMapPorts             = "ports"
 	connectProgTcCgroupConnect4 = "tc_cgroup_connect4"
 	connectProgTcCgroupConnect6 = "tc_cgroup_connect6"
@@ -57,6 +65,7 @@ const (
 	connectProgTcKprobeConnect  = "tc_kprobe_connect"
 	connectProgTcLsmConnect     = "tc_lsm_connect"
 	connectVarFilterFlags       = "filter_flags"
+	connectVarOutcomeEnabled    = "outcome_enabled"
 	connectVarProofComm         = "proof_comm"
 	connectVarProofHook         = "proof_hook"
 	connectVarProofPort         = "proof_port"
@@ -119,12 +128,13 @@ type connectProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type connectMapSpecs struct {
-	Comms       *ebpf.MapSpec `ebpf:"comms"`
-	Events      *ebpf.MapSpec `ebpf:"events"`
-	ExcludeCidr *ebpf.MapSpec `ebpf:"exclude_cidr"`
-	IncludeCidr *ebpf.MapSpec `ebpf:"include_cidr"`
-	Lost        *ebpf.MapSpec `ebpf:"lost"`
-	Ports       *ebpf.MapSpec `ebpf:"ports"`
+	Comms        *ebpf.MapSpec `ebpf:"comms"`
+	Events       *ebpf.MapSpec `ebpf:"events"`
+	ExcludeCidr  *ebpf.MapSpec `ebpf:"exclude_cidr"`
+	IncludeCidr  *ebpf.MapSpec `ebpf:"include_cidr"`
+	Lost         *ebpf.MapSpec `ebpf:"lost"`
+	OutcomeSocks *ebpf.MapSpec `ebpf:"outcome_socks"`
+	Ports        *ebpf.MapSpec `ebpf:"ports"`
 }
 
 // connectVariableSpecs contains global variables before they are loaded into the kernel.
@@ -132,6 +142,7 @@ type connectMapSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type connectVariableSpecs struct {
 	FilterFlags       *ebpf.VariableSpec `ebpf:"filter_flags"`
+	OutcomeEnabled    *ebpf.VariableSpec `ebpf:"outcome_enabled"`
 	ProofComm         *ebpf.VariableSpec `ebpf:"proof_comm"`
 	ProofHook         *ebpf.VariableSpec `ebpf:"proof_hook"`
 	ProofPort         *ebpf.VariableSpec `ebpf:"proof_port"`
@@ -161,12 +172,13 @@ func (o *connectObjects) Close() error {
 //
 // It can be passed to loadConnectObjects or ebpf.CollectionSpec.LoadAndAssign.
 type connectMaps struct {
-	Comms       *ebpf.Map `ebpf:"comms"`
-	Events      *ebpf.Map `ebpf:"events"`
-	ExcludeCidr *ebpf.Map `ebpf:"exclude_cidr"`
-	IncludeCidr *ebpf.Map `ebpf:"include_cidr"`
-	Lost        *ebpf.Map `ebpf:"lost"`
-	Ports       *ebpf.Map `ebpf:"ports"`
+	Comms        *ebpf.Map `ebpf:"comms"`
+	Events       *ebpf.Map `ebpf:"events"`
+	ExcludeCidr  *ebpf.Map `ebpf:"exclude_cidr"`
+	IncludeCidr  *ebpf.Map `ebpf:"include_cidr"`
+	Lost         *ebpf.Map `ebpf:"lost"`
+	OutcomeSocks *ebpf.Map `ebpf:"outcome_socks"`
+	Ports        *ebpf.Map `ebpf:"ports"`
 }
 
 func (m *connectMaps) Close() error {
@@ -176,6 +188,7 @@ func (m *connectMaps) Close() error {
 		m.ExcludeCidr,
 		m.IncludeCidr,
 		m.Lost,
+		m.OutcomeSocks,
 		m.Ports,
 	)
 }
@@ -185,6 +198,7 @@ func (m *connectMaps) Close() error {
 // It can be passed to loadConnectObjects or ebpf.CollectionSpec.LoadAndAssign.
 type connectVariables struct {
 	FilterFlags       *ebpf.Variable `ebpf:"filter_flags"`
+	OutcomeEnabled    *ebpf.Variable `ebpf:"outcome_enabled"`
 	ProofComm         *ebpf.Variable `ebpf:"proof_comm"`
 	ProofHook         *ebpf.Variable `ebpf:"proof_hook"`
 	ProofPort         *ebpf.Variable `ebpf:"proof_port"`

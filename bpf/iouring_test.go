@@ -77,7 +77,12 @@ func ioURingConnect(fd int, sa []byte) error {
 	*word(sq, u32(sqOffArray)+4*(tail&mask)) = 0
 	atomic.StoreUint32(word(sq, u32(sqOffTail)), tail+1)
 
+	// Submit, then wait for the completion; a signal (Go's preemption)
+	// interrupts the wait, not the submitted connect.
 	_, _, errno = unix.Syscall6(unix.SYS_IO_URING_ENTER, ringFD, 1, 1, ioringEnterGetevents, 0, 0)
+	for errno == unix.EINTR {
+		_, _, errno = unix.Syscall6(unix.SYS_IO_URING_ENTER, ringFD, 0, 1, ioringEnterGetevents, 0, 0)
+	}
 	runtime.KeepAlive(sa)
 	if errno != 0 {
 		return fmt.Errorf("io_uring_enter: %w", errno)

@@ -15,3 +15,5 @@ func putConnect(raw []byte, c connectTcConnectEvent) {
 	_ = binary.Write(&b, binary.LittleEndian, &c)
 	copy(raw, b.Bytes())
 }
+
+func sizeofOutcome(o *outcomeTcOutcomeEvent) uintptr { return unsafe.Sizeof(*o) }

@@ -60,6 +60,12 @@ type Options struct {
 	DNS bool
 	// Filter leaves connects out in the kernel, before they reach the ring.
 	Filter Filter
+	// Outcome follows each reported socket to its next TCP state and puts
+	// an outcome record (event.Outcome) into the ring after its connect.
+	Outcome bool
+	// OutcomeSockets bounds the sockets followed at once; 0 means
+	// DefaultOutcomeSockets.
+	OutcomeSockets int
 }
 
 // Probe is the loaded and attached set of programs and the ring reader.
@@ -68,11 +74,15 @@ type Probe struct {
 	attempts []Attempt
 	events   *ebpf.Map
 	lost     *ebpf.Map
-	vars     proofVars
-	selfTGID uint32
-	progs    []*ebpf.Program
-	closers  []io.Closer // links, programs, maps: closed in reverse order
-	reader   *ringbuf.Reader
+	// outcomeSocks is the connect object's outcome_socks map, shared
+	// with the outcome object; wakeupBytes the ring's wakeup threshold.
+	outcomeSocks *ebpf.Map
+	wakeupBytes  uint64
+	vars         proofVars
+	selfTGID     uint32
+	progs        []*ebpf.Program
+	closers      []io.Closer // links, programs, maps: closed in reverse order
+	reader       *ringbuf.Reader
 }
 
 // Open loads the programs, attaches them in the requested mode and opens the
@@ -94,6 +104,9 @@ func Open(opts Options) (*Probe, error) {
 	}
 	if opts.WakeupBytes <= 0 || opts.WakeupBytes > opts.RingBytes {
 		opts.WakeupBytes = opts.RingBytes / 4
+	}
+	if opts.OutcomeSockets <= 0 {
+		opts.OutcomeSockets = DefaultOutcomeSockets
 	}
 	if opts.CgroupPath == "" && (opts.Mode == ModeAuto || opts.Mode == ModeCgroup || opts.DNS) {
 		p, err := CgroupV2Mount()
@@ -121,6 +134,12 @@ func Open(opts Options) (*Probe, error) {
 		return nil, &OpenError{Attempts: attempts, Err: err}
 	}
 	p.mode = mode
+	if opts.Outcome {
+		if err := p.attachOutcome(); err != nil {
+			p.closeAll()
+			return nil, fmt.Errorf("connect outcome: %w", err)
+		}
+	}
 	if opts.DNS {
 		if err := p.attachDNS(opts); err != nil {
 			p.closeAll()
@@ -206,6 +225,8 @@ type connectSet struct {
 	ExcludeCIDR *ebpf.Map `ebpf:"exclude_cidr"`
 	Ports       *ebpf.Map `ebpf:"ports"`
 	Comms       *ebpf.Map `ebpf:"comms"`
+	// OutcomeSocks is shared with the outcome object (outcome.go).
+	OutcomeSocks *ebpf.Map `ebpf:"outcome_socks"`
 }
 
 func (p *Probe) attachConnect(m Mode, opts Options) error {
@@ -220,6 +241,16 @@ func (p *Probe) attachConnect(m Mode, opts Options) error {
 	if err := spec.Variables["filter_flags"].Set(opts.Filter.flags()); err != nil {
 		return fmt.Errorf("set filter_flags: %w", err)
 	}
+	// Off, the tracking code is dead and the verifier drops it; the map
+	// still exists (the programs name it) but holds one entry.
+	outcome, sockets := uint32(0), uint32(1)
+	if opts.Outcome {
+		outcome, sockets = 1, uint32(opts.OutcomeSockets)
+	}
+	if err := spec.Variables["outcome_enabled"].Set(outcome); err != nil {
+		return fmt.Errorf("set outcome_enabled: %w", err)
+	}
+	spec.Maps["outcome_socks"].MaxEntries = sockets
 	var names []string
 	switch m {
 	case ModeLSM:
@@ -262,8 +293,9 @@ func (p *Probe) attachConnect(m Mode, opts Options) error {
 	// Assign gave us the maps; the programs hold their own references to the
 	// filter maps, so those are closed right after filling.
 	coll.Close()
-	p.events, p.lost = set.Events, set.Lost
-	p.closers = append(p.closers, set.Events, set.Lost)
+	p.events, p.lost, p.outcomeSocks = set.Events, set.Lost, set.OutcomeSocks
+	p.wakeupBytes = uint64(opts.WakeupBytes)
+	p.closers = append(p.closers, set.Events, set.Lost, set.OutcomeSocks)
 	for _, prog := range progs {
 		p.progs = append(p.progs, prog)
 		p.closers = append(p.closers, prog)
@@ -353,17 +385,19 @@ type Lost struct {
 	// DNSCopy counts DNS records dropped because copying the packet's
 	// payload into the record failed.
 	DNSCopy uint64
+	// Outcome counts outcome records lost: their connects go out pending.
+	Outcome uint64
 }
 
 // Lost reads the kernel's loss counters.
 func (p *Probe) Lost() (Lost, error) {
 	var l Lost
-	// Indexes as enum tc_lost_index: 0 connect, 1 DNS, 2 filtered, 4 DNS
-	// payload copy.
+	// Indexes as enum tc_lost_index: 0 connect, 1 DNS, 2 filtered, 3 outcome,
+	// 4 DNS payload copy.
 	for _, c := range [...]struct {
 		i   uint32
 		dst *uint64
-	}{{0, &l.Connect}, {1, &l.DNS}, {2, &l.Filtered}, {4, &l.DNSCopy}} {
+	}{{0, &l.Connect}, {1, &l.DNS}, {2, &l.Filtered}, {3, &l.Outcome}, {4, &l.DNSCopy}} {
 		var perCPU []uint64
 		if err := p.lost.Lookup(c.i, &perCPU); err != nil {
 			return Lost{}, fmt.Errorf("read loss counter %d: %w", c.i, err)
@@ -398,6 +432,6 @@ func (p *Probe) closeAll() error {
 			errs = append(errs, err)
 		}
 	}
-	p.closers, p.progs, p.events, p.lost, p.vars = nil, nil, nil, nil, proofVars{}
+	p.closers, p.progs, p.events, p.lost, p.outcomeSocks, p.vars = nil, nil, nil, nil, nil, proofVars{}
 	return errors.Join(errs...)
 }

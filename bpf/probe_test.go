@@ -1,6 +1,8 @@
 package bpf
 
 import (
+	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"net"
@@ -88,6 +90,33 @@ func TestRecordLayout(t *testing.T) {
 		got.TGID != 44 || got.TID != 45 || got.PPID != 46 || got.UID != 47 || got.GID != 48 ||
 		got.NetNS != 49 || got.Dst != want || got.Hook != event.HookCgroup {
 		t.Fatalf("decoded %+v", got)
+	}
+}
+
+// TestOutcomeLayout checks the outcome decoder against the C layout.
+func TestOutcomeLayout(t *testing.T) {
+	var o outcomeTcOutcomeEvent
+	if got := int(sizeofOutcome(&o)); got != event.OutcomeSize {
+		t.Fatalf("sizeof(tc_outcome_event) = %d, decoder wants %d", got, event.OutcomeSize)
+	}
+	o = outcomeTcOutcomeEvent{Type: event.TypeOutcome, Why: event.WhyState, Oldstate: 2, Newstate: 7,
+		SockState: 3, ErrSoft: 113, Err: 111, Tid: 45, ConnectTsNs: 11, TsNs: 12}
+	var b bytes.Buffer
+	_ = binary.Write(&b, binary.LittleEndian, &o)
+	var got event.Outcome
+	if err := event.DecodeOutcome(b.Bytes(), &got); err != nil {
+		t.Fatal(err)
+	}
+	want := event.Outcome{Why: event.WhyState, OldState: 2, NewState: 7, SockState: 3, ErrSoft: 113, Err: 111, TID: 45, ConnectBootNs: 11, BootTimeNs: 12}
+	if got != want {
+		t.Fatalf("decoded %+v, want %+v", got, want)
+	}
+	raw := make([]byte, event.ConnectSize)
+	raw[0], raw[1] = event.TypeConnect, event.AFInet
+	putConnect(raw, connectTcConnectEvent{Flags: 1})
+	var c event.Connect
+	if err := event.DecodeConnect(raw, &c); err != nil || !c.Tracked {
+		t.Fatalf("TC_CONNECT_TRACKED not decoded: %+v, %v", c, err)
 	}
 }
 

@@ -17,6 +17,7 @@
 enum tc_event_type {
 	TC_EVENT_CONNECT = 1,
 	TC_EVENT_DNS = 2,
+	TC_EVENT_OUTCOME = 3,
 };
 
 /* Which program produced a connect record. */
@@ -32,6 +33,7 @@ enum tc_lost_index {
 	TC_LOST_CONNECT = 0,
 	TC_LOST_DNS = 1,
 	TC_FILTERED = 2, /* not a loss: connects the user's filters left out */
+	TC_LOST_OUTCOME = 3, /* outcome records: their connects go out as pending */
 	TC_LOST_DNS_COPY = 4, /* DNS records dropped: copying the payload failed */
 	TC_LOST_MAX = 8,
 };
@@ -57,7 +59,7 @@ struct tc_connect_event {
 	__u8 type;            /* TC_EVENT_CONNECT */
 	__u8 family;          /* AF_INET or AF_INET6 (v4-mapped v6 is reported as AF_INET) */
 	__u8 hook;            /* enum tc_hook */
-	__u8 _pad0;
+	__u8 flags;           /* TC_CONNECT_* bits */
 	__u16 dport;          /* host byte order */
 	__u16 _pad1;
 	__u64 ts_ns;          /* CLOCK_BOOTTIME */
@@ -72,6 +74,38 @@ struct tc_connect_event {
 	__u8 daddr[16];       /* v4 in the first 4 bytes, network byte order */
 	char comm[TC_COMM_LEN];
 	char exe[TC_EXE_LEN]; /* basename of the executable file (mm->exe_file) */
+};
+
+/* Bits of tc_connect_event.flags. */
+enum tc_connect_flag {
+	/* The socket is followed to its next TCP state: a tc_outcome_event
+	 * with this record's tid and ts_ns follows, unless the ring is full. */
+	TC_CONNECT_TRACKED = 1 << 0,
+};
+
+/* Why an outcome record was written. */
+enum tc_outcome_why {
+	TC_OUTCOME_STATE = 1,     /* the socket left SYN_SENT (or SYN_RECV) */
+	TC_OUTCOME_DESTROYED = 2, /* closed without ever leaving TCP_CLOSE */
+	TC_OUTCOME_RECONNECT = 3, /* connected again without ever leaving TCP_CLOSE */
+};
+
+/*
+ * What became of a reported connect: the raw facts, classified in user space
+ * (internal/event). 32 bytes.
+ */
+struct tc_outcome_event {
+	__u8 type;            /* TC_EVENT_OUTCOME */
+	__u8 why;             /* enum tc_outcome_why */
+	__u8 oldstate;        /* TCP state before the change (TC_OUTCOME_STATE) */
+	__u8 newstate;        /* TCP state after it */
+	__u8 sock_state;      /* socket->state (SS_*) at the change; 0xff: no socket */
+	__u8 err_soft;        /* sk->sk_err_soft: an ICMP error that came while the socket was busy */
+	__u8 _pad0[2];
+	__s32 err;            /* sk->sk_err at the change (positive errno, 0 none) */
+	__u32 tid;            /* tid of the connect record */
+	__u64 connect_ts_ns;  /* ts_ns of the connect record */
+	__u64 ts_ns;          /* CLOCK_BOOTTIME of the change */
 };
 
 /* One DNS packet (port 53) seen by cgroup_skb: addresses, context, bounded payload. 1616 bytes. */

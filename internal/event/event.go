@@ -14,6 +14,7 @@ import (
 const (
 	TypeConnect = 1
 	TypeDNS     = 2
+	TypeOutcome = 3
 )
 
 // Address families as the kernel numbers them.
@@ -58,6 +59,7 @@ const (
 	exeLen            = 64
 	connectCommOffset = 72
 	connectExeOffset  = 88
+	connectTracked    = 1 // TC_CONNECT_TRACKED
 )
 
 // ErrShort is returned for a record shorter than its type requires.
@@ -77,6 +79,9 @@ type Connect struct {
 	UID         uint32
 	GID         uint32
 	NetNS       uint32 // network namespace inode number
+	// Tracked is set when the kernel follows the socket: an Outcome record
+	// with this TID and BootTimeNs follows in the ring, unless it is lost.
+	Tracked bool
 	// Comm and Exe are views into fixed-size arrays, NUL-trimmed by the accessors.
 	comm [commLen]byte
 	exe  [exeLen]byte
@@ -108,6 +113,7 @@ func DecodeConnect(raw []byte, c *Connect) error {
 	}
 	le := binary.LittleEndian
 	c.Hook = Hook(raw[2])
+	c.Tracked = raw[3]&connectTracked != 0
 	c.DstPort = le.Uint16(raw[4:])
 	c.BootTimeNs = le.Uint64(raw[8:])
 	c.CgroupID = le.Uint64(raw[16:])

@@ -1,0 +1,83 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * Connect outcome tracking, shared by the connect object (which starts
+ * following a socket when it reports its connect) and the outcome object
+ * (which reports the socket's next TCP state). The loader hands the connect
+ * object's "outcome_socks" map to the outcome object (MapReplacements).
+ */
+#ifndef TCPCONNECT_OUTCOME_BPF_H
+#define TCPCONNECT_OUTCOME_BPF_H
+
+#include "common.bpf.h"
+
+/* The connect record a followed socket belongs to. */
+struct tc_outcome_track {
+	__u64 connect_ts_ns;
+	__u32 tid;
+	__u32 _pad;
+};
+
+/*
+ * Sockets whose connect was reported and whose outcome is not known yet,
+ * keyed by the struct sock address (the one key every hook here can read:
+ * socket cookies are not available to kprobes and raw tracepoints). Entries
+ * leave on the outcome or when the socket is destroyed; LRU bounds what a
+ * socket that leaves no trace could strand. Sized by the loader (1 when
+ * outcome tracking is off).
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u64);
+	__type(value, struct tc_outcome_track);
+} outcome_socks SEC(".maps");
+
+/* Reserve, fill and submit one outcome record; count it when the ring is full. */
+static __always_inline void tc_outcome_emit(const struct tc_outcome_track *t, __u8 why,
+					    __u8 oldstate, __u8 newstate, __u8 sock_state,
+					    __s32 err, __s32 err_soft)
+{
+	struct tc_outcome_event *o;
+
+	o = bpf_ringbuf_reserve(&events, sizeof(*o), 0);
+	if (!o) {
+		tc_count_lost(TC_LOST_OUTCOME);
+		return;
+	}
+	o->type = TC_EVENT_OUTCOME;
+	o->why = why;
+	o->oldstate = oldstate;
+	o->newstate = newstate;
+	o->sock_state = sock_state;
+	o->err_soft = err_soft > 0 && err_soft < 256 ? err_soft : 0;
+	o->_pad0[0] = 0;
+	o->_pad0[1] = 0;
+	o->err = err;
+	o->tid = t->tid;
+	o->connect_ts_ns = t->connect_ts_ns;
+	o->ts_ns = bpf_ktime_get_boot_ns();
+	tc_submit(o);
+}
+
+/*
+ * Start following socket sk for the connect record (tid, ts_ns). A socket
+ * still followed here has not left TCP_CLOSE since its last reported connect
+ * (that one was denied before it left): its outcome goes out first.
+ * Returns 1 when sk is followed.
+ */
+static __always_inline int tc_outcome_track(__u64 sk, __u32 tid, __u64 ts_ns)
+{
+	struct tc_outcome_track t = { .connect_ts_ns = ts_ns, .tid = tid };
+	struct tc_outcome_track *old;
+
+	old = bpf_map_lookup_elem(&outcome_socks, &sk);
+	if (old) {
+		struct tc_outcome_track prev = *old;
+
+		if (bpf_map_delete_elem(&outcome_socks, &sk) == 0)
+			tc_outcome_emit(&prev, TC_OUTCOME_RECONNECT, TCP_CLOSE, TCP_CLOSE, 0xff, 0, 0);
+	}
+	return bpf_map_update_elem(&outcome_socks, &sk, &t, BPF_ANY) == 0;
+}
+
+#endif

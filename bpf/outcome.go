@@ -1,0 +1,50 @@
+package bpf
+
+import (
+	"fmt"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
+)
+
+// DefaultOutcomeSockets bounds the sockets followed at once for their
+// outcome (the LRU map outcome_socks). A socket pushed out by newer ones
+// leaves its connect pending.
+const DefaultOutcomeSockets = 16384
+
+// attachOutcome loads the programs that report what became of each
+// reported connect (outcome.bpf.c) into the shared ring and attaches them
+// to the raw tracepoints sock:inet_sock_set_state and tcp:tcp_destroy_sock.
+// Raw tracepoints need no tracefs, and work in every attach mode.
+func (p *Probe) attachOutcome() error {
+	spec, err := loadOutcome()
+	if err != nil {
+		return fmt.Errorf("load spec: %w", err)
+	}
+	if err := spec.Variables["wakeup_bytes"].Set(p.wakeupBytes); err != nil {
+		return fmt.Errorf("set wakeup_bytes: %w", err)
+	}
+	var objs outcomePrograms
+	err = spec.LoadAndAssign(&objs, &ebpf.CollectionOptions{
+		MapReplacements: map[string]*ebpf.Map{"events": p.events, "lost": p.lost, "outcome_socks": p.outcomeSocks},
+	})
+	if err != nil {
+		return fmt.Errorf("load programs: %w", err)
+	}
+	p.progs = append(p.progs, objs.TcOutcomeState, objs.TcOutcomeDestroy)
+	p.closers = append(p.closers, objs.TcOutcomeState, objs.TcOutcomeDestroy)
+	for _, a := range []struct {
+		name string
+		prog *ebpf.Program
+	}{
+		{"inet_sock_set_state", objs.TcOutcomeState},
+		{"tcp_destroy_sock", objs.TcOutcomeDestroy},
+	} {
+		l, err := link.AttachRawTracepoint(link.RawTracepointOptions{Name: a.name, Program: a.prog})
+		if err != nil {
+			return fmt.Errorf("attach raw tracepoint %s: %w", a.name, err)
+		}
+		p.closers = append(p.closers, l)
+	}
+	return nil
+}

@@ -1,0 +1,181 @@
+package event
+
+import (
+	"encoding/binary"
+	"fmt"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+// OutcomeSize is sizeof(struct tc_outcome_event).
+const OutcomeSize = 32
+
+// Why an outcome record was written (enum tc_outcome_why).
+const (
+	// WhyState: the socket left SYN_SENT (or SYN_RECV).
+	WhyState = 1
+	// WhyDestroyed: the socket was destroyed without ever leaving TCP_CLOSE.
+	WhyDestroyed = 2
+	// WhyReconnect: the socket was connected again without leaving TCP_CLOSE.
+	WhyReconnect = 3
+)
+
+// TCP states and socket states the classification reads (the kernel's numbering).
+const (
+	tcpEstablished = 1
+	tcpClose       = 7
+	ssUnconnected  = 1
+)
+
+// Outcome is what became of a tracked connect: the raw facts the kernel saw
+// at the socket's next TCP state. Kind classifies them.
+type Outcome struct {
+	Why       uint8
+	OldState  uint8
+	NewState  uint8
+	SockState uint8 // SS_* of the socket, 0xff when it had none
+	// ErrSoft is sk_err_soft: an ICMP error that came while the socket was
+	// locked (a local reject rule answers that fast), 0 for none.
+	ErrSoft uint8
+	Err     int32 // sk_err at the change: a positive errno, 0 for none
+	// TID and ConnectBootNs name the connect record (its TID and BootTimeNs).
+	TID           uint32
+	ConnectBootNs uint64
+	BootTimeNs    uint64 // CLOCK_BOOTTIME of the change
+}
+
+// DecodeOutcome fills o from a raw outcome record.
+func DecodeOutcome(raw []byte, o *Outcome) error {
+	if len(raw) < OutcomeSize {
+		return fmt.Errorf("outcome record: %w: %d bytes, want %d", ErrShort, len(raw), OutcomeSize)
+	}
+	if raw[0] != TypeOutcome {
+		return fmt.Errorf("outcome record: type %d", raw[0])
+	}
+	le := binary.LittleEndian
+	o.Why = raw[1]
+	o.OldState = raw[2]
+	o.NewState = raw[3]
+	o.SockState = raw[4]
+	o.ErrSoft = raw[5]
+	o.Err = int32(le.Uint32(raw[8:]))
+	o.TID = le.Uint32(raw[12:])
+	o.ConnectBootNs = le.Uint64(raw[16:])
+	o.BootTimeNs = le.Uint64(raw[24:])
+	if o.Why < WhyState || o.Why > WhyReconnect {
+		return fmt.Errorf("outcome record: reason %d", o.Why)
+	}
+	return nil
+}
+
+// Kind is the outcome of a connect attempt, as on the log record.
+type Kind uint8
+
+// The outcomes. KindNone (0) means outcome tracking is off.
+const (
+	KindNone Kind = iota
+	// KindEstablished: the handshake completed.
+	KindEstablished
+	// KindRefused: the peer answered with a RST (or ICMP port unreachable).
+	KindRefused
+	// KindTimeout: no answer to the SYNs (tcp_syn_retries ran out).
+	KindTimeout
+	// KindUnreachable: an ICMP error (host, network unreachable, prohibited).
+	KindUnreachable
+	// KindReset: reset during the handshake (after a simultaneous open).
+	KindReset
+	// KindDenied: no SYN left: denied by an LSM or cgroup program, no route,
+	// or no local port.
+	KindDenied
+	// KindClosed: the application closed or aborted the socket first.
+	KindClosed
+	// KindPending: no outcome within the wait, or its record was lost.
+	KindPending
+)
+
+var kindNames = [...]string{"", "established", "refused", "timeout", "unreachable", "reset", "denied", "closed", "pending"}
+
+// String returns the outcome's name on the log record ("" for KindNone).
+func (k Kind) String() string {
+	if int(k) < len(kindNames) {
+		return kindNames[k]
+	}
+	return fmt.Sprintf("kind(%d)", uint8(k))
+}
+
+// Failed reports whether the outcome is a failure that carries error.type.
+func (k Kind) Failed() bool {
+	switch k {
+	case KindRefused, KindTimeout, KindUnreachable, KindReset, KindDenied:
+		return true
+	}
+	return false
+}
+
+// Kind classifies the outcome:
+//   - ESTABLISHED: established;
+//   - CLOSE with sk_err ECONNREFUSED: refused, ETIMEDOUT: timeout,
+//     ECONNRESET: reset, any other error (set by an ICMP error, or by the
+//     timeout after ICMP soft errors): unreachable;
+//   - CLOSE without sk_err but with a soft error: as for that error (the
+//     application gave up on a connect that an ICMP error answered while
+//     the socket was locked, before a retransmit made the error hard);
+//   - CLOSE without any error: closed by the application (the socket is
+//     connecting), or, when the socket is still unconnected, a failure
+//     inside connect() after the SYN_SENT state was set (no free local
+//     port): denied;
+//   - never left CLOSE (destroyed or connected again): denied.
+func (o *Outcome) Kind() Kind {
+	if o.Why != WhyState {
+		return KindDenied
+	}
+	if o.NewState == tcpEstablished {
+		return KindEstablished
+	}
+	if o.NewState != tcpClose {
+		return KindPending
+	}
+	err := o.err()
+	switch err {
+	case 0:
+		if o.SockState == ssUnconnected {
+			return KindDenied
+		}
+		return KindClosed
+	case unix.ECONNREFUSED:
+		return KindRefused
+	case unix.ETIMEDOUT:
+		return KindTimeout
+	case unix.ECONNRESET:
+		return KindReset
+	}
+	return KindUnreachable
+}
+
+// err is the socket's error: sk_err, or else the soft error.
+func (o *Outcome) err() syscall.Errno {
+	if o.Err > 0 {
+		return syscall.Errno(o.Err)
+	}
+	return syscall.Errno(o.ErrSoft)
+}
+
+// OtherError is error.type for a failure whose errno the kernel did not keep
+// (the semantic conventions' fallback value).
+const OtherError = "_OTHER"
+
+// ErrorType returns error.type for a failed outcome: the errno's name (e.g.
+// ECONNREFUSED), or OtherError when the kernel kept no errno (a connect
+// denied before a SYN left). It returns "" when the outcome is no failure.
+func (o *Outcome) ErrorType() string {
+	if !o.Kind().Failed() {
+		return ""
+	}
+	if err := o.err(); err != 0 {
+		if name := unix.ErrnoName(err); name != "" {
+			return name
+		}
+	}
+	return OtherError
+}
