@@ -24,6 +24,9 @@ func (p *Probe) attachOutcome() error {
 	if err := spec.Variables["wakeup_bytes"].Set(p.wakeupBytes); err != nil {
 		return fmt.Errorf("set wakeup_bytes: %w", err)
 	}
+	// Replacement maps must match the specs: sizes as the loader set them.
+	spec.Maps["events"].MaxEntries = p.events.MaxEntries()
+	spec.Maps["outcome_socks"].MaxEntries = p.outcomeSocks.MaxEntries()
 	var objs outcomePrograms
 	err = spec.LoadAndAssign(&objs, &ebpf.CollectionOptions{
 		MapReplacements: map[string]*ebpf.Map{"events": p.events, "lost": p.lost, "outcome_socks": p.outcomeSocks},

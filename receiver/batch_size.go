@@ -98,7 +98,7 @@ func maxRecordBytes(cfg *Config) int {
 	// A comm of invalid bytes between valid ones grows most when cleaned.
 	comm := []byte(strings.Repeat("\xffa", 8)[:15])
 	recs := b.addProcess(procinfo.Key{}, c, info)
-	b.appendRecord(recs, c, comm, lookup{names: names, best: names[0], age: time.Second}, time.Time{}, time.Time{})
+	b.appendRecord(recs, c, comm, lookup{names: names, best: names[0], age: time.Second}, maxOutcomeResult(), time.Time{}, time.Time{})
 	return b.bytes
 }
 

@@ -75,7 +75,7 @@ func TestBatchBytesBound(t *testing.T) {
 					if err := event.DecodeConnect(raw, &c); err != nil {
 						t.Fatal(err)
 					}
-					b.add(&c, tt.info, tt.dns, now, now)
+					b.add(&c, tt.info, tt.dns, outcomeResult{}, now, now)
 				}
 			}
 			bound := b.bytes

@@ -41,9 +41,13 @@ const (
 	attrDNSNameAge     = "tcpconnect.dns.age"
 	attrDNSSource      = "tcpconnect.dns.source"
 	attrAttachMode     = "tcpconnect.attach_mode"
+	attrOutcome        = "tcpconnect.outcome"
+	attrErrorType      = "error.type"
+	attrConnectTime    = "tcpconnect.connect.duration"
 	severityText       = "INFO"
 	// recordAttributes is how many attributes every record has; thread.name,
-	// tcpconnect.dns.age and tcpconnect.dns.source are added when present. The attribute slice is
+	// tcpconnect.dns.age, tcpconnect.dns.source and the outcome's attributes
+	// are added when present. The attribute slice is
 	// allocated once at its final size.
 	recordAttributes = 9
 	// maxInterned bounds each of the batcher's string caches (IP text and
@@ -159,13 +163,13 @@ func (b *batcher) takeFixes() (sanitized, truncated int64) {
 // add appends the log record of one connect. ts is the kernel time of the
 // connect and observed the read time, both wall clock. p is used only when
 // the process has no resource in the batch yet.
-func (b *batcher) add(c *event.Connect, p *procinfo.Info, dns lookup, ts, observed time.Time) {
+func (b *batcher) add(c *event.Connect, p *procinfo.Info, dns lookup, res outcomeResult, ts, observed time.Time) {
 	key := procinfo.Key{PID: c.TGID, StartTimeNs: c.StartTimeNs}
 	recs, ok := b.records(key)
 	if !ok {
 		recs = b.addProcess(key, c, p)
 	}
-	b.appendRecord(recs, c, c.Comm(), dns, ts, observed)
+	b.appendRecord(recs, c, c.Comm(), dns, res, ts, observed)
 }
 
 // hasProcess reports whether process key has a resource in the batch, so
@@ -204,12 +208,12 @@ func (b *batcher) addProcess(key procinfo.Key, c *event.Connect, p *procinfo.Inf
 
 // appendRecord appends the log record of connect c, from thread comm, to
 // recs, the records of c's process in this batch.
-func (b *batcher) appendRecord(recs plog.LogRecordSlice, c *event.Connect, comm []byte, dns lookup, ts, observed time.Time) {
+func (b *batcher) appendRecord(recs plog.LogRecordSlice, c *event.Connect, comm []byte, dns lookup, res outcomeResult, ts, observed time.Time) {
 	if b.n == 0 {
 		b.first = observed
 	}
 	b.n++
-	b.bytes += b.fillRecord(recs.AppendEmpty(), c, comm, dns, ts, observed)
+	b.bytes += b.fillRecord(recs.AppendEmpty(), c, comm, dns, res, ts, observed)
 }
 
 // ipString returns the text of ip, formatted once per address.
@@ -286,9 +290,9 @@ func (b *batcher) fillResource(attrs pcommon.Map, c *event.Connect, p *procinfo.
 	return n
 }
 
-// fillRecord fills lr with the connect c from thread comm and returns its
-// size bound (batch_size.go).
-func (b *batcher) fillRecord(lr plog.LogRecord, c *event.Connect, comm []byte, dns lookup, ts, observed time.Time) int {
+// fillRecord fills lr with the connect c from thread comm and its outcome
+// res, and returns its size bound (batch_size.go).
+func (b *batcher) fillRecord(lr plog.LogRecord, c *event.Connect, comm []byte, dns lookup, res outcomeResult, ts, observed time.Time) int {
 	lr.SetEventName(EventName)
 	lr.SetSeverityNumber(plog.SeverityNumberInfo)
 	lr.SetSeverityText(severityText)
@@ -302,6 +306,9 @@ func (b *batcher) fillRecord(lr plog.LogRecord, c *event.Connect, comm []byte, d
 	}
 	if len(dns.names) > 0 {
 		n += 2
+	}
+	if res.kind != event.KindNone {
+		n += 3
 	}
 	attrs := lr.Attributes()
 	attrs.EnsureCapacity(n)
@@ -341,5 +348,15 @@ func (b *batcher) fillRecord(lr plog.LogRecord, c *event.Connect, comm []byte, d
 		size += putStr(attrs, attrDNSSource, dns.source.String())
 	}
 	size += putStr(attrs, attrAttachMode, c.Hook.String())
+	if res.kind != event.KindNone {
+		size += putStr(attrs, attrOutcome, res.kind.String())
+		if res.errType != "" {
+			size += putStr(attrs, attrErrorType, res.errType)
+		}
+		if res.kind != event.KindPending {
+			attrs.PutDouble(attrConnectTime, res.duration.Seconds())
+			size += attrOverhead + len(attrConnectTime) + doubleBytes
+		}
+	}
 	return size
 }

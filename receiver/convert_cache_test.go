@@ -26,7 +26,7 @@ func TestBatcherCaches(t *testing.T) {
 		if err := event.DecodeConnect(raw, &c); err != nil {
 			t.Fatal(err)
 		}
-		b.add(&c, info, lookup{}, now, now)
+		b.add(&c, info, lookup{}, outcomeResult{}, now, now)
 	}
 	type rec struct {
 		pid        int64

@@ -55,7 +55,7 @@ func TestConvertHostileStrings(t *testing.T) {
 		}
 		info := procs.Lookup(procinfo.Key{PID: c.TGID, StartTimeNs: c.StartTimeNs}, c.Exe(), c.Comm(), c.UID, 0, base)
 		ts := base.Add(time.Duration(i) * time.Millisecond)
-		b.add(&c, info, lookup{}, ts, ts)
+		b.add(&c, info, lookup{}, outcomeResult{}, ts, ts)
 	}
 	// One resource: host name, executable path and name, command line;
 	// three records: each thread name needed a replacement.

@@ -70,6 +70,7 @@ func TestConvertGolden(t *testing.T) {
 		rec  connectRec
 		info *procinfo.Info
 		dns  lookup
+		res  outcomeResult
 	}
 	tests := []struct {
 		name        string
@@ -77,18 +78,28 @@ func TestConvertGolden(t *testing.T) {
 		ins         []in
 	}{
 		{"connect_ipv4_no_names.json", false, []in{
-			{connectRec{hook: event.HookCgroup, dst: netip.MustParseAddrPort("93.184.215.14:443"), startNs: 1, tgid: 4242, tid: 4243, ppid: 1, uid: 1000, comm: "curl", exe: "curl"}, curl, lookup{}},
+			{connectRec{hook: event.HookCgroup, dst: netip.MustParseAddrPort("93.184.215.14:443"), startNs: 1, tgid: 4242, tid: 4243, ppid: 1, uid: 1000, comm: "curl", exe: "curl"}, curl, lookup{}, outcomeResult{}},
 		}},
 		{"connect_ipv6_names_cmdline.json", true, []in{
 			{connectRec{hook: event.HookLSM, dst: netip.MustParseAddrPort("[2606:2800:21f:cb07:6820:80da:af6b:8b2c]:443"), startNs: 1, tgid: 4242, tid: 4242, ppid: 1, uid: 1000, comm: "curl", exe: "curl"}, curl,
-				lookup{names: []string{"www.example.com", "example.com-v4.edgesuite.net"}, best: "www.example.com", age: 1500 * time.Millisecond, source: dns.SourceProcess}},
+				lookup{names: []string{"www.example.com", "example.com-v4.edgesuite.net"}, best: "www.example.com", age: 1500 * time.Millisecond, source: dns.SourceProcess}, outcomeResult{}},
+		}},
+		{"connect_outcomes.json", false, []in{
+			{connectRec{hook: event.HookLSM, dst: netip.MustParseAddrPort("93.184.215.14:443"), startNs: 1, tgid: 4242, tid: 4243, ppid: 1, uid: 1000, comm: "curl", exe: "curl"}, curl,
+				lookup{names: []string{"example.com"}, best: "example.com", age: time.Second, source: dns.SourceProcess}, outcomeResult{kind: event.KindEstablished, duration: 23500 * time.Microsecond}},
+			{connectRec{hook: event.HookLSM, dst: netip.MustParseAddrPort("127.0.0.1:9"), startNs: 1, tgid: 4242, tid: 4243, ppid: 1, uid: 1000, comm: "curl", exe: "curl"}, curl,
+				lookup{}, outcomeResult{kind: event.KindRefused, errType: "ECONNREFUSED", duration: 64 * time.Microsecond}},
+			{connectRec{hook: event.HookLSM, dst: netip.MustParseAddrPort("10.1.2.3:80"), startNs: 1, tgid: 4242, tid: 4243, ppid: 1, uid: 1000, comm: "curl", exe: "curl"}, curl,
+				lookup{}, outcomeResult{kind: event.KindDenied, errType: event.OtherError, duration: 9 * time.Microsecond}},
+			{connectRec{hook: event.HookLSM, dst: netip.MustParseAddrPort("10.1.2.4:80"), startNs: 1, tgid: 4242, tid: 4243, ppid: 1, uid: 1000, comm: "curl", exe: "curl"}, curl,
+				lookup{}, pendingResult},
 		}},
 		{"batch_three_processes.json", false, []in{
-			{connectRec{hook: event.HookFentry, dst: netip.MustParseAddrPort("10.0.0.7:5432"), startNs: 7, tgid: 100, tid: 101, ppid: 99, comm: "worker-1", exe: "server"}, app, lookup{}},
-			{connectRec{hook: event.HookFentry, dst: netip.MustParseAddrPort("127.0.0.1:8080"), startNs: 9, tgid: 200, tid: 200, ppid: 1, uid: 65534, comm: "wget", exe: "wget"}, gone, lookup{}},
-			{connectRec{hook: event.HookFentry, dst: netip.MustParseAddrPort("10.0.0.8:5432"), startNs: 7, tgid: 100, tid: 102, ppid: 99, comm: "worker-2", exe: "server"}, app, lookup{}},
+			{connectRec{hook: event.HookFentry, dst: netip.MustParseAddrPort("10.0.0.7:5432"), startNs: 7, tgid: 100, tid: 101, ppid: 99, comm: "worker-1", exe: "server"}, app, lookup{}, outcomeResult{}},
+			{connectRec{hook: event.HookFentry, dst: netip.MustParseAddrPort("127.0.0.1:8080"), startNs: 9, tgid: 200, tid: 200, ppid: 1, uid: 65534, comm: "wget", exe: "wget"}, gone, lookup{}, outcomeResult{}},
+			{connectRec{hook: event.HookFentry, dst: netip.MustParseAddrPort("10.0.0.8:5432"), startNs: 7, tgid: 100, tid: 102, ppid: 99, comm: "worker-2", exe: "server"}, app, lookup{}, outcomeResult{}},
 			// Same pid, other start time: a new incarnation, its own resource.
-			{connectRec{hook: event.HookKprobe, dst: netip.MustParseAddrPort("[::1]:22"), startNs: 8, tgid: 100, tid: 100, ppid: 1, comm: "ssh", exe: "ssh"}, &procinfo.Info{ExeName: "ssh"}, lookup{}},
+			{connectRec{hook: event.HookKprobe, dst: netip.MustParseAddrPort("[::1]:22"), startNs: 8, tgid: 100, tid: 100, ppid: 1, comm: "ssh", exe: "ssh"}, &procinfo.Info{ExeName: "ssh"}, lookup{}, outcomeResult{}},
 		}},
 	}
 	for _, tt := range tests {
@@ -102,7 +113,7 @@ func TestConvertGolden(t *testing.T) {
 					t.Fatal(err)
 				}
 				ts := base.Add(time.Duration(i) * time.Millisecond)
-				b.add(&c, x.info, x.dns, ts, ts.Add(50*time.Millisecond))
+				b.add(&c, x.info, x.dns, x.res, ts, ts.Add(50*time.Millisecond))
 			}
 			if b.len() != len(tt.ins) {
 				t.Fatalf("batch len %d, want %d", b.len(), len(tt.ins))
@@ -130,7 +141,7 @@ func BenchmarkConvert(b *testing.B) {
 			b.Fatal(err)
 		}
 		info := procs.Lookup(procinfo.Key{PID: c.TGID, StartTimeNs: c.StartTimeNs}, c.Exe(), c.Comm(), c.UID, c.CgroupID, now)
-		bt.add(&c, info, lookup{}, now, now)
+		bt.add(&c, info, lookup{}, outcomeResult{}, now, now)
 		if bt.len() == 1024 {
 			bt.take()
 		}

@@ -145,6 +145,8 @@ type named struct {
 	names  []string
 	age    float64
 	source string // tcpconnect.dns.source
+	// outcome and errType: tcpconnect.outcome and error.type.
+	outcome, errType string
 }
 
 // namedRecords returns the records to ip:port in the sink.
@@ -155,7 +157,8 @@ func namedRecords(sink *consumertest.LogsSink, ip string, port uint16) []named {
 			if strAttr(a, attrNetPeerAddress) != ip || intAttr(a, attrNetPeerPort) != int64(port) {
 				return
 			}
-			n := named{pid: intAttr(res, attrProcessPID), server: strAttr(a, attrServerAddress)}
+			n := named{pid: intAttr(res, attrProcessPID), server: strAttr(a, attrServerAddress),
+				outcome: strAttr(a, attrOutcome), errType: strAttr(a, attrErrorType)}
 			if v, ok := a.Get(attrDNSNames); ok {
 				for _, s := range v.Slice().AsRaw() {
 					n.names = append(n.names, s.(string))
@@ -238,7 +241,13 @@ func (h *dnsHarness) connect(ip string) named {
 	if err := privtest.Connect(netip.AddrPortFrom(netip.MustParseAddr(ip), h.port), unix.SOCK_STREAM, false); err != unix.ECONNREFUSED {
 		h.t.Fatalf("connect %s: %v, want ECONNREFUSED", ip, err)
 	}
-	return h.waitRecord(netip.MustParseAddr(ip).Unmap().String(), before+1)[before]
+	got := h.waitRecord(netip.MustParseAddr(ip).Unmap().String(), before+1)[before]
+	// The record waited for its outcome (outcome is on by default), and
+	// still carries its names.
+	if got.outcome != "refused" || got.errType != "ECONNREFUSED" {
+		h.t.Errorf("record to %s: outcome %q error.type %q, want refused ECONNREFUSED", ip, got.outcome, got.errType)
+	}
+	return got
 }
 
 // waitRecord waits until ip has n records and returns them.
@@ -405,10 +414,10 @@ func TestDNSPrivileged(t *testing.T) {
 		for i := range 1000 {
 			ip := fmt.Sprintf("127.1.%d.%d", i/250, i%250+1)
 			got := h.waitRecord(ip, 1)
-			if want := fmt.Sprintf("o%d.order.test", i); len(got) != 1 || got[0].server != want {
+			if want := fmt.Sprintf("o%d.order.test", i); len(got) != 1 || got[0].server != want || got[0].outcome != "refused" {
 				misses++
 				if misses <= 5 {
-					t.Errorf("%s: %+v, want one record named %s", ip, got, want)
+					t.Errorf("%s: %+v, want one record named %s, refused", ip, got, want)
 				}
 			}
 		}

@@ -133,6 +133,9 @@ func (r *tcpconnectReceiver) Start(_ context.Context, _ component.Host) error {
 		mode:  src.Mode(),
 		names: make([]string, 0, maxNames),
 	}
+	if r.cfg.Outcome.Enabled {
+		rd.wait = newOutcomeWait(r.cfg.Outcome.MaxWaiting, r.cfg.Outcome.MaxWait)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	r.abort = cancel
 	r.stop = make(chan struct{})
@@ -259,6 +262,10 @@ func (r *tcpconnectReceiver) consume(ctx context.Context, b plogBatch) {
 // that the per-record path does not touch the metrics SDK.
 type counts struct {
 	connects, named, unnamed, decodeErrors, dnsReceived, dnsIgnored int64
+	// outcomePending: records sent without an outcome; outcomeWaitFull: of
+	// those, sent early because the wait queue was full; outcomeUnmatched:
+	// outcome records that found no waiting connect.
+	outcomePending, outcomeWaitFull, outcomeUnmatched int64
 }
 
 // reader is the state of the reader goroutine.
@@ -272,8 +279,10 @@ type reader struct {
 	rec      ringbuf.Record
 	conn     event.Connect
 	dnsRec   event.DNS
-	bootWall int64     // CLOCK_REALTIME - CLOCK_BOOTTIME, ns
-	clock    time.Time // time.Now() at the last tick; see readTime
+	outRec   event.Outcome
+	wait     *outcomeWait // nil when outcome.enabled is false
+	bootWall int64        // CLOCK_REALTIME - CLOCK_BOOTTIME, ns
+	clock    time.Time    // time.Now() at the last tick; see readTime
 	next     time.Time
 	sweep    time.Time // next DNS cache sweep
 	c        counts
@@ -347,6 +356,7 @@ func (rd *reader) tick(ctx context.Context, now time.Time) bool {
 	if rd.batch.len() > 0 && now.Sub(rd.batch.first) >= r.cfg.Batch.Timeout {
 		rd.flush(ctx)
 	}
+	rd.expireWaiting(ctx, now, false)
 	rd.report(ctx)
 	if r.dns != nil && now.After(rd.sweep) {
 		r.dns.Sweep(now)
@@ -361,10 +371,12 @@ func (rd *reader) tick(ctx context.Context, now time.Time) bool {
 	}
 }
 
-// finish reads what the ring still holds, flushes and reports the last
-// counters.
+// finish reads what the ring still holds, sends the records still waiting
+// for an outcome as pending, flushes what is left and reports the last
+// counters: nothing waits past shutdown.
 func (rd *reader) finish(ctx context.Context) {
 	rd.drain(ctx)
+	rd.expireWaiting(ctx, time.Now(), true)
 	rd.flush(ctx)
 	rd.report(ctx)
 }
@@ -428,6 +440,9 @@ func (rd *reader) report(ctx context.Context) {
 	sanitized, truncated := rd.batch.takeFixes()
 	addIf(ctx, t.ReceiverTcpconnectStringsSanitized, sanitized)
 	addIf(ctx, t.ReceiverTcpconnectStringsTruncated, truncated)
+	addIf(ctx, t.ReceiverTcpconnectOutcomesPending, c.outcomePending)
+	addIf(ctx, t.ReceiverTcpconnectOutcomeWaitFull, c.outcomeWaitFull)
+	addIf(ctx, t.ReceiverTcpconnectOutcomesUnmatched, c.outcomeUnmatched)
 
 	if l, err := rd.r.src.Lost(); err != nil {
 		rd.r.set.Logger.Debug("Reading the kernel loss counters failed", zap.Error(err))
@@ -445,6 +460,9 @@ func (rd *reader) report(ctx context.Context) {
 		}
 		if l.Filtered > rd.lost.Filtered {
 			t.ReceiverTcpconnectConnectsFiltered.Add(ctx, int64(l.Filtered-rd.lost.Filtered))
+		}
+		if l.Outcome > rd.lost.Outcome {
+			t.ReceiverTcpconnectOutcomesLost.Add(ctx, int64(l.Outcome-rd.lost.Outcome))
 		}
 		rd.lost = l
 	}
@@ -483,6 +501,10 @@ func (rd *reader) handle(raw []byte, now time.Time) {
 		}
 		rd.c.connects++
 		ts := time.Unix(0, int64(c.BootTimeNs)+rd.bootWall)
+		if rd.wait != nil {
+			rd.waitOutcome(c, ts, now)
+			return
+		}
 		// The process cache is asked only for a process new to the batch:
 		// its Info is read once, for the resource, and later records of
 		// the process in the batch share that resource.
@@ -490,17 +512,15 @@ func (rd *reader) handle(raw []byte, now time.Time) {
 		if key := (procinfo.Key{PID: c.TGID, StartTimeNs: c.StartTimeNs}); !rd.batch.hasProcess(key) {
 			info = rd.procs.Lookup(key, c.Exe(), c.Comm(), c.UID, c.CgroupID, now)
 		}
-		var l lookup
-		if rd.r.dns != nil {
-			scope := dns.Scope{NetNS: c.NetNS, TGID: c.TGID, CgroupID: c.CgroupID}
-			l.names, l.best, l.age, l.source = rd.r.dns.Lookup(c.Dst, scope, ts, rd.names[:0])
+		rd.emit(c, info, outcomeResult{}, ts, now)
+	case event.TypeOutcome:
+		o := &rd.outRec
+		if err := event.DecodeOutcome(raw, o); err != nil {
+			rd.c.decodeErrors++
+			rd.r.set.Logger.Debug("Undecodable outcome record", zap.Error(err))
+			return
 		}
-		if len(l.names) > 0 {
-			rd.c.named++
-		} else {
-			rd.c.unnamed++
-		}
-		rd.batch.add(c, info, l, ts, now)
+		rd.handleOutcome(o, now)
 	case event.TypeDNS:
 		d := &rd.dnsRec
 		if err := event.DecodeDNS(raw, d); err != nil {
@@ -517,6 +537,86 @@ func (rd *reader) handle(raw []byte, now time.Time) {
 	default:
 		rd.c.decodeErrors++
 		rd.r.set.Logger.Debug("Unknown record type", zap.Uint8("type", event.Type(raw)), zap.Int("bytes", len(raw)))
+	}
+}
+
+// emit names connect c (process info, DNS) and adds its log record to the
+// batch. info may be nil when the process has a resource in the batch.
+func (rd *reader) emit(c *event.Connect, info *procinfo.Info, res outcomeResult, ts, now time.Time) {
+	var l lookup
+	if rd.r.dns != nil {
+		scope := dns.Scope{NetNS: c.NetNS, TGID: c.TGID, CgroupID: c.CgroupID}
+		l.names, l.best, l.age, l.source = rd.r.dns.Lookup(c.Dst, scope, ts, rd.names[:0])
+	}
+	if len(l.names) > 0 {
+		rd.c.named++
+	} else {
+		rd.c.unnamed++
+	}
+	rd.batch.add(c, info, l, res, ts, now)
+}
+
+// waitOutcome queues connect c until its outcome comes (outcome.enabled).
+// Its process is looked up now, while it surely lives. A record the kernel
+// does not follow goes out at once as pending; when the queue is full, its
+// oldest record goes out as pending to make room.
+func (rd *reader) waitOutcome(c *event.Connect, ts, now time.Time) {
+	info := rd.procs.Lookup(procinfo.Key{PID: c.TGID, StartTimeNs: c.StartTimeNs}, c.Exe(), c.Comm(), c.UID, c.CgroupID, now)
+	if !c.Tracked {
+		rd.c.outcomePending++
+		rd.emit(c, info, pendingResult, ts, now)
+		return
+	}
+	q := rd.wait
+	if q.full() {
+		if s := q.front(); !s.done {
+			rd.c.outcomePending++
+			rd.c.outcomeWaitFull++
+			rd.emit(&s.conn, s.info, pendingResult, s.ts, now)
+		}
+		q.pop()
+	}
+	q.push(c, info, ts, now)
+}
+
+// handleOutcome sends the record that waited for outcome o.
+func (rd *reader) handleOutcome(o *event.Outcome, now time.Time) {
+	q := rd.wait
+	if q == nil {
+		rd.c.outcomeUnmatched++
+		return
+	}
+	s := q.take(o)
+	if s == nil {
+		rd.c.outcomeUnmatched++
+		return
+	}
+	rd.emit(&s.conn, s.info, resultOf(&s.conn, o), s.ts, now)
+	for f := q.front(); f != nil && f.done; f = q.front() {
+		q.pop()
+	}
+}
+
+// expireWaiting pops the records at the front of the wait queue that are
+// sent or have waited outcome.max_wait (all of them when all is set),
+// sending the waiting ones as pending.
+func (rd *reader) expireWaiting(ctx context.Context, now time.Time, all bool) {
+	q := rd.wait
+	if q == nil {
+		return
+	}
+	for s := q.front(); s != nil; s = q.front() {
+		if !s.done {
+			if !all && !q.expired(s, now) {
+				return
+			}
+			rd.c.outcomePending++
+			rd.emit(&s.conn, s.info, pendingResult, s.ts, now)
+		}
+		q.pop()
+		if rd.batch.len() >= rd.r.cfg.Batch.MaxSize || rd.batch.full() {
+			rd.flush(ctx)
+		}
 	}
 }
 

@@ -103,6 +103,7 @@ type connectRec struct {
 	uid, gid, netns uint32
 	comm, exe       string
 	family          uint8 // 0: from dst
+	tracked         bool  // TC_CONNECT_TRACKED: an outcome record follows
 }
 
 // raw encodes r at the offsets of struct tc_connect_event (bpf/tcpconnect.h).
@@ -118,6 +119,9 @@ func (r connectRec) raw() []byte {
 		}
 	}
 	b[2] = byte(r.hook)
+	if r.tracked {
+		b[3] = 1
+	}
 	le.PutUint16(b[4:], r.dst.Port())
 	le.PutUint64(b[8:], r.bootNs)
 	le.PutUint64(b[16:], r.cgroupID)

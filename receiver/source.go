@@ -96,6 +96,9 @@ func openProbe(cfg *Config, logger *zap.Logger) (source, error) {
 		Filter:      filter,
 		ExcludeSelf: cfg.ExcludeSelf,
 	}
+	if cfg.Outcome.Enabled {
+		opts.Outcome, opts.OutcomeSockets = true, cfg.Outcome.MaxWaiting
+	}
 	if err := cfg.checkHost(); err != nil {
 		return nil, err
 	}

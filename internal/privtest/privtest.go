@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"runtime"
 	"testing"
+	"time"
 
 	"github.com/cilium/ebpf"
 	"github.com/vishvananda/netlink"
@@ -84,22 +85,34 @@ func Mode() string {
 }
 
 // RequireUnloaded fails t for each of ids that is still a loaded BPF program:
-// after Close or Shutdown nothing of ours may stay in the kernel.
+// after Close or Shutdown nothing of ours may stay in the kernel. It waits up
+// to a second: the kernel frees a program behind a raw tracepoint link only
+// after an RCU grace period (bpf_link_free's deferred dealloc).
 func RequireUnloaded(t testing.TB, ids []ebpf.ProgramID) {
 	t.Helper()
-	live := map[ebpf.ProgramID]bool{}
-	for id := ebpf.ProgramID(0); ; {
-		next, err := ebpf.ProgramGetNextID(id)
-		if err != nil {
+	var left []ebpf.ProgramID
+	for end := time.Now().Add(time.Second); ; time.Sleep(10 * time.Millisecond) {
+		live := map[ebpf.ProgramID]bool{}
+		for id := ebpf.ProgramID(0); ; {
+			next, err := ebpf.ProgramGetNextID(id)
+			if err != nil {
+				break
+			}
+			live[next] = true
+			id = next
+		}
+		left = left[:0]
+		for _, id := range ids {
+			if live[id] {
+				left = append(left, id)
+			}
+		}
+		if len(left) == 0 || time.Now().After(end) {
 			break
 		}
-		live[next] = true
-		id = next
 	}
-	for _, id := range ids {
-		if live[id] {
-			t.Errorf("program %d still loaded", id)
-		}
+	for _, id := range left {
+		t.Errorf("program %d still loaded", id)
 	}
 }
 

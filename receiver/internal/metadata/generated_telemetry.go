@@ -45,6 +45,10 @@ type TelemetryBuilder struct {
 	ReceiverTcpconnectDNSPacketsReceived    metric.Int64Counter
 	ReceiverTcpconnectDNSParseErrors        metric.Int64Counter
 	ReceiverTcpconnectDNSRecordsMalformed   metric.Int64Counter
+	ReceiverTcpconnectOutcomeWaitFull       metric.Int64Counter
+	ReceiverTcpconnectOutcomesLost          metric.Int64Counter
+	ReceiverTcpconnectOutcomesPending       metric.Int64Counter
+	ReceiverTcpconnectOutcomesUnmatched     metric.Int64Counter
 	ReceiverTcpconnectRecordsDropped        metric.Int64Counter
 	ReceiverTcpconnectSendRetries           metric.Int64Counter
 	ReceiverTcpconnectStringsSanitized      metric.Int64Counter
@@ -191,6 +195,30 @@ func NewTelemetryBuilder(settings component.TelemetrySettings, options ...Teleme
 	builder.ReceiverTcpconnectDNSRecordsMalformed, err = builder.meter.Int64Counter(
 		"otelcol_receiver_tcpconnect_dns_records_malformed",
 		metric.WithDescription("DNS answer records skipped because their rdata length does not fit their type (A not 4 bytes, AAAA not 16, a CNAME target not filling its rdata). [Development]"),
+		metric.WithUnit("{record}"),
+	)
+	errs = errors.Join(errs, err)
+	builder.ReceiverTcpconnectOutcomeWaitFull, err = builder.meter.Int64Counter(
+		"otelcol_receiver_tcpconnect_outcome_wait_full",
+		metric.WithDescription("Connect records sent as pending before outcome.max_wait because the wait queue (outcome.max_waiting) was full; also counted in receiver_tcpconnect_outcomes_pending. [Development]"),
+		metric.WithUnit("{record}"),
+	)
+	errs = errors.Join(errs, err)
+	builder.ReceiverTcpconnectOutcomesLost, err = builder.meter.Int64Counter(
+		"otelcol_receiver_tcpconnect_outcomes_lost",
+		metric.WithDescription("Outcome records lost in the kernel because the ring buffer was full; their connects go out as pending. [Development]"),
+		metric.WithUnit("{record}"),
+	)
+	errs = errors.Join(errs, err)
+	builder.ReceiverTcpconnectOutcomesPending, err = builder.meter.Int64Counter(
+		"otelcol_receiver_tcpconnect_outcomes_pending",
+		metric.WithDescription("Connect records sent with tcpconnect.outcome pending: no outcome within outcome.max_wait, the wait queue full, the socket not followed, or shutdown. [Development]"),
+		metric.WithUnit("{record}"),
+	)
+	errs = errors.Join(errs, err)
+	builder.ReceiverTcpconnectOutcomesUnmatched, err = builder.meter.Int64Counter(
+		"otelcol_receiver_tcpconnect_outcomes_unmatched",
+		metric.WithDescription("Outcome records that found no connect record waiting (it went out as pending first, or was lost). [Development]"),
 		metric.WithUnit("{record}"),
 	)
 	errs = errors.Join(errs, err)

@@ -38,6 +38,10 @@ func TestSetupTelemetry(t *testing.T) {
 	tb.ReceiverTcpconnectDNSPacketsReceived.Add(context.Background(), 1)
 	tb.ReceiverTcpconnectDNSParseErrors.Add(context.Background(), 1)
 	tb.ReceiverTcpconnectDNSRecordsMalformed.Add(context.Background(), 1)
+	tb.ReceiverTcpconnectOutcomeWaitFull.Add(context.Background(), 1)
+	tb.ReceiverTcpconnectOutcomesLost.Add(context.Background(), 1)
+	tb.ReceiverTcpconnectOutcomesPending.Add(context.Background(), 1)
+	tb.ReceiverTcpconnectOutcomesUnmatched.Add(context.Background(), 1)
 	tb.ReceiverTcpconnectRecordsDropped.Add(context.Background(), 1)
 	tb.ReceiverTcpconnectSendRetries.Add(context.Background(), 1)
 	tb.ReceiverTcpconnectStringsSanitized.Add(context.Background(), 1)
@@ -97,6 +101,18 @@ func TestSetupTelemetry(t *testing.T) {
 		[]metricdata.DataPoint[int64]{{Value: 1}},
 		metricdatatest.IgnoreTimestamp())
 	AssertEqualReceiverTcpconnectDNSRecordsMalformed(t, testTel,
+		[]metricdata.DataPoint[int64]{{Value: 1}},
+		metricdatatest.IgnoreTimestamp())
+	AssertEqualReceiverTcpconnectOutcomeWaitFull(t, testTel,
+		[]metricdata.DataPoint[int64]{{Value: 1}},
+		metricdatatest.IgnoreTimestamp())
+	AssertEqualReceiverTcpconnectOutcomesLost(t, testTel,
+		[]metricdata.DataPoint[int64]{{Value: 1}},
+		metricdatatest.IgnoreTimestamp())
+	AssertEqualReceiverTcpconnectOutcomesPending(t, testTel,
+		[]metricdata.DataPoint[int64]{{Value: 1}},
+		metricdatatest.IgnoreTimestamp())
+	AssertEqualReceiverTcpconnectOutcomesUnmatched(t, testTel,
 		[]metricdata.DataPoint[int64]{{Value: 1}},
 		metricdatatest.IgnoreTimestamp())
 	AssertEqualReceiverTcpconnectRecordsDropped(t, testTel,
