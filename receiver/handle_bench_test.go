@@ -28,13 +28,21 @@ func (benchDNS) Sweep(_ time.Time) {}
 // plog record: decode, process cache, DNS lookup, record build. The records
 // come from two threads of one process to eight destinations, like a busy
 // client; the batch is taken every 1024 records.
-func benchmarkHandle(b *testing.B, sink dnsSink) {
+// With outcome, each connect is tracked and followed by its outcome record
+// (established), as the kernel writes them; one iteration handles both.
+func benchmarkHandle(b *testing.B, sink dnsSink, outcome bool) {
 	var raws [][]byte
 	for i := range 8 {
 		dst := netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 0, 1, byte(i)}), 443)
-		raws = append(raws, connectRec{hook: event.HookCgroup, dst: dst, startNs: 1, tgid: 4242, tid: 4243 + uint32(i%2), ppid: 1, comm: []string{"curl", "worker"}[i%2], exe: "curl"}.raw())
+		tid := 4243 + uint32(i%2)
+		raws = append(raws, connectRec{hook: event.HookCgroup, dst: dst, bootNs: uint64(i + 1), startNs: 1, tgid: 4242, tid: tid, ppid: 1, comm: []string{"curl", "worker"}[i%2], exe: "curl", tracked: outcome}.raw())
+		if outcome {
+			raws = append(raws, outcomeRaw(tid, uint64(i+1), uint64(i+2), 1, 0))
+		}
 	}
-	r := &tcpconnectReceiver{cfg: createDefaultConfig(), set: receivertest.NewNopSettings(metadata.Type), dns: sink}
+	cfg := createDefaultConfig()
+	cfg.Outcome.Enabled = outcome
+	r := &tcpconnectReceiver{cfg: cfg, set: receivertest.NewNopSettings(metadata.Type), dns: sink}
 	rd := &reader{
 		r:     r,
 		procs: procinfo.New(procinfo.Config{ProcRoot: b.TempDir()}),
@@ -42,13 +50,23 @@ func benchmarkHandle(b *testing.B, sink dnsSink) {
 		mode:  "cgroup",
 		names: make([]string, 0, maxNames),
 	}
+	if outcome {
+		rd.wait = newOutcomeWait(cfg.Outcome.MaxWaiting, cfg.Outcome.MaxWait)
+	}
 	now := time.Now()
 	b.ReportAllocs()
 	for i := 0; b.Loop(); i++ {
 		rd.handle(raws[i%len(raws)], now)
+		if outcome {
+			i++
+			rd.handle(raws[i%len(raws)], now)
+		}
 		if rd.batch.len() == 1024 {
 			rd.batch.take()
 		}
+	}
+	if outcome && (rd.c.outcomeUnmatched != 0 || rd.wait.len() != 0) {
+		b.Fatalf("%d outcomes unmatched, %d records waiting", rd.c.outcomeUnmatched, rd.wait.len())
 	}
 	if rd.c.decodeErrors != 0 {
 		b.Fatalf("%d decode errors", rd.c.decodeErrors)
@@ -56,6 +74,7 @@ func benchmarkHandle(b *testing.B, sink dnsSink) {
 }
 
 func BenchmarkHandle(b *testing.B) {
-	b.Run("no_dns", func(b *testing.B) { benchmarkHandle(b, nil) })
-	b.Run("names", func(b *testing.B) { benchmarkHandle(b, benchDNS{}) })
+	b.Run("no_dns", func(b *testing.B) { benchmarkHandle(b, nil, false) })
+	b.Run("names", func(b *testing.B) { benchmarkHandle(b, benchDNS{}, false) })
+	b.Run("names_outcome", func(b *testing.B) { benchmarkHandle(b, benchDNS{}, true) })
 }

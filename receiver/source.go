@@ -115,6 +115,11 @@ func openProbe(cfg *Config, logger *zap.Logger) (source, error) {
 		return nil, fmt.Errorf("open eBPF probe: %w", cfg.openError(err))
 	}
 	logAttempts(logger, mode, p.Attempts())
+	if cfg.Outcome.Enabled {
+		logger.Info("Connect outcome tracking on", zap.Duration("max_wait", cfg.Outcome.MaxWait), zap.Int("max_waiting", cfg.Outcome.MaxWaiting))
+	} else {
+		logger.Info("Connect outcome tracking off")
+	}
 	return probeSource{Probe: p, cgroup: cg, path: path}, nil
 }
 
