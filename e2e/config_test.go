@@ -47,6 +47,7 @@ func TestInvalidConfigExits(t *testing.T) {
 		{"poll interval zero", "    poll_interval: 0s", "poll_interval"},
 		{"batch size zero", "    batch:\n      max_size: 0", "batch.max_size"},
 		{"unknown key", "    attach_mode: cgroup", "attach_mode"},
+		{"outcome wait too long", "    outcome:\n      max_wait: 1h", "outcome.max_wait"},
 	}
 	commands := []struct {
 		name string

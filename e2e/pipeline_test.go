@@ -422,6 +422,14 @@ func checkRecord(t *testing.T, w wantConnect, r connectRecord, mode string) {
 	case len(names) == 0 && server != w.peer:
 		t.Errorf("attribute server.address = %q with no DNS names, want the peer address %q", server, w.peer)
 	}
+	// Every connect here goes to a listener: the record waited for the
+	// handshake and says so (outcome tracking is on by default).
+	if o, _ := r.attrs["tcpconnect.outcome"].(string); o != "established" {
+		t.Errorf("attribute tcpconnect.outcome = %q, want established", o)
+	}
+	if d, ok := r.attrs["tcpconnect.connect.duration"].(float64); !ok || d < 0 || d > 1 {
+		t.Errorf("attribute tcpconnect.connect.duration = %v, want a handshake time in seconds", r.attrs["tcpconnect.connect.duration"])
+	}
 	if tid, ok := r.attrs["thread.id"].(int64); !ok || tid <= 0 {
 		t.Errorf("attribute thread.id = %v, want a positive thread id", r.attrs["thread.id"])
 	}
