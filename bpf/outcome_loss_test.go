@@ -1,0 +1,113 @@
+package bpf
+
+import (
+	"net/netip"
+	"os"
+	"runtime"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/tcpconnect/tcpconnect/internal/event"
+)
+
+// TestOutcomeLossAccounted is TestLossAccounted with outcome tracking: a
+// one-page ring that nobody reads. Non-blocking connects to a destination
+// that drops SYNs fill it with connect records (some are lost), then closing
+// the sockets makes their outcomes, which find the ring full. Every connect
+// record in the ring is followed, and the outcome of each one is either in
+// the ring or counted lost: exactly. (The filters keep other processes'
+// connects out: only this test's sockets are followed.)
+func TestOutcomeLossAccounted(t *testing.T) {
+	const sockets = 100 // 100 connect records of 160 bytes: more than a page
+	page := os.Getpagesize()
+	dst := netip.AddrPortFrom(dropNet.Addr().Next(), uint16(30000+os.Getpid()%20000))
+	p := openForTest(t, Options{
+		RingBytes:   page,
+		WakeupBytes: page,
+		Outcome:     true,
+		Filter: Filter{
+			IncludePorts: []uint16{dst.Port()},
+			IncludeCIDRs: []netip.Prefix{dropNet},
+		},
+	})
+	defer p.Close()
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	n := newOutcomeNet(t)
+
+	var fds []int
+	n.enter(t, func() {
+		for range sockets {
+			fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			fds = append(fds, fd)
+			if err := unix.Connect(fd, &unix.SockaddrInet4{Port: int(dst.Port()), Addr: dst.Addr().As4()}); err != unix.EINPROGRESS {
+				t.Fatalf("connect: %v, want EINPROGRESS", err)
+			}
+		}
+	})
+	for _, fd := range fds {
+		unix.Close(fd) // SYN_SENT -> CLOSE: outcome closed
+	}
+	type key struct {
+		tid uint32
+		ts  uint64
+	}
+	connects := map[key]bool{}
+	outcomes, untracked, unmatched := 0, 0, 0
+	var c event.Connect
+	var o event.Outcome
+	end := time.Now().Add(10 * time.Second)
+	for time.Now().Before(end) {
+		n := drainRound(t, p, 100*time.Millisecond, func(raw []byte) {
+			switch event.Type(raw) {
+			case event.TypeConnect:
+				if err := event.DecodeConnect(raw, &c); err != nil {
+					t.Fatal(err)
+				}
+				if int(c.TGID) != os.Getpid() || c.DstPort != dst.Port() {
+					return
+				}
+				if !c.Tracked {
+					untracked++
+				}
+				connects[key{c.TID, c.BootTimeNs}] = true
+			case event.TypeOutcome:
+				if err := event.DecodeOutcome(raw, &o); err != nil {
+					t.Fatal(err)
+				}
+				if !connects[key{o.TID, o.ConnectBootNs}] {
+					unmatched++
+				}
+				if o.Kind() != event.KindClosed {
+					t.Errorf("outcome %s, want closed", o.Kind())
+				}
+				outcomes++
+			}
+		})
+		if n == 0 {
+			break
+		}
+	}
+	lost, err := p.Lost()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("made %d: connects delivered %d, lost %d; outcomes delivered %d, lost %d", sockets, len(connects), lost.Connect, outcomes, lost.Outcome)
+	if got := uint64(len(connects)) + lost.Connect; got != sockets {
+		t.Errorf("connects delivered %d + lost %d = %d, want %d", len(connects), lost.Connect, got, sockets)
+	}
+	if lost.Outcome == 0 || outcomes == 0 {
+		t.Errorf("outcomes delivered %d, lost %d: a one-page ring holds some and loses some", outcomes, lost.Outcome)
+	}
+	if got := uint64(outcomes) + lost.Outcome; got != uint64(len(connects)) {
+		t.Errorf("outcomes delivered %d + lost %d = %d, want one per delivered connect (%d)", outcomes, lost.Outcome, got, len(connects))
+	}
+	if untracked != 0 || unmatched != 0 {
+		t.Errorf("%d delivered connects not followed, %d outcomes without their connect", untracked, unmatched)
+	}
+}
