@@ -92,7 +92,7 @@ func TestConvertGolden(t *testing.T) {
 			{connectRec{hook: event.HookLSM, dst: netip.MustParseAddrPort("10.1.2.3:80"), startNs: 1, tgid: 4242, tid: 4243, ppid: 1, uid: 1000, comm: "curl", exe: "curl"}, curl,
 				lookup{}, outcomeResult{kind: event.KindDenied, errType: event.OtherError, duration: 9 * time.Microsecond}},
 			{connectRec{hook: event.HookLSM, dst: netip.MustParseAddrPort("10.1.2.4:80"), startNs: 1, tgid: 4242, tid: 4243, ppid: 1, uid: 1000, comm: "curl", exe: "curl"}, curl,
-				lookup{}, pendingResult},
+				lookup{}, pendingResult()},
 		}},
 		{"batch_three_processes.json", false, []in{
 			{connectRec{hook: event.HookFentry, dst: netip.MustParseAddrPort("10.0.0.7:5432"), startNs: 7, tgid: 100, tid: 101, ppid: 99, comm: "worker-1", exe: "server"}, app, lookup{}, outcomeResult{}},

@@ -16,7 +16,7 @@ type outcomeResult struct {
 }
 
 // pendingResult is the result of a record that went out without an outcome.
-var pendingResult = outcomeResult{kind: event.KindPending}
+func pendingResult() outcomeResult { return outcomeResult{kind: event.KindPending} }
 
 // maxErrorTypeBytes bounds error.type: errno names are at most 15 bytes
 // (ENOTRECOVERABLE, EPROTONOSUPPORT).

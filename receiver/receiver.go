@@ -564,7 +564,7 @@ func (rd *reader) waitOutcome(c *event.Connect, ts, now time.Time) {
 	info := rd.procs.Lookup(procinfo.Key{PID: c.TGID, StartTimeNs: c.StartTimeNs}, c.Exe(), c.Comm(), c.UID, c.CgroupID, now)
 	if !c.Tracked {
 		rd.c.outcomePending++
-		rd.emit(c, info, pendingResult, ts, now)
+		rd.emit(c, info, pendingResult(), ts, now)
 		return
 	}
 	q := rd.wait
@@ -572,7 +572,7 @@ func (rd *reader) waitOutcome(c *event.Connect, ts, now time.Time) {
 		if s := q.front(); !s.done {
 			rd.c.outcomePending++
 			rd.c.outcomeWaitFull++
-			rd.emit(&s.conn, s.info, pendingResult, s.ts, now)
+			rd.emit(&s.conn, s.info, pendingResult(), s.ts, now)
 		}
 		q.pop()
 	}
@@ -611,7 +611,7 @@ func (rd *reader) expireWaiting(ctx context.Context, now time.Time, all bool) {
 				return
 			}
 			rd.c.outcomePending++
-			rd.emit(&s.conn, s.info, pendingResult, s.ts, now)
+			rd.emit(&s.conn, s.info, pendingResult(), s.ts, now)
 		}
 		q.pop()
 		if rd.batch.len() >= rd.r.cfg.Batch.MaxSize || rd.batch.full() {

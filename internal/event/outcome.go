@@ -94,12 +94,27 @@ const (
 	KindPending
 )
 
-var kindNames = [...]string{"", "established", "refused", "timeout", "unreachable", "reset", "denied", "closed", "pending"}
-
 // String returns the outcome's name on the log record ("" for KindNone).
 func (k Kind) String() string {
-	if int(k) < len(kindNames) {
-		return kindNames[k]
+	switch k {
+	case KindNone:
+		return ""
+	case KindEstablished:
+		return "established"
+	case KindRefused:
+		return "refused"
+	case KindTimeout:
+		return "timeout"
+	case KindUnreachable:
+		return "unreachable"
+	case KindReset:
+		return "reset"
+	case KindDenied:
+		return "denied"
+	case KindClosed:
+		return "closed"
+	case KindPending:
+		return "pending"
 	}
 	return fmt.Sprintf("kind(%d)", uint8(k))
 }
