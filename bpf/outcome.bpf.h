@@ -22,11 +22,15 @@ struct tc_outcome_track {
  * keyed by the struct sock address (the one key every hook here can read:
  * socket cookies are not available to kprobes and raw tracepoints). Entries
  * leave on the outcome or when the socket is destroyed; LRU bounds what a
- * socket that leaves no trace could strand. Sized by the loader (1 when
- * outcome tracking is off).
+ * socket that leaves no trace could strand. Per-CPU LRU lists: an entry is
+ * evicted only when its CPU's share (max_entries / CPUs) is full, while the
+ * common LRU list may evict early once its free nodes sit in other CPUs'
+ * local lists (128 each). Sized by the loader (1 when outcome tracking is
+ * off).
  */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(map_flags, BPF_F_NO_COMMON_LRU);
 	__uint(max_entries, 16384);
 	__type(key, __u64);
 	__type(value, struct tc_outcome_track);

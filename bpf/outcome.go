@@ -12,6 +12,21 @@ import (
 // leaves its connect pending.
 const DefaultOutcomeSockets = 16384
 
+// minOutcomeSocketsPerCPU is the least share of outcome_socks each CPU gets:
+// its LRU lists are per CPU, and a CPU whose share is full evicts its oldest
+// entry (that connect goes out pending).
+const minOutcomeSocketsPerCPU = 1024
+
+// outcomeMapSize is the size of outcome_socks for n sockets: n, but at least
+// minOutcomeSocketsPerCPU per possible CPU.
+func outcomeMapSize(n int) int {
+	cpus, err := ebpf.PossibleCPU()
+	if err != nil || cpus < 1 {
+		cpus = 1
+	}
+	return max(n, cpus*minOutcomeSocketsPerCPU)
+}
+
 // attachOutcome loads the programs that report what became of each
 // reported connect (outcome.bpf.c) into the shared ring and attaches them
 // to the raw tracepoints sock:inet_sock_set_state and tcp:tcp_destroy_sock.

@@ -245,7 +245,7 @@ func (p *Probe) attachConnect(m Mode, opts Options) error {
 	// still exists (the programs name it) but holds one entry.
 	outcome, sockets := uint32(0), uint32(1)
 	if opts.Outcome {
-		outcome, sockets = 1, uint32(opts.OutcomeSockets)
+		outcome, sockets = 1, uint32(outcomeMapSize(opts.OutcomeSockets))
 	}
 	if err := spec.Variables["outcome_enabled"].Set(outcome); err != nil {
 		return fmt.Errorf("set outcome_enabled: %w", err)
