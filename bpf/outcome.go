@@ -18,13 +18,16 @@ const DefaultOutcomeSockets = 16384
 const minOutcomeSocketsPerCPU = 1024
 
 // outcomeMapSize is the size of outcome_socks for n sockets: n, but at least
-// minOutcomeSocketsPerCPU per possible CPU.
+// minOutcomeSocketsPerCPU per possible CPU, and a multiple of the CPUs (the
+// kernel rounds a per-CPU LRU map up to one, and the outcome object's spec
+// must match the map it shares).
 func outcomeMapSize(n int) int {
 	cpus, err := ebpf.PossibleCPU()
 	if err != nil || cpus < 1 {
 		cpus = 1
 	}
-	return max(n, cpus*minOutcomeSocketsPerCPU)
+	n = max(n, cpus*minOutcomeSocketsPerCPU)
+	return (n + cpus - 1) / cpus * cpus
 }
 
 // attachOutcome loads the programs that report what became of each

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cilium/ebpf"
 	"golang.org/x/sys/unix"
 
 	"github.com/tcpconnect/tcpconnect/internal/event"
@@ -109,5 +110,19 @@ func TestOutcomeLossAccounted(t *testing.T) {
 	}
 	if untracked != 0 || unmatched != 0 {
 		t.Errorf("%d delivered connects not followed, %d outcomes without their connect", untracked, unmatched)
+	}
+}
+
+// TestOutcomeMapSize checks the sizing of outcome_socks.
+func TestOutcomeMapSize(t *testing.T) {
+	cpus, err := ebpf.PossibleCPU()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range []int{1, 8192, 8193, 1 << 20} {
+		got := outcomeMapSize(n)
+		if got < n || got < cpus*minOutcomeSocketsPerCPU || got%cpus != 0 || got >= max(n, cpus*minOutcomeSocketsPerCPU)+cpus {
+			t.Errorf("outcomeMapSize(%d) = %d with %d CPUs: want the least multiple of the CPUs >= max(n, %d per CPU)", n, got, cpus, minOutcomeSocketsPerCPU)
+		}
 	}
 }
