@@ -15,7 +15,12 @@
  *   (SS_CONNECTING) from a failure inside connect() (SS_UNCONNECTED).
  * - tcp:tcp_destroy_sock: a socket destroyed while still followed never left
  *   TCP_CLOSE after its connect was reported: the connect was denied before
- *   a SYN left (another LSM, a cgroup program, no route).
+ *   a SYN left (another LSM, a cgroup program, no route); its write_seq,
+ *   set by tcp_v4_connect and tcp_v6_connect just after the SYN_SENT state,
+ *   is still 0. Else a state change was not reported: the kernel skips a
+ *   program that is already running on the CPU (a softirq's state change
+ *   while the program ran for another socket), counted as the program's
+ *   recursion misses.
  *
  * Both run in every attach mode: they are independent of the connect hook.
  */
@@ -46,6 +51,10 @@ struct sock___tc {
 	int sk_err;
 	int sk_err_soft;
 	struct socket___tc *sk_socket;
+} __attribute__((preserve_access_index));
+
+struct tcp_sock___tc {
+	__u32 write_seq;
 } __attribute__((preserve_access_index));
 
 /* inet_sock_set_state(const struct sock *sk, const int oldstate, const int newstate) */
@@ -84,8 +93,10 @@ int tc_outcome_state(struct bpf_raw_tracepoint_args *ctx)
 SEC("raw_tracepoint/tcp_destroy_sock")
 int tc_outcome_destroy(struct bpf_raw_tracepoint_args *ctx)
 {
+	struct tcp_sock___tc *tp = (struct tcp_sock___tc *)ctx->args[0];
 	struct tc_outcome_track *t, track;
 	__u64 key = ctx->args[0];
+	__u8 why = TC_OUTCOME_DESTROYED;
 
 	t = bpf_map_lookup_elem(&outcome_socks, &key);
 	if (!t)
@@ -93,6 +104,8 @@ int tc_outcome_destroy(struct bpf_raw_tracepoint_args *ctx)
 	track = *t;
 	if (bpf_map_delete_elem(&outcome_socks, &key))
 		return 0;
-	tc_outcome_emit(&track, TC_OUTCOME_DESTROYED, TCP_CLOSE, TCP_CLOSE, 0xff, 0, 0);
+	if (BPF_CORE_READ(tp, write_seq))
+		why = TC_OUTCOME_MISSED;
+	tc_outcome_emit(&track, why, TCP_CLOSE, TCP_CLOSE, 0xff, 0, 0);
 	return 0;
 }

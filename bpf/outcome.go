@@ -53,6 +53,7 @@ func (p *Probe) attachOutcome() error {
 		return fmt.Errorf("load programs: %w", err)
 	}
 	p.progs = append(p.progs, objs.TcOutcomeState, objs.TcOutcomeDestroy)
+	p.outcomeProgs = []*ebpf.Program{objs.TcOutcomeState, objs.TcOutcomeDestroy}
 	p.closers = append(p.closers, objs.TcOutcomeState, objs.TcOutcomeDestroy)
 	for _, a := range []struct {
 		name string

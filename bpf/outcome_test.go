@@ -373,6 +373,7 @@ func TestProbeOutcome(t *testing.T) {
 		inDenyCgroup
 	)
 	port := uint16(20000 + os.Getpid()%20000)
+	unreachable := rejectNet.Addr()
 	tests := []struct {
 		want    event.Kind
 		errType string
@@ -384,7 +385,14 @@ func TestProbeOutcome(t *testing.T) {
 			[]outcomeClient{clientBlocking, clientNonblocking, clientIOURing, clientCurl, clientNC}},
 		{event.KindRefused, "ECONNREFUSED", func() netip.AddrPort { return closed }, inOrigin,
 			[]outcomeClient{clientBlocking, clientNonblocking, clientIOURing, clientCurl, clientNC}},
-		{event.KindUnreachable, "EHOSTUNREACH", func() netip.AddrPort { port++; return netip.AddrPortFrom(rejectNet.Addr().Next(), port) }, inClient,
+		// A new unreachable host each time: the router's ARP entry for a
+		// host it gave up on is FAILED for a while, and the next packet to
+		// it may meet that state at once instead of a fresh ARP wait.
+		{event.KindUnreachable, "EHOSTUNREACH", func() netip.AddrPort {
+			port++
+			unreachable = unreachable.Next()
+			return netip.AddrPortFrom(unreachable, port)
+		}, inClient,
 			[]outcomeClient{clientBlocking, clientNonblocking, clientIOURing, clientCurl, clientNC}},
 		{event.KindTimeout, "ETIMEDOUT", func() netip.AddrPort { port++; return netip.AddrPortFrom(dropNet.Addr().Next(), port) }, inClient,
 			[]outcomeClient{clientBlocking, clientCurl, clientNC}},

@@ -88,6 +88,10 @@ enum tc_outcome_why {
 	TC_OUTCOME_STATE = 1,     /* the socket left SYN_SENT (or SYN_RECV) */
 	TC_OUTCOME_DESTROYED = 2, /* closed without ever leaving TCP_CLOSE */
 	TC_OUTCOME_RECONNECT = 3, /* connected again without ever leaving TCP_CLOSE */
+	/* Destroyed after it left TCP_CLOSE (a SYN went out), though no state
+	 * change was reported: the kernel skipped the outcome program for it
+	 * (it was already running on that CPU). The outcome is unknown. */
+	TC_OUTCOME_MISSED = 4,
 };
 
 /*

@@ -29,6 +29,14 @@ func outcomeRaw(tid uint32, bootNs, atNs uint64, newState uint8, err int32) []by
 	return b
 }
 
+// missedRaw encodes the outcome record of a socket destroyed after its state
+// change went unreported (TC_OUTCOME_MISSED).
+func missedRaw(tid uint32, bootNs, atNs uint64) []byte {
+	b := outcomeRaw(tid, bootNs, atNs, 7, 0)
+	b[1], b[2], b[4] = event.WhyMissed, 7, 0xff
+	return b
+}
+
 // trackedRecord is a connect from tid to port with kernel time bootNs that
 // the kernel follows.
 func trackedRecord(tid uint32, port uint16, bootNs uint64, tracked bool) []byte {
@@ -84,7 +92,7 @@ func TestOutcomeWait(t *testing.T) {
 		maxWaiting int
 		feed       [][]byte
 		shutdown   bool // the records go out at Shutdown, not before
-		lost       uint64
+		lost       bpf.Lost
 		want       []outcomeAttrs
 		counters   map[string]int64
 	}{
@@ -131,11 +139,20 @@ func TestOutcomeWait(t *testing.T) {
 			},
 		},
 		{
-			name: "outcome lost in the kernel", enabled: true, lost: 1,
+			name: "outcome lost in the kernel", enabled: true, lost: bpf.Lost{Outcome: 1, OutcomeMissed: 2},
 			feed: [][]byte{trackedRecord(10, 80, 1000*ms, true)},
 			want: []outcomeAttrs{{80, "pending", "", -1}},
 			counters: map[string]int64{
 				"receiver_tcpconnect_outcomes_lost":    1,
+				"receiver_tcpconnect_outcomes_missed":  2,
+				"receiver_tcpconnect_outcomes_pending": 1,
+			},
+		},
+		{
+			name: "state change not reported", enabled: true,
+			feed: [][]byte{trackedRecord(10, 80, 1000*ms, true), missedRaw(10, 1000*ms, 1002*ms)},
+			want: []outcomeAttrs{{80, "pending", "", -1}},
+			counters: map[string]int64{
 				"receiver_tcpconnect_outcomes_pending": 1,
 			},
 		},
@@ -169,7 +186,7 @@ func TestOutcomeWait(t *testing.T) {
 			defer tel.Shutdown(context.Background()) //nolint:errcheck
 			sink := new(consumertest.LogsSink)
 			rcv, src := startReplay(t, cfg, sink, tel)
-			src.setLost(bpf.Lost{Outcome: tt.lost})
+			src.setLost(tt.lost)
 			src.feed(tt.feed...)
 			if !tt.shutdown {
 				waitFor(t, "the records", func() bool { return sink.LogRecordCount() == len(tt.want) })

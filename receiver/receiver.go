@@ -464,6 +464,9 @@ func (rd *reader) report(ctx context.Context) {
 		if l.Outcome > rd.lost.Outcome {
 			t.ReceiverTcpconnectOutcomesLost.Add(ctx, int64(l.Outcome-rd.lost.Outcome))
 		}
+		if l.OutcomeMissed > rd.lost.OutcomeMissed {
+			t.ReceiverTcpconnectOutcomesMissed.Add(ctx, int64(l.OutcomeMissed-rd.lost.OutcomeMissed))
+		}
 		rd.lost = l
 	}
 
@@ -591,7 +594,11 @@ func (rd *reader) handleOutcome(o *event.Outcome, now time.Time) {
 		rd.c.outcomeUnmatched++
 		return
 	}
-	rd.emit(&s.conn, s.info, resultOf(&s.conn, o), s.ts, now)
+	res := resultOf(&s.conn, o)
+	if res.kind == event.KindPending {
+		rd.c.outcomePending++ // its state change was not reported
+	}
+	rd.emit(&s.conn, s.info, res, s.ts, now)
 	for f := q.front(); f != nil && f.done; f = q.front() {
 		q.pop()
 	}

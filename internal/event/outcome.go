@@ -19,6 +19,9 @@ const (
 	WhyDestroyed = 2
 	// WhyReconnect: the socket was connected again without leaving TCP_CLOSE.
 	WhyReconnect = 3
+	// WhyMissed: the socket was destroyed after it left TCP_CLOSE, but its
+	// state change was not reported (the kernel skipped the program).
+	WhyMissed = 4
 )
 
 // TCP states and socket states the classification reads (the kernel's numbering).
@@ -63,7 +66,7 @@ func DecodeOutcome(raw []byte, o *Outcome) error {
 	o.TID = le.Uint32(raw[12:])
 	o.ConnectBootNs = le.Uint64(raw[16:])
 	o.BootTimeNs = le.Uint64(raw[24:])
-	if o.Why < WhyState || o.Why > WhyReconnect {
+	if o.Why < WhyState || o.Why > WhyMissed {
 		return fmt.Errorf("outcome record: reason %d", o.Why)
 	}
 	return nil
@@ -140,10 +143,14 @@ func (k Kind) Failed() bool {
 //     connecting), or, when the socket is still unconnected, a failure
 //     inside connect() after the SYN_SENT state was set (no free local
 //     port): denied;
-//   - never left CLOSE (destroyed or connected again): denied.
+//   - never left CLOSE (destroyed or connected again): denied;
+//   - left CLOSE but the change was not reported: pending (unknown).
 func (o *Outcome) Kind() Kind {
-	if o.Why != WhyState {
+	switch o.Why {
+	case WhyDestroyed, WhyReconnect:
 		return KindDenied
+	case WhyMissed:
+		return KindPending
 	}
 	if o.NewState == tcpEstablished {
 		return KindEstablished

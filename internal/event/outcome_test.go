@@ -44,6 +44,7 @@ func TestOutcomeKind(t *testing.T) {
 		{"failed inside connect", rawOutcome(WhyState, synSent, tcpClose, ssUnconnected, 0), KindDenied, OtherError},
 		{"destroyed before leaving CLOSE", rawOutcome(WhyDestroyed, tcpClose, tcpClose, noSocket, 0), KindDenied, OtherError},
 		{"connected again", rawOutcome(WhyReconnect, tcpClose, tcpClose, noSocket, 0), KindDenied, OtherError},
+		{"state change not reported", rawOutcome(WhyMissed, tcpClose, tcpClose, noSocket, 0), KindPending, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -47,6 +47,7 @@ type TelemetryBuilder struct {
 	ReceiverTcpconnectDNSRecordsMalformed   metric.Int64Counter
 	ReceiverTcpconnectOutcomeWaitFull       metric.Int64Counter
 	ReceiverTcpconnectOutcomesLost          metric.Int64Counter
+	ReceiverTcpconnectOutcomesMissed        metric.Int64Counter
 	ReceiverTcpconnectOutcomesPending       metric.Int64Counter
 	ReceiverTcpconnectOutcomesUnmatched     metric.Int64Counter
 	ReceiverTcpconnectRecordsDropped        metric.Int64Counter
@@ -208,6 +209,12 @@ func NewTelemetryBuilder(settings component.TelemetrySettings, options ...Teleme
 		"otelcol_receiver_tcpconnect_outcomes_lost",
 		metric.WithDescription("Outcome records lost in the kernel because the ring buffer was full; their connects go out as pending. [Development]"),
 		metric.WithUnit("{record}"),
+	)
+	errs = errors.Join(errs, err)
+	builder.ReceiverTcpconnectOutcomesMissed, err = builder.meter.Int64Counter(
+		"otelcol_receiver_tcpconnect_outcomes_missed",
+		metric.WithDescription("TCP state changes the kernel did not run the outcome program for, because it was already running on that CPU (a softirq's state change while it ran for another socket); such a connect goes out as pending. Not counted before Linux 5.12. [Development]"),
+		metric.WithUnit("{event}"),
 	)
 	errs = errors.Join(errs, err)
 	builder.ReceiverTcpconnectOutcomesPending, err = builder.meter.Int64Counter(

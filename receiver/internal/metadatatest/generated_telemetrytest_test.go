@@ -40,6 +40,7 @@ func TestSetupTelemetry(t *testing.T) {
 	tb.ReceiverTcpconnectDNSRecordsMalformed.Add(context.Background(), 1)
 	tb.ReceiverTcpconnectOutcomeWaitFull.Add(context.Background(), 1)
 	tb.ReceiverTcpconnectOutcomesLost.Add(context.Background(), 1)
+	tb.ReceiverTcpconnectOutcomesMissed.Add(context.Background(), 1)
 	tb.ReceiverTcpconnectOutcomesPending.Add(context.Background(), 1)
 	tb.ReceiverTcpconnectOutcomesUnmatched.Add(context.Background(), 1)
 	tb.ReceiverTcpconnectRecordsDropped.Add(context.Background(), 1)
@@ -107,6 +108,9 @@ func TestSetupTelemetry(t *testing.T) {
 		[]metricdata.DataPoint[int64]{{Value: 1}},
 		metricdatatest.IgnoreTimestamp())
 	AssertEqualReceiverTcpconnectOutcomesLost(t, testTel,
+		[]metricdata.DataPoint[int64]{{Value: 1}},
+		metricdatatest.IgnoreTimestamp())
+	AssertEqualReceiverTcpconnectOutcomesMissed(t, testTel,
 		[]metricdata.DataPoint[int64]{{Value: 1}},
 		metricdatatest.IgnoreTimestamp())
 	AssertEqualReceiverTcpconnectOutcomesPending(t, testTel,
