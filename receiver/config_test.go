@@ -46,6 +46,7 @@ func TestLoadConfig(t *testing.T) {
 		ExcludeLoopback:  true,
 		ExcludeProcesses: []string{"chronyd"},
 	}
+	custom.Outcome = OutcomeConfig{Enabled: true, MaxWait: 250 * time.Millisecond, MaxWaiting: 1024}
 
 	tests := []struct {
 		id      component.ID
@@ -55,7 +56,7 @@ func TestLoadConfig(t *testing.T) {
 		{component.NewID(metadata.Type), createDefaultConfig(), nil},
 		{component.NewIDWithName(metadata.Type, "custom"), custom, nil},
 		{component.NewIDWithName(metadata.Type, "invalid"), nil, []string{"attach:", "ring_buffer_size:", "batch.max_size:", "max_command_line_bytes:",
-			"filter.include_cidrs:", "filter.exclude_ports:", "filter.exclude_processes:", "dns.max_ttl:", "dns.cross_namespace:"}},
+			"filter.include_cidrs:", "filter.exclude_ports:", "filter.exclude_processes:", "dns.max_ttl:", "dns.cross_namespace:", "outcome.max_wait:"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.id.String(), func(t *testing.T) {
