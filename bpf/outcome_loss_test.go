@@ -126,3 +126,40 @@ func TestOutcomeMapSize(t *testing.T) {
 		}
 	}
 }
+
+// TestProbeOutcomeOff: with outcome tracking off, connects are not followed
+// and the ring carries no outcome records: the kernel side is off too.
+func TestProbeOutcomeOff(t *testing.T) {
+	ap := stormListener(t)
+	p := openForTest(t, Options{Filter: Filter{IncludePorts: []uint16{ap.Port()}}})
+	defer p.Close()
+	ids, err := p.ProgramIDs()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(p.outcomeProgs) != 0 {
+		t.Errorf("%d outcome programs loaded with outcome off", len(p.outcomeProgs))
+	}
+	makeConnects(t, ap, 10)
+	connects, outcomes, tracked := 0, 0, 0
+	var c event.Connect
+	drainRound(t, p, 200*time.Millisecond, func(raw []byte) {
+		switch event.Type(raw) {
+		case event.TypeConnect:
+			if err := event.DecodeConnect(raw, &c); err != nil {
+				t.Fatal(err)
+			}
+			if c.DstPort == ap.Port() {
+				connects++
+				if c.Tracked {
+					tracked++
+				}
+			}
+		case event.TypeOutcome:
+			outcomes++
+		}
+	})
+	if connects != 10 || tracked != 0 || outcomes != 0 {
+		t.Errorf("%d connects (%d followed), %d outcome records; want 10, none followed, no outcomes (programs %v)", connects, tracked, outcomes, ids)
+	}
+}
