@@ -51,14 +51,14 @@ func (e *FeatureError) Unwrap() []error { return []error{ErrMissingFeature, e.Er
 var (
 	mapTypeSince = map[ebpf.MapType]string{
 		ebpf.Hash: "3.19", ebpf.Array: "3.19", ebpf.PerCPUArray: "4.6", ebpf.LPMTrie: "4.11",
-		ebpf.RingBuf: "5.8", ebpf.SkStorage: "5.2",
+		ebpf.RingBuf: "5.8", ebpf.SkStorage: "5.2", ebpf.LRUHash: "4.10", ebpf.LRUCPUHash: "4.10",
 	}
 	progTypeSince = map[ebpf.ProgramType]string{
 		ebpf.Kprobe: "4.1", ebpf.CGroupSKB: "4.10", ebpf.CGroupSockAddr: "4.17",
-		ebpf.Tracing: "5.5", ebpf.LSM: "5.7",
+		ebpf.Tracing: "5.5", ebpf.LSM: "5.7", ebpf.RawTracepoint: "4.17",
 	}
 	helperSince = map[asm.BuiltinFunc]string{
-		asm.FnMapLookupElem: "3.18", asm.FnProbeRead: "4.1", asm.FnKtimeGetNs: "4.1",
+		asm.FnMapLookupElem: "3.18", asm.FnMapUpdateElem: "3.18", asm.FnMapDeleteElem: "3.18", asm.FnProbeRead: "4.1", asm.FnKtimeGetNs: "4.1",
 		asm.FnGetCurrentPidTgid: "4.2", asm.FnGetCurrentUidGid: "4.2", asm.FnGetCurrentComm: "4.2",
 		asm.FnSkbLoadBytes: "4.5", asm.FnGetCurrentTask: "4.8", asm.FnProbeReadStr: "4.11",
 		asm.FnGetSocketCookie: "4.12", asm.FnGetCurrentCgroupId: "4.18", asm.FnSkbCgroupId: "4.18",
