@@ -4,10 +4,19 @@
 /*
  * DNS capture for the correlator: cgroup_skb on the cgroup v2 root sees every
  * socket's packets on the host, containers and other network namespaces
- * included. Answers (source port 53) are taken on ingress, queries
- * (destination port 53) on egress, over UDP and TCP, IPv4 and IPv6; each goes
- * into the shared ring with a bounded copy of its payload. Both programs
- * always let the packet pass.
+ * included. Answers are taken on ingress, queries on egress, over UDP and
+ * TCP, IPv4 and IPv6; each goes into the shared ring with a bounded copy of
+ * its payload. Both programs always let the packet pass.
+ *
+ * Which packets are DNS: those of a socket the application pointed at port
+ * 53, whatever their ports after NAT, and, for sockets made before the
+ * programs were attached, those with port 53 on the wire (destination on
+ * egress, source on ingress). cgroup_skb egress runs after netfilter's
+ * OUTPUT and POSTROUTING hooks, so a DNAT'd query (Docker's 127.0.0.11:53
+ * sent to another port, a service IP sent to its backend) leaves with
+ * rewritten addresses; the cgroup connect4/6 and sendmsg4/6 hooks run on the
+ * address the application gave, before any rewrite, and mark the socket (by
+ * cookie, in dns_socks) when its port is 53.
  */
 #include <linux/bpf.h>
 #include "kernel.h"
@@ -25,6 +34,20 @@ const struct tc_dns_event *const tc_dns_event_btf = 0;
 #define ETH_P_IP 0x0800
 #define ETH_P_IPV6 0x86DD
 #define DNS_PORT 53
+#define SOCK_DGRAM 2
+
+/*
+ * Sockets the application pointed at port 53 (connect or sendmsg), by
+ * socket cookie (never reused while the system runs). LRU: the entries of
+ * closed sockets age out; an evicted live socket falls back to the port-53
+ * rule. 64 Ki entries take about 6 MiB.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, __u64);
+	__type(value, __u8);
+} dns_socks SEC(".maps");
 
 /* Where a DNS packet came from and went to, found before the ring is touched. */
 struct tc_dns_loc {
@@ -36,8 +59,62 @@ struct tc_dns_loc {
 	__u8 l4proto;
 };
 
+/* IPv6 extension headers walked at most: more is not a DNS packet. */
+#define TC_IPV6_MAX_EXT 6
+#define NEXTHDR_HOP 0
+#define NEXTHDR_ROUTING 43
+#define NEXTHDR_FRAGMENT 44
+#define NEXTHDR_AUTH 51
+#define NEXTHDR_DEST 60
+
 /*
- * Find the L4 payload of a port-53 packet in the wanted direction. Returns 0
+ * Walk the IPv6 extension headers from *off (the first one, *proto its
+ * type): on return *proto is the upper-layer protocol and *off its header.
+ * Returns -1 for a non-first fragment (no L4 header), a header that cannot
+ * be read or a chain longer than TC_IPV6_MAX_EXT.
+ */
+static __always_inline int tc_ipv6_skip_ext(struct __sk_buff *skb, __u8 *proto, __u32 *off)
+{
+	__u8 h[2];
+
+#pragma unroll
+	for (int i = 0; i < TC_IPV6_MAX_EXT; i++) {
+		switch (*proto) {
+		case NEXTHDR_HOP:
+		case NEXTHDR_ROUTING:
+		case NEXTHDR_DEST:
+			if (bpf_skb_load_bytes(skb, *off, h, 2))
+				return -1;
+			*proto = h[0];
+			*off += ((__u32)h[1] + 1) * 8;
+			break;
+		case NEXTHDR_AUTH:
+			if (bpf_skb_load_bytes(skb, *off, h, 2))
+				return -1;
+			*proto = h[0];
+			*off += ((__u32)h[1] + 2) * 4;
+			break;
+		case NEXTHDR_FRAGMENT: {
+			__u16 frag;
+
+			if (bpf_skb_load_bytes(skb, *off, h, 1) ||
+			    bpf_skb_load_bytes(skb, *off + 2, &frag, 2))
+				return -1;
+			if (bpf_ntohs(frag) & 0xfff8) /* offset != 0 */
+				return -1;
+			*proto = h[0];
+			*off += 8;
+			break;
+		}
+		default:
+			return 0;
+		}
+	}
+	return *proto == IPPROTO_UDP || *proto == IPPROTO_TCP ? 0 : -1;
+}
+
+/*
+ * Find the L4 payload of a DNS packet in the wanted direction. Returns 0
  * and fills hdr's addresses, ports and protocol, and *off, *len; -1 to skip.
  */
 static __always_inline int tc_dns_locate(struct __sk_buff *skb, int egress,
@@ -65,10 +142,11 @@ static __always_inline int tc_dns_locate(struct __sk_buff *skb, int egress,
 		    bpf_skb_load_bytes(skb, 16, hdr->daddr, 4))
 			return -1;
 	} else if (skb->protocol == bpf_htons(ETH_P_IPV6)) {
-		/* Extension headers are not walked: DNS packets do not carry them. */
 		if (bpf_skb_load_bytes(skb, 6, &proto, 1))
 			return -1;
 		l4 = 40;
+		if (tc_ipv6_skip_ext(skb, &proto, &l4))
+			return -1;
 		hdr->ip_version = 6;
 		if (bpf_skb_load_bytes(skb, 8, hdr->saddr, 16) ||
 		    bpf_skb_load_bytes(skb, 24, hdr->daddr, 16))
@@ -82,8 +160,13 @@ static __always_inline int tc_dns_locate(struct __sk_buff *skb, int egress,
 		return -1;
 	hdr->sport = bpf_ntohs(ports[0]);
 	hdr->dport = bpf_ntohs(ports[1]);
-	if (egress ? hdr->dport != DNS_PORT : hdr->sport != DNS_PORT)
-		return -1;
+	if (egress ? hdr->dport != DNS_PORT : hdr->sport != DNS_PORT) {
+		/* Not port 53 on the wire: DNS only if the socket was marked. */
+		__u64 cookie = bpf_get_socket_cookie(skb);
+
+		if (!bpf_map_lookup_elem(&dns_socks, &cookie))
+			return -1;
+	}
 	hdr->l4proto = proto;
 	if (proto == IPPROTO_UDP) {
 		l4 += 8;
@@ -194,5 +277,71 @@ SEC("cgroup_skb/egress")
 int tc_dns_egress(struct __sk_buff *skb)
 {
 	tc_dns_capture(skb, 1);
+	return 1;
+}
+
+/*
+ * Mark (or, for a UDP socket pointed elsewhere, unmark) the socket of a
+ * connect or sendmsg by the port the application gave, before any NAT.
+ * Always allows the call.
+ */
+static __always_inline int tc_dns_mark(struct bpf_sock_addr *ctx)
+{
+	__u64 cookie;
+	__u8 one = 1;
+
+	if (ctx->protocol != IPPROTO_UDP && ctx->protocol != IPPROTO_TCP)
+		return 1;
+	cookie = bpf_get_socket_cookie(ctx);
+	if (ctx->user_port == bpf_htons(DNS_PORT))
+		bpf_map_update_elem(&dns_socks, &cookie, &one, BPF_ANY);
+	else if (ctx->type == SOCK_DGRAM)
+		bpf_map_delete_elem(&dns_socks, &cookie);
+	return 1;
+}
+
+/* cgroup/connect4: a UDP or TCP socket connected to port 53 is a DNS socket. */
+SEC("cgroup/connect4")
+int tc_dns_connect4(struct bpf_sock_addr *ctx)
+{
+	return tc_dns_mark(ctx);
+}
+
+/* cgroup/connect6: as connect4, for AF_INET6 sockets. */
+SEC("cgroup/connect6")
+int tc_dns_connect6(struct bpf_sock_addr *ctx)
+{
+	return tc_dns_mark(ctx);
+}
+
+/*
+ * cgroup/sendmsg4: an unconnected UDP socket sending to port 53 (musl sends
+ * to every server from one socket). Only marks: a datagram elsewhere does
+ * not unmark it, so the answers to its queries are still seen.
+ */
+SEC("cgroup/sendmsg4")
+int tc_dns_sendmsg4(struct bpf_sock_addr *ctx)
+{
+	__u64 cookie;
+	__u8 one = 1;
+
+	if (ctx->user_port != bpf_htons(DNS_PORT))
+		return 1;
+	cookie = bpf_get_socket_cookie(ctx);
+	bpf_map_update_elem(&dns_socks, &cookie, &one, BPF_ANY);
+	return 1;
+}
+
+/* cgroup/sendmsg6: as sendmsg4, for AF_INET6 sockets. */
+SEC("cgroup/sendmsg6")
+int tc_dns_sendmsg6(struct bpf_sock_addr *ctx)
+{
+	__u64 cookie;
+	__u8 one = 1;
+
+	if (ctx->user_port != bpf_htons(DNS_PORT))
+		return 1;
+	cookie = bpf_get_socket_cookie(ctx);
+	bpf_map_update_elem(&dns_socks, &cookie, &one, BPF_ANY);
 	return 1;
 }

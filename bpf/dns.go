@@ -8,8 +8,11 @@ import (
 )
 
 // attachDNS loads the cgroup_skb programs that copy DNS packets into the
-// shared ring (the connect object's "events" and "lost" maps) and attaches
-// them to the cgroup v2 root.
+// shared ring (the connect object's "events" and "lost" maps) and the cgroup
+// sock_addr programs that mark the sockets an application points at port 53
+// (connect4/6, sendmsg4/6), and attaches them to the cgroup v2 root. The
+// sock_addr programs attach first, so that a socket is marked before its
+// packets can be looked at.
 func (p *Probe) attachDNS(opts Options) error {
 	spec, err := loadDns()
 	if err != nil {
@@ -34,13 +37,21 @@ func (p *Probe) attachDNS(opts Options) error {
 	if err != nil {
 		return fmt.Errorf("load programs: %w", err)
 	}
-	p.progs = append(p.progs, objs.TcDnsIngress, objs.TcDnsEgress)
-	p.closers = append(p.closers, objs.TcDnsIngress, objs.TcDnsEgress)
+	progs := []*ebpf.Program{objs.TcDnsConnect4, objs.TcDnsConnect6, objs.TcDnsSendmsg4, objs.TcDnsSendmsg6,
+		objs.TcDnsIngress, objs.TcDnsEgress}
+	p.progs = append(p.progs, progs...)
+	for _, prog := range progs {
+		p.closers = append(p.closers, prog)
+	}
 	for _, a := range []struct {
 		name string // AttachCGroupInetIngress is 0, which AttachType.String calls "None"
 		prog *ebpf.Program
 		at   ebpf.AttachType
 	}{
+		{"cgroup/connect4", objs.TcDnsConnect4, ebpf.AttachCGroupInet4Connect},
+		{"cgroup/connect6", objs.TcDnsConnect6, ebpf.AttachCGroupInet6Connect},
+		{"cgroup/sendmsg4", objs.TcDnsSendmsg4, ebpf.AttachCGroupUDP4Sendmsg},
+		{"cgroup/sendmsg6", objs.TcDnsSendmsg6, ebpf.AttachCGroupUDP6Sendmsg},
 		{"cgroup_skb/ingress", objs.TcDnsIngress, ebpf.AttachCGroupInetIngress},
 		{"cgroup_skb/egress", objs.TcDnsEgress, ebpf.AttachCGroupInetEgress},
 	} {

@@ -38,12 +38,17 @@ type dnsTcDnsEvent struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	dnsMapEvents        = "events"
-	dnsMapLost          = "lost"
-	dnsProgTcDnsEgress  = "tc_dns_egress"
-	dnsProgTcDnsIngress = "tc_dns_ingress"
-	dnsVarTcDnsEventBtf = "tc_dns_event_btf"
-	dnsVarWakeupBytes   = "wakeup_bytes"
+	dnsMapDnsSocks       = "dns_socks"
+	dnsMapEvents         = "events"
+	dnsMapLost           = "lost"
+	dnsProgTcDnsConnect4 = "tc_dns_connect4"
+	dnsProgTcDnsConnect6 = "tc_dns_connect6"
+	dnsProgTcDnsEgress   = "tc_dns_egress"
+	dnsProgTcDnsIngress  = "tc_dns_ingress"
+	dnsProgTcDnsSendmsg4 = "tc_dns_sendmsg4"
+	dnsProgTcDnsSendmsg6 = "tc_dns_sendmsg6"
+	dnsVarTcDnsEventBtf  = "tc_dns_event_btf"
+	dnsVarWakeupBytes    = "wakeup_bytes"
 )
 
 // loadDns returns the embedded CollectionSpec for dns.
@@ -88,16 +93,21 @@ type dnsSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type dnsProgramSpecs struct {
-	TcDnsEgress  *ebpf.ProgramSpec `ebpf:"tc_dns_egress"`
-	TcDnsIngress *ebpf.ProgramSpec `ebpf:"tc_dns_ingress"`
+	TcDnsConnect4 *ebpf.ProgramSpec `ebpf:"tc_dns_connect4"`
+	TcDnsConnect6 *ebpf.ProgramSpec `ebpf:"tc_dns_connect6"`
+	TcDnsEgress   *ebpf.ProgramSpec `ebpf:"tc_dns_egress"`
+	TcDnsIngress  *ebpf.ProgramSpec `ebpf:"tc_dns_ingress"`
+	TcDnsSendmsg4 *ebpf.ProgramSpec `ebpf:"tc_dns_sendmsg4"`
+	TcDnsSendmsg6 *ebpf.ProgramSpec `ebpf:"tc_dns_sendmsg6"`
 }
 
 // dnsMapSpecs contains maps before they are loaded into the kernel.
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type dnsMapSpecs struct {
-	Events *ebpf.MapSpec `ebpf:"events"`
-	Lost   *ebpf.MapSpec `ebpf:"lost"`
+	DnsSocks *ebpf.MapSpec `ebpf:"dns_socks"`
+	Events   *ebpf.MapSpec `ebpf:"events"`
+	Lost     *ebpf.MapSpec `ebpf:"lost"`
 }
 
 // dnsVariableSpecs contains global variables before they are loaded into the kernel.
@@ -128,12 +138,14 @@ func (o *dnsObjects) Close() error {
 //
 // It can be passed to loadDnsObjects or ebpf.CollectionSpec.LoadAndAssign.
 type dnsMaps struct {
-	Events *ebpf.Map `ebpf:"events"`
-	Lost   *ebpf.Map `ebpf:"lost"`
+	DnsSocks *ebpf.Map `ebpf:"dns_socks"`
+	Events   *ebpf.Map `ebpf:"events"`
+	Lost     *ebpf.Map `ebpf:"lost"`
 }
 
 func (m *dnsMaps) Close() error {
 	return _DnsClose(
+		m.DnsSocks,
 		m.Events,
 		m.Lost,
 	)
@@ -151,14 +163,22 @@ type dnsVariables struct {
 //
 // It can be passed to loadDnsObjects or ebpf.CollectionSpec.LoadAndAssign.
 type dnsPrograms struct {
-	TcDnsEgress  *ebpf.Program `ebpf:"tc_dns_egress"`
-	TcDnsIngress *ebpf.Program `ebpf:"tc_dns_ingress"`
+	TcDnsConnect4 *ebpf.Program `ebpf:"tc_dns_connect4"`
+	TcDnsConnect6 *ebpf.Program `ebpf:"tc_dns_connect6"`
+	TcDnsEgress   *ebpf.Program `ebpf:"tc_dns_egress"`
+	TcDnsIngress  *ebpf.Program `ebpf:"tc_dns_ingress"`
+	TcDnsSendmsg4 *ebpf.Program `ebpf:"tc_dns_sendmsg4"`
+	TcDnsSendmsg6 *ebpf.Program `ebpf:"tc_dns_sendmsg6"`
 }
 
 func (p *dnsPrograms) Close() error {
 	return _DnsClose(
+		p.TcDnsConnect4,
+		p.TcDnsConnect6,
 		p.TcDnsEgress,
 		p.TcDnsIngress,
+		p.TcDnsSendmsg4,
+		p.TcDnsSendmsg6,
 	)
 }
 

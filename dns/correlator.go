@@ -82,6 +82,11 @@ type Stats struct {
 	AddressesCached uint64
 	// Unsolicited counts answers ignored because no query matched them.
 	Unsolicited uint64
+	// AnswersTranslated counts accepted answers whose addresses or ports
+	// are not their query's mirrored: NAT between the socket and the
+	// server (Docker's 127.0.0.11, a DNAT'd service IP). They are matched
+	// by socket, id and question.
+	AnswersTranslated uint64
 	// ParseErrors counts messages that could not be parsed, and records
 	// that are not IPv4/IPv6 UDP/TCP.
 	ParseErrors uint64
@@ -242,6 +247,7 @@ func (c *Correlator) Stats() Stats {
 	s.QueriesEvicted = ts.Evicted
 	s.AnswersAccepted = ts.Matched
 	s.Unsolicited = ts.Unsolicited
+	s.AnswersTranslated = ts.Translated
 	cs := c.cache.Stats()
 	s.CacheEntries = cs.Entries
 	s.CacheNames = cs.Names

@@ -23,6 +23,7 @@ func TestMatching(t *testing.T) {
 		delay time.Duration
 		ans   *Packet
 		want  bool
+		nat   bool // matched although the addresses differ (Stats.AnswersTranslated)
 	}{
 		{
 			name:  "matching query accepted",
@@ -40,14 +41,42 @@ func TestMatching(t *testing.T) {
 			ans:   answerPacket(ProtoUDP, client, server, 0, cookieA, answer),
 		},
 		{
-			name:  "wrong client port",
-			query: queryPacket(ProtoUDP, otherClient, server, scopeA, cookieA, wire(t, id, qname, mdns.TypeA)),
-			ans:   answerPacket(ProtoUDP, client, server, 0, cookieA, answer),
+			name:  "wrong client port, socket unknown",
+			query: queryPacket(ProtoUDP, otherClient, server, scopeA, 0, wire(t, id, qname, mdns.TypeA)),
+			ans:   answerPacket(ProtoUDP, client, server, 0, 0, answer),
 		},
 		{
-			name:  "wrong server",
+			name:  "wrong server, socket unknown",
+			query: queryPacket(ProtoUDP, client, otherServer, scopeA, 0, wire(t, id, qname, mdns.TypeA)),
+			ans:   answerPacket(ProtoUDP, client, server, 0, 0, answer),
+		},
+		{
+			name:  "matching query accepted, socket unknown",
+			query: queryPacket(ProtoUDP, client, server, scopeA, 0, wire(t, id, qname, mdns.TypeA)),
+			ans:   answerPacket(ProtoUDP, client, server, 0, 0, answer),
+			want:  true,
+		},
+		{
+			// Docker's embedded resolver: the query left for another
+			// port (DNAT), the answer came back from port 53.
+			name:  "NAT: other server port, same socket",
+			query: queryPacket(ProtoUDP, client, netip.AddrPortFrom(server.Addr(), 5353), scopeA, cookieA, wire(t, id, qname, mdns.TypeA)),
+			ans:   answerPacket(ProtoUDP, client, server, 0, cookieA, answer),
+			want:  true, nat: true,
+		},
+		{
+			// A DNAT'd service IP: the query left for the backend, the
+			// answer came from the service IP.
+			name:  "NAT: other server, same socket",
 			query: queryPacket(ProtoUDP, client, otherServer, scopeA, cookieA, wire(t, id, qname, mdns.TypeA)),
 			ans:   answerPacket(ProtoUDP, client, server, 0, cookieA, answer),
+			want:  true, nat: true,
+		},
+		{
+			name:  "NAT: other client port, same socket",
+			query: queryPacket(ProtoUDP, otherClient, server, scopeA, cookieA, wire(t, id, qname, mdns.TypeA)),
+			ans:   answerPacket(ProtoUDP, client, server, 0, cookieA, answer),
+			want:  true, nat: true,
 		},
 		{
 			name:  "wrong question",
@@ -98,6 +127,9 @@ func TestMatching(t *testing.T) {
 				t.Fatalf("cached = %v (%q), want %v; stats %+v", got, names, tt.want, c.Stats())
 			}
 			s := c.Stats()
+			if nat := s.AnswersTranslated == 1; nat != tt.nat || s.AnswersTranslated > 1 {
+				t.Errorf("translated = %d, want NAT %v", s.AnswersTranslated, tt.nat)
+			}
 			if tt.want && (s.AnswersAccepted != 1 || s.Unsolicited != 0) {
 				t.Errorf("accepted, unsolicited = %d, %d; want 1, 0", s.AnswersAccepted, s.Unsolicited)
 			}

@@ -52,13 +52,27 @@ type Query struct {
 	At int64
 }
 
+// queryKey identifies an outstanding query: by socket and id when the
+// socket cookie is known (flow left zero: the addresses may be rewritten by
+// NAT between the query and the answer), by flow and id otherwise.
 type queryKey struct {
-	flow Flow
-	id   uint16
+	flow   Flow
+	cookie uint64
+	id     uint16
+}
+
+// key returns the key of a query or answer of the given id, flow and
+// socket cookie.
+func key(id uint16, flow Flow, cookie uint64) queryKey {
+	if cookie != 0 {
+		return queryKey{flow: Flow{Proto: flow.Proto}, cookie: cookie, id: id}
+	}
+	return queryKey{flow: normFlow(flow), id: id}
 }
 
 type pending struct {
 	Query
+	flow  Flow   // the query's flow, normalized
 	qname uint64 // hash of the question name
 	seq   uint64 // matches the ring slot that expires it
 	n     uint32 // answers still expected (same key sent again)
@@ -82,16 +96,26 @@ type TrackerStats struct {
 	Evicted uint64
 	// Matched counts answers matched to a query.
 	Matched uint64
-	// Unsolicited counts answers with no matching query: wrong id, ports,
-	// addresses, question name or socket, or too late.
+	// Unsolicited counts answers with no matching query: wrong socket, id
+	// or question name (or, when the socket is unknown, addresses and
+	// ports), or too late.
 	Unsolicited uint64
+	// Translated counts matched answers whose addresses or ports are not
+	// the query's mirrored: NAT rewrote the exchange (Docker's embedded
+	// resolver, a DNAT'd service IP). Matching by socket still found them.
+	Translated uint64
 }
 
 // Tracker records outgoing queries and matches answers to them. An answer
-// matches when an unexpired query has the same id, the same transport, the
-// answer's source and destination equal to the query's destination and
-// source, the same question name (case-insensitively; the Parser
-// lower-cases) and, when both sides know it, the same socket cookie.
+// matches when an unexpired query left the socket the answer arrived at
+// (same socket cookie) with the same id and the same question name
+// (case-insensitively; the Parser lower-cases). Addresses and ports are not
+// compared then: NAT may rewrite them between the query (captured after
+// the OUTPUT hooks) and the answer (captured after de-NAT), and a local
+// process that could forge an answer to the socket's port with the right id
+// could forge its addresses too. When the socket cookie is unknown (0), the
+// answer's source and destination must mirror the query's, with the same
+// transport.
 //
 // Queries expire after a timeout and are bounded in number: when the table
 // is full the oldest query is dropped. Expiry uses a FIFO ring in arrival
@@ -132,7 +156,7 @@ func NewTracker(timeout time.Duration, maxQueries int) *Tracker {
 func (t *Tracker) Track(id uint16, flow Flow, qname []byte, q Query, now time.Time) {
 	at := now.UnixNano()
 	t.expire(at)
-	k := queryKey{flow: normFlow(flow), id: id}
+	k := key(id, flow, q.SockCookie)
 	h := maphash.Bytes(t.seed, qname)
 	q.At = at
 	t.stats.Tracked++
@@ -149,22 +173,25 @@ func (t *Tracker) Track(id uint16, flow Flow, qname []byte, q Query, now time.Ti
 		t.m[k] = p
 		p.qname, p.n = h, 1
 	}
-	p.Query, p.seq = q, seq
+	p.Query, p.seq, p.flow = q, seq, normFlow(flow)
 }
 
 // Match looks for the query an answer from server to client answers (flow
 // is given from the client's side, as for Track). On a match it returns the
 // query, consumes it, and reports true; otherwise it counts the answer as
-// unsolicited. sockCookie is the receiving socket's cookie, 0 when unknown.
+// unsolicited. sockCookie is the receiving socket's cookie, 0 when unknown;
+// a query tracked with a cookie is found only through that cookie.
 func (t *Tracker) Match(id uint16, flow Flow, qname []byte, sockCookie uint64, now time.Time) (Query, bool) {
 	at := now.UnixNano()
 	t.expire(at)
-	k := queryKey{flow: normFlow(flow), id: id}
+	k := key(id, flow, sockCookie)
 	p, ok := t.m[k]
-	if !ok || p.qname != maphash.Bytes(t.seed, qname) ||
-		(sockCookie != 0 && p.SockCookie != 0 && sockCookie != p.SockCookie) {
+	if !ok || p.qname != maphash.Bytes(t.seed, qname) {
 		t.stats.Unsolicited++
 		return Query{}, false
+	}
+	if k.cookie != 0 && normFlow(flow) != p.flow {
+		t.stats.Translated++
 	}
 	q := p.Query
 	if p.n--; p.n == 0 {

@@ -11,24 +11,23 @@ func TestTrackerBounds(t *testing.T) {
 	flow := func(port uint16) Flow {
 		return Flow{Client: netip.AddrPortFrom(client.Addr(), port), Server: server, Proto: ProtoUDP}
 	}
-	q := Query{Scope: scopeA, SockCookie: cookieA}
 	name := []byte("example.com")
 	for i := range 6 {
-		tr.Track(1, flow(uint16(1000+i)), name, q, t0)
+		tr.Track(1, flow(uint16(1000+i)), name, Query{Scope: scopeA, SockCookie: uint64(1000 + i)}, t0)
 	}
 	s := tr.Stats()
 	if s.Outstanding != 4 || s.Evicted != 2 || s.Tracked != 6 {
 		t.Fatalf("stats %+v; want 4 outstanding, 2 evicted, 6 tracked", s)
 	}
-	if _, ok := tr.Match(1, flow(1000), name, cookieA, t0); ok {
+	if _, ok := tr.Match(1, flow(1000), name, 1000, t0); ok {
 		t.Error("evicted query matched")
 	}
-	got, ok := tr.Match(1, flow(1005), name, cookieA, t0.Add(time.Second))
+	got, ok := tr.Match(1, flow(1005), name, 1005, t0.Add(time.Second))
 	if !ok || got.Scope != scopeA || got.At != t0.UnixNano() {
 		t.Fatalf("Match = %+v, %v; want the query in scopeA", got, ok)
 	}
 	// The rest expire.
-	tr.Track(2, flow(2000), name, q, t0.Add(10*time.Second))
+	tr.Track(2, flow(2000), name, Query{Scope: scopeA, SockCookie: 2000}, t0.Add(10*time.Second))
 	s = tr.Stats()
 	if s.Outstanding != 1 || s.Expired != 3 || s.Matched != 1 || s.Unsolicited != 1 {
 		t.Fatalf("stats %+v; want 1 outstanding, 3 expired, 1 matched, 1 unsolicited", s)

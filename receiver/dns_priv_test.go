@@ -32,7 +32,7 @@ import (
 
 // envResolveConnect makes the re-executed test binary a client that resolves
 // a name with Go's resolver at a DNS server and connects to the answer:
-// "name|server ip:port|connect port".
+// "name|server ip:port|connect port[|udp or tcp]".
 const envResolveConnect = "TCPCONNECT_TEST_RESOLVE_CONNECT"
 
 func init() {
@@ -41,11 +41,15 @@ func init() {
 		return
 	}
 	f := strings.Split(v, "|")
-	if len(f) != 3 {
+	if len(f) != 3 && len(f) != 4 {
 		fmt.Fprintln(os.Stderr, "bad", envResolveConnect, v)
 		os.Exit(2)
 	}
-	ips, err := goResolve(f[0], f[1], "udp", "ip4")
+	network := "udp"
+	if len(f) == 4 {
+		network = f[3]
+	}
+	ips, err := goResolve(f[0], f[1], network, "ip4")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "resolve:", err)
 		os.Exit(1)

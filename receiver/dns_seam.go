@@ -44,6 +44,7 @@ type dnsStats struct {
 	ParseErrors        uint64 // packets that did not parse
 	RecordsMalformed   uint64 // answer records skipped for a wrong rdata length
 	AnswersUnsolicited uint64 // answers no query asked for, ignored
+	AnswersTranslated  uint64 // accepted answers whose addresses NAT rewrote
 	Ignored            uint64 // neither a query leaving nor an answer arriving
 	Evictions          uint64 // cache entries evicted before their TTL
 	Entries            int64  // cache entries now
@@ -73,6 +74,7 @@ func (k correlator) Stats() dnsStats {
 		ParseErrors:        s.ParseErrors,
 		RecordsMalformed:   s.RecordsMalformed,
 		AnswersUnsolicited: s.Unsolicited,
+		AnswersTranslated:  s.AnswersTranslated,
 		Ignored:            s.Ignored,
 		Evictions:          s.Evictions,
 		Entries:            int64(s.CacheEntries),

@@ -479,6 +479,7 @@ func (rd *reader) report(ctx context.Context) {
 		addIf(ctx, t.ReceiverTcpconnectDNSRecordsMalformed, int64(s.RecordsMalformed-p.RecordsMalformed))
 		addIf(ctx, t.ReceiverTcpconnectDNSPacketsIgnored, int64(s.Ignored-p.Ignored))
 		addIf(ctx, t.ReceiverTcpconnectDNSAnswersUnsolicited, int64(s.AnswersUnsolicited-p.AnswersUnsolicited))
+		addIf(ctx, t.ReceiverTcpconnectDNSAnswersTranslated, int64(s.AnswersTranslated-p.AnswersTranslated))
 		addIf(ctx, t.ReceiverTcpconnectDNSCacheEvictions, int64(s.Evictions-p.Evictions))
 		t.ReceiverTcpconnectDNSCacheEntries.Record(ctx, s.Entries)
 		rd.dnsPrev = s

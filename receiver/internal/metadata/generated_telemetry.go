@@ -36,6 +36,7 @@ type TelemetryBuilder struct {
 	ReceiverTcpconnectDecodeErrors          metric.Int64Counter
 	ReceiverTcpconnectDNSAnswersCached      metric.Int64Counter
 	ReceiverTcpconnectDNSAnswersParsed      metric.Int64Counter
+	ReceiverTcpconnectDNSAnswersTranslated  metric.Int64Counter
 	ReceiverTcpconnectDNSAnswersUnsolicited metric.Int64Counter
 	ReceiverTcpconnectDNSCacheEntries       metric.Int64Gauge
 	ReceiverTcpconnectDNSCacheEvictions     metric.Int64Counter
@@ -142,6 +143,12 @@ func NewTelemetryBuilder(settings component.TelemetrySettings, options ...Teleme
 	builder.ReceiverTcpconnectDNSAnswersParsed, err = builder.meter.Int64Counter(
 		"otelcol_receiver_tcpconnect_dns_answers_parsed",
 		metric.WithDescription("DNS answers arriving at a local socket and parsed, whether or not a query matched them. [Development]"),
+		metric.WithUnit("{packet}"),
+	)
+	errs = errors.Join(errs, err)
+	builder.ReceiverTcpconnectDNSAnswersTranslated, err = builder.meter.Int64Counter(
+		"otelcol_receiver_tcpconnect_dns_answers_translated",
+		metric.WithDescription("DNS answers accepted although NAT rewrote their addresses or ports (Docker's 127.0.0.11, a DNAT'd service IP); matched by socket, DNS id and question. [Development]"),
 		metric.WithUnit("{packet}"),
 	)
 	errs = errors.Join(errs, err)

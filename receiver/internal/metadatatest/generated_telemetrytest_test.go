@@ -29,6 +29,7 @@ func TestSetupTelemetry(t *testing.T) {
 	tb.ReceiverTcpconnectDecodeErrors.Add(context.Background(), 1)
 	tb.ReceiverTcpconnectDNSAnswersCached.Add(context.Background(), 1)
 	tb.ReceiverTcpconnectDNSAnswersParsed.Add(context.Background(), 1)
+	tb.ReceiverTcpconnectDNSAnswersTranslated.Add(context.Background(), 1)
 	tb.ReceiverTcpconnectDNSAnswersUnsolicited.Add(context.Background(), 1)
 	tb.ReceiverTcpconnectDNSCacheEntries.Record(context.Background(), 1)
 	tb.ReceiverTcpconnectDNSCacheEvictions.Add(context.Background(), 1)
@@ -75,6 +76,9 @@ func TestSetupTelemetry(t *testing.T) {
 		[]metricdata.DataPoint[int64]{{Value: 1}},
 		metricdatatest.IgnoreTimestamp())
 	AssertEqualReceiverTcpconnectDNSAnswersParsed(t, testTel,
+		[]metricdata.DataPoint[int64]{{Value: 1}},
+		metricdatatest.IgnoreTimestamp())
+	AssertEqualReceiverTcpconnectDNSAnswersTranslated(t, testTel,
 		[]metricdata.DataPoint[int64]{{Value: 1}},
 		metricdatatest.IgnoreTimestamp())
 	AssertEqualReceiverTcpconnectDNSAnswersUnsolicited(t, testTel,
