@@ -75,6 +75,13 @@ type Addr struct {
 // nameRef locates a normalized name in Parser.arena.
 type nameRef struct{ off, n int }
 
+// seenName is a valid name decoded from wire offset off: a compression
+// pointer to off (the usual owner of an answer record) reuses it.
+type seenName struct {
+	off int
+	ref nameRef
+}
+
 // record is one A, AAAA or CNAME answer record.
 type record struct {
 	owner  nameRef
@@ -86,15 +93,41 @@ type record struct {
 
 // Parser parses DNS messages. Its buffers are reused, so in steady state
 // Parse does not allocate. The zero value is ready to use.
+//
+// It is written by hand for the few things the correlator needs (the
+// header, the first question, and the A, AAAA and CNAME records of the
+// answer section) and walks the wire format once: names are decompressed
+// straight into a reused arena, lower-cased and checked as they are copied.
+// FuzzParseReference checks it against miekg/dns.
 type Parser struct {
-	p     dnsmessage.Parser
-	raw   []byte // the message being parsed
-	off   int    // offset of the next answer record in raw
 	arena []byte
+	seen  []seenName // names decoded so far, by wire offset
 	recs  []record
 	chain []nameRef
 	msg   Message
 }
+
+// Parser limits and wire-format constants.
+const (
+	// maxPointers bounds the compression pointers followed in one name, as
+	// miekg/dns does: (255+1)/2-2. A name of 255 bytes has at most 127
+	// labels, so a real name never needs more; a loop stops here.
+	maxPointers = 126
+	// maxNamePresentation is the longest name with its trailing dot: 255
+	// wire bytes.
+	maxNamePresentation = 254
+	headerLen           = 12
+	classINET           = 1
+)
+
+// Errors of the wire walk, wrapped with what was being read.
+var (
+	errShort     = errors.New("message too short")
+	errWalkName  = errors.New("name runs past the message or has a bad label")
+	errPointers  = errors.New("too many compression pointers")
+	errNameLong  = errors.New("name longer than 255 bytes")
+	errRdataPast = errors.New("rdata runs past the end of the message")
+)
 
 // Parse decodes msg. It never panics. It returns an error for a message
 // that is malformed, has no question or whose question name is invalid.
@@ -109,153 +142,213 @@ type Parser struct {
 // The returned Message is owned by the Parser and valid until the next call.
 func (ps *Parser) Parse(msg []byte, truncated bool) (*Message, error) {
 	ps.arena = ps.arena[:0]
+	ps.seen = ps.seen[:0]
 	ps.recs = ps.recs[:0]
 	ps.chain = ps.chain[:0]
 	m := &ps.msg
 	*m = Message{Chain: m.Chain[:0], Addrs: m.Addrs[:0]}
 
-	ps.raw, ps.off = msg, 0
-	h, err := ps.p.Start(msg)
+	if len(msg) < headerLen {
+		return nil, fmt.Errorf("dns: parse header: %w", errShort)
+	}
+	m.ID = binary.BigEndian.Uint16(msg)
+	flags := binary.BigEndian.Uint16(msg[2:])
+	m.Response, m.RCode = flags&0x8000 != 0, dnsmessage.RCode(flags&0x000f)
+	qd, an := int(binary.BigEndian.Uint16(msg[4:])), int(binary.BigEndian.Uint16(msg[6:]))
+	if qd == 0 {
+		return nil, fmt.Errorf("dns: parse message %#04x: %w", m.ID, ErrNoQuestion)
+	}
+	qname, off, ok, err := ps.readName(msg, headerLen)
+	if err == nil && off+4 > len(msg) {
+		err = errShort
+	}
 	if err != nil {
-		return nil, fmt.Errorf("dns: parse header: %w", err)
+		return nil, fmt.Errorf("dns: parse question of %#04x: %w", m.ID, err)
 	}
-	m.ID, m.Response, m.RCode = h.ID, h.Response, h.RCode
-	q, err := ps.p.Question()
-	if errors.Is(err, dnsmessage.ErrSectionDone) {
-		return nil, fmt.Errorf("dns: parse message %#04x: %w", h.ID, ErrNoQuestion)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("dns: parse question of %#04x: %w", h.ID, err)
-	}
-	qname, ok := ps.addName(&q.Name)
 	if !ok {
-		return nil, fmt.Errorf("dns: parse question of %#04x: %w", h.ID, ErrBadName)
+		return nil, fmt.Errorf("dns: parse question of %#04x: %w", m.ID, ErrBadName)
 	}
 	m.Question = ps.name(qname)
-	m.QType = q.Type
-	if !h.Response {
+	m.QType = dnsmessage.Type(binary.BigEndian.Uint16(msg[off:]))
+	if !m.Response {
 		return m, nil
 	}
-	if err := ps.answers(truncated); err != nil {
-		return nil, fmt.Errorf("dns: parse answers of %#04x: %w", h.ID, err)
+	off += 4
+	for range qd - 1 {
+		if off = skipName(msg, off); off < 0 || off+4 > len(msg) {
+			return ps.done(qname, truncated, "skip questions", errWalkName)
+		}
+		off += 4
+	}
+	for range an {
+		if len(ps.recs) == maxRecords {
+			break
+		}
+		var err error
+		if off, err = ps.answer(msg, off); err != nil {
+			return ps.done(qname, truncated, "parse answers", err)
+		}
+	}
+	return ps.done(qname, truncated, "", nil)
+}
+
+// done ends a response: with err set and truncated, the answers end
+// quietly at the last complete record and the message is marked truncated;
+// with err set otherwise, Parse fails. The chain is then followed.
+func (ps *Parser) done(qname nameRef, truncated bool, what string, err error) (*Message, error) {
+	if err != nil {
+		if !truncated {
+			return nil, fmt.Errorf("dns: %s of %#04x: %w", what, ps.msg.ID, err)
+		}
+		ps.msg.Truncated = true
 	}
 	ps.follow(qname)
-	return m, nil
+	return &ps.msg, nil
 }
 
-// answers reads the answer section into ps.recs. With truncated set, an
-// error ends the section quietly and marks the message truncated.
-//
-// dnsmessage reads an A record's 4 bytes (an AAAA's 16, a CNAME's name)
-// wherever they are, whatever the record's rdlength says, and moves on by
-// rdlength. So Parser walks the records itself too, in step with
-// dnsmessage, and checks each record's rdata bounds against its type
-// before it takes anything from it (see [Message.Malformed]).
-func (ps *Parser) answers(truncated bool) error {
-	p := &ps.p
-	if err := p.SkipAllQuestions(); err != nil {
-		return ps.cut(truncated, "skip questions", err)
+// answer reads the answer record at off and returns the offset of the next
+// one. An IN A, AAAA or CNAME record with valid names and the rdata length
+// its type needs goes into ps.recs; a wrong rdata length is counted in
+// Message.Malformed. The error reports a record that runs past the message
+// or a name that cannot be decompressed.
+func (ps *Parser) answer(msg []byte, off int) (int, error) {
+	mark, seen := len(ps.arena), len(ps.seen)
+	owner, off, ownerOK, err := ps.readName(msg, off)
+	if err != nil {
+		return 0, err
 	}
-	if err := ps.skipQuestions(); err != nil {
-		return ps.cut(truncated, "skip questions", err)
+	if off+10 > len(msg) {
+		return 0, errShort
 	}
-	for len(ps.recs) < maxRecords {
-		hdr, err := p.AnswerHeader()
-		if errors.Is(err, dnsmessage.ErrSectionDone) {
-			return nil
-		}
-		if err != nil {
-			return ps.cut(truncated, "record header", err)
-		}
-		start, end, err := ps.rdata()
-		if err != nil {
-			return ps.cut(truncated, "record data", err)
-		}
-		ps.off = end
-		rdata := ps.raw[start:end]
-		if hdr.Class != dnsmessage.ClassINET {
-			if err := p.SkipAnswer(); err != nil {
-				return ps.cut(truncated, "skip record", err)
-			}
-			continue
-		}
-		r := record{typ: hdr.Type, ttl: hdr.TTL}
-		switch hdr.Type {
-		case dnsmessage.TypeA, dnsmessage.TypeAAAA:
-			if err := p.SkipAnswer(); err != nil {
-				return ps.cut(truncated, "skip record", err)
-			}
+	typ := dnsmessage.Type(binary.BigEndian.Uint16(msg[off:]))
+	class := binary.BigEndian.Uint16(msg[off+2:])
+	r := record{owner: owner, typ: typ, ttl: binary.BigEndian.Uint32(msg[off+4:])}
+	start := off + 10
+	end := start + int(binary.BigEndian.Uint16(msg[off+8:]))
+	if end > len(msg) {
+		return 0, errRdataPast
+	}
+	keep := false
+	if class == classINET {
+		switch rdata := msg[start:end]; {
+		case typ == dnsmessage.TypeA && len(rdata) == 4:
+			r.ip, keep = netip.AddrFrom4([4]byte(rdata)), ownerOK
+		case typ == dnsmessage.TypeAAAA && len(rdata) == 16:
+			r.ip, keep = netip.AddrFrom16([16]byte(rdata)).Unmap(), ownerOK
+		case typ == dnsmessage.TypeA || typ == dnsmessage.TypeAAAA:
+			ps.msg.Malformed++
+		case typ == dnsmessage.TypeCNAME:
+			target, tend, ok, err := ps.readName(msg, start)
 			switch {
-			case hdr.Type == dnsmessage.TypeA && len(rdata) == 4:
-				r.ip = netip.AddrFrom4([4]byte(rdata))
-			case hdr.Type == dnsmessage.TypeAAAA && len(rdata) == 16:
-				r.ip = netip.AddrFrom16([16]byte(rdata)).Unmap()
+			case err != nil:
+				return 0, err
+			case tend != end:
+				ps.msg.Malformed++
 			default:
-				ps.msg.Malformed++
+				r.target, keep = target, ok && ownerOK
+			}
+		}
+	}
+	if !keep {
+		// Forget the names this record decoded: their arena goes.
+		ps.arena, ps.seen = ps.arena[:mark], ps.seen[:seen]
+		return end, nil
+	}
+	ps.recs = append(ps.recs, r)
+	return end, nil
+}
+
+// readName decompresses the name at off in msg into the arena, lower-cased
+// and without the trailing dot, and returns where it is, the offset just
+// past the name where it starts (past its zero label or first compression
+// pointer) and whether it is valid for the cache: not the root, only
+// printable ASCII (0x21-0x7e) and no dot inside a label (an invalid name
+// leaves nothing in the arena). The error reports a name that runs past
+// msg, has a reserved label type, follows too many pointers or is longer
+// than 255 bytes.
+func (ps *Parser) readName(msg []byte, off int) (ref nameRef, next int, ok bool, err error) {
+	if off+1 < len(msg) && msg[off]&0xc0 == 0xc0 {
+		// A pointer to a name decoded before: the same name.
+		to := int(msg[off]&0x3f)<<8 | int(msg[off+1])
+		for _, s := range ps.seen {
+			if s.off == to {
+				return s.ref, off + 2, true, nil
+			}
+		}
+	}
+	ref, next, ok, err = ps.decodeName(msg, off)
+	if ok && len(ps.seen) < 2*maxRecords {
+		ps.seen = append(ps.seen, seenName{off: off, ref: ref})
+	}
+	return ref, next, ok, err
+}
+
+// decodeName is readName without the reuse of names decoded before.
+func (ps *Parser) decodeName(msg []byte, off int) (ref nameRef, next int, ok bool, err error) {
+	start := len(ps.arena)
+	cur, next, ptrs, n := off, -1, 0, 0
+	ok = true
+	for {
+		if cur >= len(msg) {
+			ps.arena = ps.arena[:start]
+			return nameRef{}, 0, false, errWalkName
+		}
+		l := int(msg[cur])
+		switch l & 0xc0 {
+		case 0x00:
+			cur++
+			if l == 0 {
+				if next < 0 {
+					next = cur
+				}
+				if !ok || n == 0 { // n == 0: the root
+					ps.arena = ps.arena[:start]
+					return nameRef{}, next, false, nil
+				}
+				return nameRef{off: start, n: len(ps.arena) - start - 1}, next, true, nil
+			}
+			if cur+l > len(msg) {
+				ps.arena = ps.arena[:start]
+				return nameRef{}, 0, false, errWalkName
+			}
+			if n += l + 1; n > maxNamePresentation {
+				ps.arena = ps.arena[:start]
+				return nameRef{}, 0, false, errNameLong
+			}
+			label := msg[cur : cur+l]
+			cur += l
+			if !ok {
 				continue
 			}
-		case dnsmessage.TypeCNAME:
-			c, err := p.CNAMEResource()
-			if err != nil {
-				return ps.cut(truncated, "parse CNAME record", err)
+			at := len(ps.arena)
+			ps.arena = append(ps.arena, label...)
+			ps.arena = append(ps.arena, '.')
+			for i, c := range label {
+				switch {
+				case c-'A' < 26:
+					ps.arena[at+i] = c + ('a' - 'A')
+				case c < 0x21 || c > 0x7e || c == '.':
+					ok = false
+				}
 			}
-			if skipName(ps.raw, start) != end {
-				ps.msg.Malformed++
-				continue
+		case 0xc0:
+			if cur+1 >= len(msg) {
+				ps.arena = ps.arena[:start]
+				return nameRef{}, 0, false, errWalkName
 			}
-			var ok bool
-			if r.target, ok = ps.addName(&c.CNAME); !ok {
-				continue
+			if next < 0 {
+				next = cur + 2
 			}
+			if ptrs++; ptrs > maxPointers {
+				ps.arena = ps.arena[:start]
+				return nameRef{}, 0, false, errPointers
+			}
+			cur = (l&0x3f)<<8 | int(msg[cur+1])
 		default:
-			if err := p.SkipAnswer(); err != nil {
-				return ps.cut(truncated, "skip record", err)
-			}
-			continue
+			ps.arena = ps.arena[:start]
+			return nameRef{}, 0, false, errWalkName
 		}
-		var ok bool
-		if r.owner, ok = ps.addName(&hdr.Name); !ok {
-			continue
-		}
-		ps.recs = append(ps.recs, r)
 	}
-	return nil
-}
-
-// Errors of the record walk, wrapped by [Parser.Parse].
-var (
-	errWalkName  = errors.New("name runs past the message or has a bad label")
-	errRdataPast = errors.New("rdata runs past the end of the message")
-)
-
-// skipQuestions sets ps.off past the question section.
-func (ps *Parser) skipQuestions() error {
-	if len(ps.raw) < 12 {
-		return errWalkName
-	}
-	off := 12
-	for range binary.BigEndian.Uint16(ps.raw[4:6]) {
-		if off = skipName(ps.raw, off); off < 0 || off+4 > len(ps.raw) {
-			return errWalkName
-		}
-		off += 4 // type, class
-	}
-	ps.off = off
-	return nil
-}
-
-// rdata returns the bounds of the rdata of the answer record at ps.off.
-func (ps *Parser) rdata() (start, end int, err error) {
-	off := skipName(ps.raw, ps.off)
-	if off < 0 || off+10 > len(ps.raw) {
-		return 0, 0, errWalkName
-	}
-	start = off + 10 // type, class, TTL, rdlength
-	end = start + int(binary.BigEndian.Uint16(ps.raw[off+8:]))
-	if end > len(ps.raw) {
-		return 0, 0, errRdataPast
-	}
-	return start, end, nil
 }
 
 // skipName returns the offset just past the wire-format name at off in
@@ -278,16 +371,6 @@ func skipName(msg []byte, off int) int {
 		}
 	}
 	return -1
-}
-
-// cut ends the answers quietly for a truncated message, and otherwise
-// returns err wrapped with what was being read.
-func (ps *Parser) cut(truncated bool, what string, err error) error {
-	if truncated {
-		ps.msg.Truncated = true
-		return nil
-	}
-	return fmt.Errorf("%s: %w", what, err)
 }
 
 // follow walks the CNAME chain from the question name and collects the
@@ -339,36 +422,9 @@ func (ps *Parser) inChain(n nameRef) bool {
 }
 
 func (ps *Parser) equal(a, b nameRef) bool {
-	return bytes.Equal(ps.name(a), ps.name(b))
+	return a == b || bytes.Equal(ps.name(a), ps.name(b))
 }
 
 func (ps *Parser) name(n nameRef) []byte {
 	return ps.arena[n.off : n.off+n.n : n.off+n.n]
-}
-
-// addName appends n to the arena, lower-cased and without the trailing dot.
-// It reports false for the root name and for names with bytes outside
-// printable ASCII (0x21-0x7e): such names cannot be exported as attribute
-// strings safely (OTLP requires UTF-8) and no real host name has them.
-func (ps *Parser) addName(n *dnsmessage.Name) (nameRef, bool) {
-	data := n.Data[:min(int(n.Length), len(n.Data))]
-	if l := len(data); l > 0 && data[l-1] == '.' {
-		data = data[:l-1]
-	}
-	if len(data) == 0 {
-		return nameRef{}, false
-	}
-	off := len(ps.arena)
-	ps.arena = append(ps.arena, data...)
-	name := ps.arena[off:]
-	for i, c := range name {
-		switch {
-		case c-'A' < 26:
-			name[i] = c + ('a' - 'A')
-		case c < 0x21 || c > 0x7e:
-			ps.arena = ps.arena[:off]
-			return nameRef{}, false
-		}
-	}
-	return nameRef{off: off, n: len(name)}, true
 }
