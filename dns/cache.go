@@ -156,13 +156,18 @@ func NewCache(cfg Config) *Cache {
 // kept. The chain becomes the entry's newest resolution; older names stay
 // behind it while they fit and have not expired.
 func (c *Cache) Insert(ip netip.Addr, scope Scope, chain [][]byte, ttl time.Duration, now time.Time) {
+	at := now.UnixNano()
+	c.insert(ip, scope, chain, at, at, at+min(max(int64(ttl), c.minTTL), c.maxTTL))
+}
+
+// insert is Insert at time at of names learned at learned, expiring at exp
+// (a state file restores names learned before now).
+func (c *Cache) insert(ip netip.Addr, scope Scope, chain [][]byte, at, learned, exp int64) {
 	ip = ip.Unmap().WithZone("")
 	if !ip.IsValid() || len(chain) == 0 {
 		return
 	}
-	at := now.UnixNano()
 	c.sweep(at, c.sweepN)
-	exp := at + min(max(int64(ttl), c.minTTL), c.maxTTL)
 
 	addr := ip.As16()
 	i := c.find(&addr, scope)
@@ -195,7 +200,7 @@ func (c *Cache) Insert(ip netip.Addr, scope Scope, chain [][]byte, ttl time.Dura
 		last = j
 	}
 	for _, id := range ids {
-		link(c.newSlot(id, at, exp))
+		link(c.newSlot(id, learned, exp))
 	}
 	kept := len(ids)
 	for j := c.entries[i].names; j != none; {

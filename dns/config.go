@@ -3,6 +3,8 @@ package dns
 import (
 	"errors"
 	"fmt"
+	"path/filepath"
+	"strings"
 	"time"
 )
 
@@ -38,6 +40,12 @@ const (
 	// private ones, which are different endpoints in each namespace.
 	CrossNamespacePublicOnly = "public_only"
 
+	// DefaultStateInterval is how often the state file is written, when
+	// one is configured (and once more at shutdown).
+	DefaultStateInterval = time.Minute
+	// MinStateInterval is the shortest accepted state_interval.
+	MinStateInterval = time.Second
+
 	// MaxMaxEntries is the largest accepted max_entries.
 	MaxMaxEntries = 1 << 24
 	// MaxMaxNamesPerIP is the largest accepted max_names_per_ip.
@@ -63,11 +71,19 @@ type Config struct {
 	// may name a connect made in another: CrossNamespaceNone (the
 	// default; empty means the same) or CrossNamespacePublicOnly.
 	CrossNamespace string `mapstructure:"cross_namespace"`
+	// StateFile, when set, is the absolute path of a file the cache is
+	// saved to every StateInterval and at shutdown (atomically replaced),
+	// and restored from at start, so that names survive a restart. A
+	// missing, truncated, corrupt, foreign-version or other-boot file is
+	// logged and ignored. Empty (the default): no state file.
+	StateFile string `mapstructure:"state_file"`
+	// StateInterval is how often the state file is written.
+	StateInterval time.Duration `mapstructure:"state_interval"`
 }
 
 // DefaultConfig returns the default configuration: enabled, 65536 entries,
 // 8 names per IP, TTLs clamped to [5s, 1h], names kept in their network
-// namespace.
+// namespace, no state file.
 func DefaultConfig() Config {
 	return Config{
 		Enabled:        true,
@@ -76,6 +92,7 @@ func DefaultConfig() Config {
 		MinTTL:         DefaultMinTTL,
 		MaxTTL:         DefaultMaxTTL,
 		CrossNamespace: CrossNamespaceNone,
+		StateInterval:  DefaultStateInterval,
 	}
 }
 
@@ -104,6 +121,14 @@ func (c *Config) Validate() error {
 	case "", CrossNamespaceNone, CrossNamespacePublicOnly:
 	default:
 		errs = append(errs, fmt.Errorf("dns.cross_namespace: must be %q or %q, got %q", CrossNamespaceNone, CrossNamespacePublicOnly, c.CrossNamespace))
+	}
+	if c.StateFile != "" {
+		if !filepath.IsAbs(c.StateFile) || strings.HasSuffix(c.StateFile, "/") {
+			errs = append(errs, fmt.Errorf("dns.state_file: must be an absolute file path, got %q", c.StateFile))
+		}
+		if c.StateInterval < MinStateInterval {
+			errs = append(errs, fmt.Errorf("dns.state_interval: must be at least %s, got %s", MinStateInterval, c.StateInterval))
+		}
 	}
 	return errors.Join(errs...)
 }

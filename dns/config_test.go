@@ -26,6 +26,14 @@ func TestConfigValidate(t *testing.T) {
 		{name: "cross_namespace empty", change: func(c *Config) { c.CrossNamespace = "" }},
 		{name: "cross_namespace unknown", change: func(c *Config) { c.CrossNamespace = "all" },
 			want: []string{`dns.cross_namespace: must be "none" or "public_only", got "all"`}},
+		{name: "state_file absolute", change: func(c *Config) { c.StateFile = "/var/lib/tcpconnect/dns.state" }},
+		{name: "state_file relative", change: func(c *Config) { c.StateFile = "dns.state" },
+			want: []string{`dns.state_file: must be an absolute file path, got "dns.state"`}},
+		{name: "state_file a directory", change: func(c *Config) { c.StateFile = "/var/lib/" },
+			want: []string{"dns.state_file: must be an absolute file path"}},
+		{name: "state_interval too short", change: func(c *Config) { c.StateFile = "/x"; c.StateInterval = time.Millisecond },
+			want: []string{"dns.state_interval: must be at least 1s, got 1ms"}},
+		{name: "state_interval unused without state_file", change: func(c *Config) { c.StateInterval = 0 }},
 		{name: "every error reported", change: func(c *Config) { c.MaxEntries = 0; c.MaxNamesPerIP = 0 },
 			want: []string{"dns.max_entries", "dns.max_names_per_ip"}},
 	}
@@ -53,7 +61,8 @@ func TestConfigValidate(t *testing.T) {
 }
 
 func TestDefaultConfig(t *testing.T) {
-	want := Config{Enabled: true, MaxEntries: 65536, MaxNamesPerIP: 8, MinTTL: 5 * time.Second, MaxTTL: time.Hour, CrossNamespace: "none"}
+	want := Config{Enabled: true, MaxEntries: 65536, MaxNamesPerIP: 8, MinTTL: 5 * time.Second, MaxTTL: time.Hour, CrossNamespace: "none",
+		StateInterval: time.Minute}
 	if got := DefaultConfig(); got != want {
 		t.Fatalf("DefaultConfig() = %+v, want %+v", got, want)
 	}

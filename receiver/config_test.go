@@ -39,6 +39,8 @@ func TestLoadConfig(t *testing.T) {
 	custom.DNS.MaxEntries = 1000
 	custom.DNS.MinTTL = time.Second
 	custom.DNS.CrossNamespace = "public_only"
+	custom.DNS.StateFile = "/var/lib/otelcol/tcpconnect-dns.state"
+	custom.DNS.StateInterval = 30 * time.Second
 	custom.Filter = FilterConfig{
 		IncludeCIDRs:     []string{"10.0.0.0/8", "2001:db8::/32"},
 		ExcludeCIDRs:     []string{"10.9.9.9"},
@@ -56,7 +58,7 @@ func TestLoadConfig(t *testing.T) {
 		{component.NewID(metadata.Type), createDefaultConfig(), nil},
 		{component.NewIDWithName(metadata.Type, "custom"), custom, nil},
 		{component.NewIDWithName(metadata.Type, "invalid"), nil, []string{"attach:", "ring_buffer_size:", "batch.max_size:", "max_command_line_bytes:",
-			"filter.include_cidrs:", "filter.exclude_ports:", "filter.exclude_processes:", "dns.max_ttl:", "dns.cross_namespace:", "outcome.max_wait:"}},
+			"filter.include_cidrs:", "filter.exclude_ports:", "filter.exclude_processes:", "dns.max_ttl:", "dns.cross_namespace:", "dns.state_file:", "outcome.max_wait:"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.id.String(), func(t *testing.T) {

@@ -19,6 +19,7 @@ import (
 	"go.opentelemetry.io/collector/consumer/consumertest"
 	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/plog"
+	"go.opentelemetry.io/collector/receiver"
 	"go.opentelemetry.io/collector/receiver/receivertest"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
@@ -186,9 +187,13 @@ type dnsHarness struct {
 	tel  *componenttest.Telemetry
 	srv  *dnsTestServer
 	port uint16
+
+	cfg     *Config
+	rcv     receiver.Logs // nil while stopped
+	started int
 }
 
-func newDNSHarness(t *testing.T, z zone, truncate map[string]bool) *dnsHarness {
+func newDNSHarness(t *testing.T, z zone, truncate map[string]bool, opts ...func(*Config)) *dnsHarness {
 	privtest.Require(t)
 	h := &dnsHarness{t: t, sink: new(consumertest.LogsSink), tel: componenttest.NewTelemetry(),
 		srv: &dnsTestServer{zone: z, truncate: truncate}}
@@ -211,14 +216,34 @@ func newDNSHarness(t *testing.T, z zone, truncate map[string]bool) *dnsHarness {
 	cfg.DNS.MinTTL = time.Second
 	// Only the test's own port: the host's other connects stay in the kernel.
 	cfg.Filter.IncludePorts = []int{int(h.port)}
+	for _, o := range opts {
+		o(cfg)
+	}
+	h.cfg = cfg
+	t.Cleanup(func() {
+		if h.rcv != nil {
+			h.stop()
+		}
+	})
+	h.start()
+	return h
+}
+
+// start creates and starts the receiver.
+func (h *dnsHarness) start() {
+	t := h.t
 	set := receivertest.NewNopSettings(metadata.Type)
 	set.TelemetrySettings = h.tel.NewTelemetrySettings()
-	rcv, err := NewFactory().CreateLogs(context.Background(), set, cfg, h.sink)
+	rcv, err := NewFactory().CreateLogs(context.Background(), set, h.cfg, h.sink)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := rcv.Start(context.Background(), componenttest.NewNopHost()); err != nil {
-		t.Fatalf("Start (attach %s): %v", cfg.Attach, err)
+		t.Fatalf("Start (attach %s): %v", h.cfg.Attach, err)
+	}
+	h.rcv = rcv
+	if h.started++; h.started > 1 {
+		return // the attach metrics below count since the first start
 	}
 	src := rcv.(*tcpconnectReceiver).src
 	privtest.CheckAutoMode(t, src.Mode())
@@ -230,12 +255,14 @@ func newDNSHarness(t *testing.T, z zone, truncate map[string]bool) *dnsHarness {
 	if got, want := counter(t, h.tel, "receiver_tcpconnect_attach_modes_left"), int64(len(src.Attempts())-1); got != want {
 		t.Errorf("attach modes left: %d, want %d (attempts %+v)", got, want, src.Attempts())
 	}
-	t.Cleanup(func() {
-		if err := rcv.Shutdown(context.Background()); err != nil {
-			t.Errorf("Shutdown: %v", err)
-		}
-	})
-	return h
+}
+
+// stop shuts the receiver down.
+func (h *dnsHarness) stop() {
+	if err := h.rcv.Shutdown(context.Background()); err != nil {
+		h.t.Errorf("Shutdown: %v", err)
+	}
+	h.rcv = nil
 }
 
 // connect makes one refused connect to ip and waits for its record.

@@ -52,9 +52,10 @@ type tcpconnectReceiver struct {
 	open      openSourceFunc
 	telemetry *metadata.TelemetryBuilder
 	obsrecv   *receiverhelper.ObsReport
-	dns       dnsSink // nil when dns.enabled is false
-	procRoot  string  // procfs for the process cache; "" is cfg.ProcPath (tests use a fake)
-	skipPIDNS bool    // tests with a fake procRoot: skip the host PID namespace check
+	dns       dnsSink   // nil when dns.enabled is false
+	state     *dnsState // nil without dns.state_file
+	procRoot  string    // procfs for the process cache; "" is cfg.ProcPath (tests use a fake)
+	skipPIDNS bool      // tests with a fake procRoot: skip the host PID namespace check
 
 	src     source
 	stop    chan struct{}      // closed by Shutdown: stop reading
@@ -105,6 +106,9 @@ func (r *tcpconnectReceiver) Start(_ context.Context, _ component.Host) error {
 			return fmt.Errorf("tcpconnect receiver: dns correlator: %w", err)
 		}
 		r.dns = correlator{c}
+		if r.cfg.DNS.StateFile != "" {
+			r.state = startDNSState(r, c, time.Now())
+		}
 	}
 	hostName, err := os.Hostname()
 	if err != nil {
@@ -362,6 +366,9 @@ func (rd *reader) tick(ctx context.Context, now time.Time) bool {
 		r.dns.Sweep(now)
 		rd.sweep = now.Add(sweepInterval)
 	}
+	if r.state != nil {
+		r.state.tick(now)
+	}
 	select {
 	case <-r.stop:
 		rd.finish(ctx)
@@ -372,13 +379,17 @@ func (rd *reader) tick(ctx context.Context, now time.Time) bool {
 }
 
 // finish reads what the ring still holds, sends the records still waiting
-// for an outcome as pending, flushes what is left and reports the last
-// counters: nothing waits past shutdown.
+// for an outcome as pending, flushes what is left, reports the last
+// counters and saves the DNS state file (with the answers just drained):
+// nothing waits past shutdown.
 func (rd *reader) finish(ctx context.Context) {
 	rd.drain(ctx)
 	rd.expireWaiting(ctx, time.Now(), true)
 	rd.flush(ctx)
 	rd.report(ctx)
+	if rd.r.state != nil {
+		rd.r.state.final(rd.readTime())
+	}
 }
 
 // drainBudget bounds how long drain reads at shutdown: the programs stay

@@ -46,6 +46,9 @@ type TelemetryBuilder struct {
 	ReceiverTcpconnectDNSPacketsReceived    metric.Int64Counter
 	ReceiverTcpconnectDNSParseErrors        metric.Int64Counter
 	ReceiverTcpconnectDNSRecordsMalformed   metric.Int64Counter
+	ReceiverTcpconnectDNSStateFilesRefused  metric.Int64Counter
+	ReceiverTcpconnectDNSStateNamesSkipped  metric.Int64Counter
+	ReceiverTcpconnectDNSStateWritesFailed  metric.Int64Counter
 	ReceiverTcpconnectOutcomeWaitFull       metric.Int64Counter
 	ReceiverTcpconnectOutcomesLost          metric.Int64Counter
 	ReceiverTcpconnectOutcomesMissed        metric.Int64Counter
@@ -204,6 +207,24 @@ func NewTelemetryBuilder(settings component.TelemetrySettings, options ...Teleme
 		"otelcol_receiver_tcpconnect_dns_records_malformed",
 		metric.WithDescription("DNS answer records skipped because their rdata length does not fit their type (A not 4 bytes, AAAA not 16, a CNAME target not filling its rdata). [Development]"),
 		metric.WithUnit("{record}"),
+	)
+	errs = errors.Join(errs, err)
+	builder.ReceiverTcpconnectDNSStateFilesRefused, err = builder.meter.Int64Counter(
+		"otelcol_receiver_tcpconnect_dns_state_files_refused",
+		metric.WithDescription("DNS state files (dns.state_file) ignored at start: truncated, corrupt, of another version or written before the last reboot; the cache started empty. [Development]"),
+		metric.WithUnit("{file}"),
+	)
+	errs = errors.Join(errs, err)
+	builder.ReceiverTcpconnectDNSStateNamesSkipped, err = builder.meter.Int64Counter(
+		"otelcol_receiver_tcpconnect_dns_state_names_skipped",
+		metric.WithDescription("Names of the DNS state file not restored at start: expired, or invalid. [Development]"),
+		metric.WithUnit("{name}"),
+	)
+	errs = errors.Join(errs, err)
+	builder.ReceiverTcpconnectDNSStateWritesFailed, err = builder.meter.Int64Counter(
+		"otelcol_receiver_tcpconnect_dns_state_writes_failed",
+		metric.WithDescription("Saves of the DNS state file that failed (the previous file stays). [Development]"),
+		metric.WithUnit("{write}"),
 	)
 	errs = errors.Join(errs, err)
 	builder.ReceiverTcpconnectOutcomeWaitFull, err = builder.meter.Int64Counter(

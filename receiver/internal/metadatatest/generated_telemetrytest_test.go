@@ -39,6 +39,9 @@ func TestSetupTelemetry(t *testing.T) {
 	tb.ReceiverTcpconnectDNSPacketsReceived.Add(context.Background(), 1)
 	tb.ReceiverTcpconnectDNSParseErrors.Add(context.Background(), 1)
 	tb.ReceiverTcpconnectDNSRecordsMalformed.Add(context.Background(), 1)
+	tb.ReceiverTcpconnectDNSStateFilesRefused.Add(context.Background(), 1)
+	tb.ReceiverTcpconnectDNSStateNamesSkipped.Add(context.Background(), 1)
+	tb.ReceiverTcpconnectDNSStateWritesFailed.Add(context.Background(), 1)
 	tb.ReceiverTcpconnectOutcomeWaitFull.Add(context.Background(), 1)
 	tb.ReceiverTcpconnectOutcomesLost.Add(context.Background(), 1)
 	tb.ReceiverTcpconnectOutcomesMissed.Add(context.Background(), 1)
@@ -106,6 +109,15 @@ func TestSetupTelemetry(t *testing.T) {
 		[]metricdata.DataPoint[int64]{{Value: 1}},
 		metricdatatest.IgnoreTimestamp())
 	AssertEqualReceiverTcpconnectDNSRecordsMalformed(t, testTel,
+		[]metricdata.DataPoint[int64]{{Value: 1}},
+		metricdatatest.IgnoreTimestamp())
+	AssertEqualReceiverTcpconnectDNSStateFilesRefused(t, testTel,
+		[]metricdata.DataPoint[int64]{{Value: 1}},
+		metricdatatest.IgnoreTimestamp())
+	AssertEqualReceiverTcpconnectDNSStateNamesSkipped(t, testTel,
+		[]metricdata.DataPoint[int64]{{Value: 1}},
+		metricdatatest.IgnoreTimestamp())
+	AssertEqualReceiverTcpconnectDNSStateWritesFailed(t, testTel,
 		[]metricdata.DataPoint[int64]{{Value: 1}},
 		metricdatatest.IgnoreTimestamp())
 	AssertEqualReceiverTcpconnectOutcomeWaitFull(t, testTel,
