@@ -44,7 +44,7 @@ VM_ARM64_NOTRAMPOLINE := 6.1-arm64
 # print PASS in every run, so a name that selects nothing fails.
 VM_TESTS ?= \
 	-tests bpf.test=TestProbeConnects,TestProbeProof,TestProbeCgroupSubtreeUnproven,TestReadLSMState,TestProbeLSMExpectation,TestCheckFeatures,TestProbeDNSCapture,TestProbeDNSSocketNetns,TestLostCounters,TestProbeFilters,TestProbeProcessFilterMatchesProcess,TestProbeIOURingConnect,TestProbeNetnsVeth,TestProbeConnectSocketNetns,TestProbeKprobeLoads,TestProbeModesAgree,TestProbeOutcome,TestOutcomeLossAccounted,TestProbeOutcomeOff \
-	-tests receiver.test=TestReceiverPrivileged,TestOpenNamesMissingCapability,TestReceiverPrivilegedHostileStrings,TestDNSPrivileged,TestDNSPrivilegedNetnsScope \
+	-tests receiver.test=TestReceiverPrivileged,TestOpenNamesMissingCapability,TestReceiverPrivilegedHostileStrings,TestDNSPrivileged,TestDNSPrivilegedNetnsScope,TestDNSPrivilegedRestart,TestDNSPrivilegedTCPSegments,TestDNSPrivilegedIPv6ExtHeaders \
 	-tests e2e.test=TestPipelineOverOTLP
 # arm64 (TCG, about as fast as amd64 here: README, "Testing"): the kernel
 # tests in every mode but fentry (on arm64 the same BPF trampoline as lsm,

@@ -57,6 +57,7 @@ struct tc_dns_loc {
 	__u16 dport;
 	__u8 ip_version;
 	__u8 l4proto;
+	__u32 seq; /* TCP sequence number, host order */
 };
 
 /* IPv6 extension headers walked at most: more is not a DNS packet. */
@@ -172,9 +173,12 @@ static __always_inline int tc_dns_locate(struct __sk_buff *skb, int egress,
 		l4 += 8;
 	} else {
 		__u8 doff;
+		__u32 seq;
 
-		if (bpf_skb_load_bytes(skb, l4 + 12, &doff, 1))
+		if (bpf_skb_load_bytes(skb, l4 + 4, &seq, 4) ||
+		    bpf_skb_load_bytes(skb, l4 + 12, &doff, 1))
 			return -1;
+		hdr->seq = bpf_ntohl(seq);
 		l4 += (doff >> 4) * 4;
 	}
 	if (l4 >= skb->len) /* no payload (a bare TCP ACK, say) */
@@ -230,7 +234,7 @@ static __always_inline void tc_dns_capture(struct __sk_buff *skb, int egress)
 	e->dport = hdr.dport;
 	__builtin_memcpy(e->saddr, hdr.saddr, sizeof(e->saddr));
 	__builtin_memcpy(e->daddr, hdr.daddr, sizeof(e->daddr));
-	e->_pad1 = 0;
+	e->tcp_seq = hdr.seq;
 	e->orig_len = len > 0xffff ? 0xffff : len;
 	e->ts_ns = bpf_ktime_get_boot_ns();
 	e->cgroup_id = bpf_skb_cgroup_id(skb);

@@ -28,7 +28,7 @@ type dnsTcDnsEvent struct {
 	CgroupId   uint64
 	SockCookie uint64
 	Netns      uint32
-	Pad1       uint32
+	TcpSeq     uint32
 	Saddr      [16]uint8
 	Daddr      [16]uint8
 	Payload    [1536]uint8

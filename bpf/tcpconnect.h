@@ -127,7 +127,7 @@ struct tc_dns_event {
 	__u64 cgroup_id;      /* cgroup v2 id of the socket */
 	__u64 sock_cookie;    /* socket cookie */
 	__u32 netns;          /* the socket's network namespace inode, 0 when unknown */
-	__u32 _pad1;
+	__u32 tcp_seq;        /* TCP: the segment's sequence number (host order); 0 for UDP */
 	__u8 saddr[16];
 	__u8 daddr[16];
 	__u8 payload[TC_DNS_MAX_PAYLOAD];

@@ -1,7 +1,6 @@
 package dns
 
 import (
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -40,6 +39,9 @@ type Packet struct {
 	// NetNS is the network namespace inode of the packet's socket, 0 when
 	// unknown.
 	NetNS uint32
+	// TCPSeq is a TCP segment's sequence number (0 for UDP): DNS over TCP
+	// is reassembled by it, per socket.
+	TCPSeq uint32
 	// BootTimeNs is the kernel timestamp (CLOCK_BOOTTIME); not used here:
 	// the caller passes it, converted, as Handle's now.
 	BootTimeNs uint64
@@ -93,9 +95,15 @@ type Stats struct {
 	// RecordsMalformed counts answer records skipped because their rdata
 	// length does not fit their type (see [Message.Malformed]).
 	RecordsMalformed uint64
-	// Truncated counts messages parsed only in part (cut capture or a TCP
-	// message split across segments).
+	// Truncated counts messages parsed only in part: the capture was cut,
+	// or a TCP stream was abandoned.
 	Truncated uint64
+	// TCPStreamsAbandoned counts DNS-over-TCP messages split across
+	// segments that could not be put together: a segment was not captured
+	// or cut, the message was longer than 16 KiB, no segment came for 30
+	// s, or 256 other streams were waiting (see stream.go). What arrived
+	// was parsed as far as it went.
+	TCPStreamsAbandoned uint64
 	// Ignored counts messages that are neither a query leaving nor an
 	// answer arriving: the traffic of DNS servers running on this host.
 	Ignored uint64
@@ -119,10 +127,12 @@ type Stats struct {
 // one, and inserts the accepted answers' names, in the query's scope, into
 // its Cache. Not safe for concurrent use.
 type Correlator struct {
-	parser  Parser
-	tracker *Tracker
-	cache   *Cache
-	stats   Stats
+	parser      Parser
+	tracker     *Tracker
+	cache       *Cache
+	stats       Stats
+	streams     map[streamKey]*stream // TCP messages waiting for their next segment
+	freeStreams []*stream
 }
 
 // New returns a Correlator configured by cfg. It validates cfg as if it
@@ -147,10 +157,11 @@ func New(cfg Config) (*Correlator, error) {
 // counted and ignored.
 //
 // For TCP, the payload holds one or more length-prefixed messages; a
-// message longer than the payload (it continues in the next segment, or the
-// capture was cut) is parsed as a truncated message. Segments that start in
-// the middle of a message fail to parse or to match, and are counted, never
-// cached.
+// message that continues in the next segment waits for it, per socket, and
+// is parsed whole once it is complete (stream.go); one whose capture was cut
+// is parsed as a truncated message. Segments that start in the middle of a
+// message no stream waits for fail to parse or to match, and are counted,
+// never cached.
 //
 // The error reports a packet that could not be parsed; it is already
 // counted in Stats.ParseErrors and is meant for debug logging.
@@ -167,27 +178,7 @@ func (c *Correlator) Handle(p *Packet, now time.Time) error {
 	case ProtoUDP:
 		return c.message(p, src, dst, payload, truncated, now)
 	case ProtoTCP:
-		var errs error
-		for len(payload) > 0 {
-			if len(payload) < 2 {
-				if !truncated {
-					c.stats.ParseErrors++
-					errs = errors.Join(errs, p.errorf(src, dst, errors.New("dns: tcp: 1 byte left for a 2-byte length prefix")))
-				}
-				break
-			}
-			n := int(binary.BigEndian.Uint16(payload))
-			payload = payload[2:]
-			msg, cut := payload, true
-			if n <= len(payload) {
-				msg, cut = payload[:n], false
-			}
-			payload = payload[len(msg):]
-			if err := c.message(p, src, dst, msg, cut, now); err != nil {
-				errs = errors.Join(errs, err)
-			}
-		}
-		return errs
+		return c.tcp(p, src, dst, now)
 	default:
 		c.stats.ParseErrors++
 		return p.errorf(src, dst, errors.New("dns: not UDP or TCP"))
@@ -232,9 +223,11 @@ func (c *Correlator) Lookup(ip netip.Addr, scope Scope, now time.Time, dst []str
 	return c.cache.Lookup(ip, scope, now, dst)
 }
 
-// Sweep removes expired cache entries; see [Cache.Sweep].
+// Sweep removes expired cache entries (see [Cache.Sweep]) and abandons
+// TCP streams that waited too long for their next segment.
 func (c *Correlator) Sweep(now time.Time) {
 	c.cache.Sweep(now)
+	c.expireStreams(now)
 }
 
 // Stats returns a snapshot of the counters.

@@ -45,6 +45,7 @@ type dnsStats struct {
 	RecordsMalformed   uint64 // answer records skipped for a wrong rdata length
 	AnswersUnsolicited uint64 // answers no query asked for, ignored
 	AnswersTranslated  uint64 // accepted answers whose addresses NAT rewrote
+	TCPAbandoned       uint64 // DNS-over-TCP streams that could not be put together
 	Ignored            uint64 // neither a query leaving nor an answer arriving
 	Evictions          uint64 // cache entries evicted before their TTL
 	Entries            int64  // cache entries now
@@ -75,6 +76,7 @@ func (k correlator) Stats() dnsStats {
 		RecordsMalformed:   s.RecordsMalformed,
 		AnswersUnsolicited: s.Unsolicited,
 		AnswersTranslated:  s.AnswersTranslated,
+		TCPAbandoned:       s.TCPStreamsAbandoned,
 		Ignored:            s.Ignored,
 		Evictions:          s.Evictions,
 		Entries:            int64(s.CacheEntries),

@@ -491,6 +491,7 @@ func (rd *reader) report(ctx context.Context) {
 		addIf(ctx, t.ReceiverTcpconnectDNSPacketsIgnored, int64(s.Ignored-p.Ignored))
 		addIf(ctx, t.ReceiverTcpconnectDNSAnswersUnsolicited, int64(s.AnswersUnsolicited-p.AnswersUnsolicited))
 		addIf(ctx, t.ReceiverTcpconnectDNSAnswersTranslated, int64(s.AnswersTranslated-p.AnswersTranslated))
+		addIf(ctx, t.ReceiverTcpconnectDNSTCPStreamsAbandoned, int64(s.TCPAbandoned-p.TCPAbandoned))
 		addIf(ctx, t.ReceiverTcpconnectDNSCacheEvictions, int64(s.Evictions-p.Evictions))
 		t.ReceiverTcpconnectDNSCacheEntries.Record(ctx, s.Entries)
 		rd.dnsPrev = s

@@ -148,6 +148,7 @@ type DNS struct {
 	OrigLen    uint16 // L4 payload length in the packet; > len(Payload) when cut
 	TGID       uint32 // UDP query: sending process; 0 for TCP and answers
 	NetNS      uint32 // the socket's network namespace inode, 0 when unknown
+	TCPSeq     uint32 // TCP: the segment's sequence number; 0 for UDP
 	BootTimeNs uint64
 	CgroupID   uint64
 	SockCookie uint64
@@ -177,6 +178,7 @@ func DecodeDNS(raw []byte, d *DNS) error {
 	d.CgroupID = le.Uint64(raw[24:])
 	d.SockCookie = le.Uint64(raw[32:])
 	d.NetNS = le.Uint32(raw[40:])
+	d.TCPSeq = le.Uint32(raw[44:])
 	switch d.IPVersion {
 	case 4:
 		d.Src = netip.AddrFrom4([4]byte(raw[48:52]))

@@ -23,41 +23,42 @@ func Tracer(settings component.TelemetrySettings) trace.Tracer {
 // TelemetryBuilder provides an interface for components to report telemetry
 // as defined in metadata and user config.
 type TelemetryBuilder struct {
-	meter                                   metric.Meter
-	mu                                      sync.Mutex
-	registrations                           []metric.Registration
-	ReceiverTcpconnectAttachModesLeft       metric.Int64Counter
-	ReceiverTcpconnectAttachProven          metric.Int64Gauge
-	ReceiverTcpconnectConnectsFiltered      metric.Int64Counter
-	ReceiverTcpconnectConnectsLost          metric.Int64Counter
-	ReceiverTcpconnectConnectsNamed         metric.Int64Counter
-	ReceiverTcpconnectConnectsReceived      metric.Int64Counter
-	ReceiverTcpconnectConnectsUnnamed       metric.Int64Counter
-	ReceiverTcpconnectDecodeErrors          metric.Int64Counter
-	ReceiverTcpconnectDNSAnswersCached      metric.Int64Counter
-	ReceiverTcpconnectDNSAnswersParsed      metric.Int64Counter
-	ReceiverTcpconnectDNSAnswersTranslated  metric.Int64Counter
-	ReceiverTcpconnectDNSAnswersUnsolicited metric.Int64Counter
-	ReceiverTcpconnectDNSCacheEntries       metric.Int64Gauge
-	ReceiverTcpconnectDNSCacheEvictions     metric.Int64Counter
-	ReceiverTcpconnectDNSPacketsCopyFailed  metric.Int64Counter
-	ReceiverTcpconnectDNSPacketsIgnored     metric.Int64Counter
-	ReceiverTcpconnectDNSPacketsLost        metric.Int64Counter
-	ReceiverTcpconnectDNSPacketsReceived    metric.Int64Counter
-	ReceiverTcpconnectDNSParseErrors        metric.Int64Counter
-	ReceiverTcpconnectDNSRecordsMalformed   metric.Int64Counter
-	ReceiverTcpconnectDNSStateFilesRefused  metric.Int64Counter
-	ReceiverTcpconnectDNSStateNamesSkipped  metric.Int64Counter
-	ReceiverTcpconnectDNSStateWritesFailed  metric.Int64Counter
-	ReceiverTcpconnectOutcomeWaitFull       metric.Int64Counter
-	ReceiverTcpconnectOutcomesLost          metric.Int64Counter
-	ReceiverTcpconnectOutcomesMissed        metric.Int64Counter
-	ReceiverTcpconnectOutcomesPending       metric.Int64Counter
-	ReceiverTcpconnectOutcomesUnmatched     metric.Int64Counter
-	ReceiverTcpconnectRecordsDropped        metric.Int64Counter
-	ReceiverTcpconnectSendRetries           metric.Int64Counter
-	ReceiverTcpconnectStringsSanitized      metric.Int64Counter
-	ReceiverTcpconnectStringsTruncated      metric.Int64Counter
+	meter                                    metric.Meter
+	mu                                       sync.Mutex
+	registrations                            []metric.Registration
+	ReceiverTcpconnectAttachModesLeft        metric.Int64Counter
+	ReceiverTcpconnectAttachProven           metric.Int64Gauge
+	ReceiverTcpconnectConnectsFiltered       metric.Int64Counter
+	ReceiverTcpconnectConnectsLost           metric.Int64Counter
+	ReceiverTcpconnectConnectsNamed          metric.Int64Counter
+	ReceiverTcpconnectConnectsReceived       metric.Int64Counter
+	ReceiverTcpconnectConnectsUnnamed        metric.Int64Counter
+	ReceiverTcpconnectDecodeErrors           metric.Int64Counter
+	ReceiverTcpconnectDNSAnswersCached       metric.Int64Counter
+	ReceiverTcpconnectDNSAnswersParsed       metric.Int64Counter
+	ReceiverTcpconnectDNSAnswersTranslated   metric.Int64Counter
+	ReceiverTcpconnectDNSAnswersUnsolicited  metric.Int64Counter
+	ReceiverTcpconnectDNSCacheEntries        metric.Int64Gauge
+	ReceiverTcpconnectDNSCacheEvictions      metric.Int64Counter
+	ReceiverTcpconnectDNSPacketsCopyFailed   metric.Int64Counter
+	ReceiverTcpconnectDNSPacketsIgnored      metric.Int64Counter
+	ReceiverTcpconnectDNSPacketsLost         metric.Int64Counter
+	ReceiverTcpconnectDNSPacketsReceived     metric.Int64Counter
+	ReceiverTcpconnectDNSParseErrors         metric.Int64Counter
+	ReceiverTcpconnectDNSRecordsMalformed    metric.Int64Counter
+	ReceiverTcpconnectDNSStateFilesRefused   metric.Int64Counter
+	ReceiverTcpconnectDNSStateNamesSkipped   metric.Int64Counter
+	ReceiverTcpconnectDNSStateWritesFailed   metric.Int64Counter
+	ReceiverTcpconnectDNSTCPStreamsAbandoned metric.Int64Counter
+	ReceiverTcpconnectOutcomeWaitFull        metric.Int64Counter
+	ReceiverTcpconnectOutcomesLost           metric.Int64Counter
+	ReceiverTcpconnectOutcomesMissed         metric.Int64Counter
+	ReceiverTcpconnectOutcomesPending        metric.Int64Counter
+	ReceiverTcpconnectOutcomesUnmatched      metric.Int64Counter
+	ReceiverTcpconnectRecordsDropped         metric.Int64Counter
+	ReceiverTcpconnectSendRetries            metric.Int64Counter
+	ReceiverTcpconnectStringsSanitized       metric.Int64Counter
+	ReceiverTcpconnectStringsTruncated       metric.Int64Counter
 }
 
 // TelemetryBuilderOption applies changes to default builder.
@@ -225,6 +226,12 @@ func NewTelemetryBuilder(settings component.TelemetrySettings, options ...Teleme
 		"otelcol_receiver_tcpconnect_dns_state_writes_failed",
 		metric.WithDescription("Saves of the DNS state file that failed (the previous file stays). [Development]"),
 		metric.WithUnit("{write}"),
+	)
+	errs = errors.Join(errs, err)
+	builder.ReceiverTcpconnectDNSTCPStreamsAbandoned, err = builder.meter.Int64Counter(
+		"otelcol_receiver_tcpconnect_dns_tcp_streams_abandoned",
+		metric.WithDescription("DNS-over-TCP messages split across segments that could not be put together (a segment not captured or cut, longer than 16 KiB, no segment for 30 s, or too many streams waiting); parsed as far as they went. [Development]"),
+		metric.WithUnit("{stream}"),
 	)
 	errs = errors.Join(errs, err)
 	builder.ReceiverTcpconnectOutcomeWaitFull, err = builder.meter.Int64Counter(

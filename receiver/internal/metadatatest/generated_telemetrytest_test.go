@@ -42,6 +42,7 @@ func TestSetupTelemetry(t *testing.T) {
 	tb.ReceiverTcpconnectDNSStateFilesRefused.Add(context.Background(), 1)
 	tb.ReceiverTcpconnectDNSStateNamesSkipped.Add(context.Background(), 1)
 	tb.ReceiverTcpconnectDNSStateWritesFailed.Add(context.Background(), 1)
+	tb.ReceiverTcpconnectDNSTCPStreamsAbandoned.Add(context.Background(), 1)
 	tb.ReceiverTcpconnectOutcomeWaitFull.Add(context.Background(), 1)
 	tb.ReceiverTcpconnectOutcomesLost.Add(context.Background(), 1)
 	tb.ReceiverTcpconnectOutcomesMissed.Add(context.Background(), 1)
@@ -118,6 +119,9 @@ func TestSetupTelemetry(t *testing.T) {
 		[]metricdata.DataPoint[int64]{{Value: 1}},
 		metricdatatest.IgnoreTimestamp())
 	AssertEqualReceiverTcpconnectDNSStateWritesFailed(t, testTel,
+		[]metricdata.DataPoint[int64]{{Value: 1}},
+		metricdatatest.IgnoreTimestamp())
+	AssertEqualReceiverTcpconnectDNSTCPStreamsAbandoned(t, testTel,
 		[]metricdata.DataPoint[int64]{{Value: 1}},
 		metricdatatest.IgnoreTimestamp())
 	AssertEqualReceiverTcpconnectOutcomeWaitFull(t, testTel,
