@@ -237,7 +237,7 @@ func TestTCP(t *testing.T) {
 		big = append(big, fmt.Sprintf("two.example. 60 IN A 198.18.%d.%d", i/250, i%250+1))
 	}
 	huge := frame(wire(t, 22, "two.example", mdns.TypeA, big...)) // > maxStreamBytes
-	const isn = 0xffffff00                                         // sequence numbers wrap inside the stream
+	const isn = 0xffffff00                                        // sequence numbers wrap inside the stream
 	tests := []struct {
 		name      string
 		cookie    uint64
