@@ -10,10 +10,11 @@ CONFIG ?= config/default.yaml
 # Debian packages: clang/llvm/libbpf for `make generate` (and arm64's uapi asm
 # headers for the arm64 objects), qemu (amd64 and arm64 guests)/cpio/xz for
 # the VM tests, and TEST_PACKAGES for the native tests: gcc and libc6-dev
-# for `go test -race` (cgo); curl, wget, busybox-static, iproute2 (ip netns)
-# and libc-bin (getent) as real clients, whose absence fails a test under
+# for `go test -race` (cgo); curl, wget, busybox-static, iproute2 (ip netns),
+# libc-bin (getent) as real clients and dnsmasq-base as a local DNS stub,
+# whose absence fails a test under
 # TCPCONNECT_REQUIRE_PRIVILEGED=1.
-TEST_PACKAGES := gcc libc6-dev curl wget busybox-static iproute2 libc-bin
+TEST_PACKAGES := gcc libc6-dev curl wget busybox-static iproute2 libc-bin dnsmasq-base
 # podman and runc build the image without a Docker daemon and run the
 # container tests (crun refuses this kind of host's hybrid cgroup layout).
 CONTAINER_PACKAGES := podman runc

@@ -295,3 +295,65 @@ func TestNativeDNSServiceIP(t *testing.T) {
 		t.Errorf("translated answers %d, want at least 3", got)
 	}
 }
+
+// TestNativeDNSLocalStub puts dnsmasq (Debian's dnsmasq-base) in front of
+// an upstream DNS server in a network namespace, as systemd-resolved or a
+// node-local cache sits on a host. A client that asks the stub on port 53
+// (glibc's getent, through resolv.conf) is named by its own exchange. A
+// client whose exchange with its stub shows nothing (here: a stub on port
+// 5353, which the capture does not recognise, standing in for nscd's unix
+// socket or a stub reached over a rewritten port) is named through the
+// stub's upstream answer, resolved in the same namespace (source netns).
+func TestNativeDNSLocalStub(t *testing.T) {
+	privtest.Require(t)
+	ip := privtest.LookPath(t, "ip", "iproute2")
+	getent := privtest.LookPath(t, "getent", "libc-bin")
+	dnsmasq := privtest.LookPath(t, "dnsmasq", "dnsmasq-base")
+	h := newDNSHarness(t, zone{}, nil)
+	name, ns := namedNetns(t, ip, "st", "127.0.0.1", "198.18.10.2/24")
+	upstream := &dnsTestServer{zone: zone{
+		"glibc.stub.test./A":  {"glibc.stub.test. 60 IN A 127.0.9.40"},
+		"hidden.stub.test./A": {"hidden.stub.test. 60 IN CNAME edge.stub.test.", "edge.stub.test. 60 IN A 127.0.9.41"},
+		"ready.stub.test./A":  {"ready.stub.test. 60 IN A 127.0.9.49"},
+	}}
+	privtest.InNetns(t, ns, func() {
+		pc, ln := listenDNS(t, "127.0.0.3:53")
+		upstream.serve(t, pc, ln)
+	})
+	for _, port := range []string{"53", "5353"} {
+		cmd := exec.Command(ip, "netns", "exec", name, dnsmasq, "--keep-in-foreground", "--conf-file=/dev/null",
+			"--no-resolv", "--no-hosts", "--server=127.0.0.3", "--listen-address=127.0.0.1", "--bind-interfaces",
+			"--port="+port, "--user=root", "--pid-file=", "--cache-size=100", "--log-facility=-")
+		if err := cmd.Start(); err != nil {
+			t.Fatalf("dnsmasq: %v", err)
+		}
+		t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+		stub := "127.0.0.1:" + port
+		waitFor(t, "dnsmasq on "+stub, func() bool {
+			var ok bool
+			privtest.InNetns(t, ns, func() {
+				m := new(mdns.Msg)
+				m.SetQuestion("ready.stub.test.", mdns.TypeA)
+				r, err := mdns.Exchange(m, stub)
+				ok = err == nil && len(r.Answer) == 1
+			})
+			return ok
+		})
+	}
+
+	t.Run("glibc through the stub", func(t *testing.T) {
+		out, err := exec.Command(ip, "netns", "exec", name, getent, "ahostsv4", "glibc.stub.test").CombinedOutput()
+		if err != nil || !strings.Contains(string(out), "127.0.9.40") {
+			t.Fatalf("getent ahostsv4 in %s: %v: %s", name, err, out)
+		}
+		wantNames(t, h.connectIn(ns, "127.0.9.40"), "glibc.stub.test", "glibc.stub.test")
+	})
+	t.Run("client exchange unseen: named by the stub's upstream answer", func(t *testing.T) {
+		resolveConnectIn(t, ip, name, "hidden.stub.test", "127.0.0.1:5353", "udp", h.port)
+		got := h.waitRecord("127.0.9.41", 1)[0]
+		wantNames(t, got, "hidden.stub.test", "hidden.stub.test", "edge.stub.test")
+		if got.source != "netns" {
+			t.Errorf("tcpconnect.dns.source = %q, want netns (the stub resolved it, not the client)", got.source)
+		}
+	})
+}
