@@ -43,13 +43,18 @@
 // Lookup use the same one); a name's age is then the exact time between the
 // answer and the connect.
 //
+// NAT: the kernel captures the packets of sockets the application pointed
+// at port 53 whatever NAT did to them, and [Tracker] matches an answer to
+// its query by socket cookie, id and question, so Docker's 127.0.0.11 and
+// DNAT'd service IPs work. DNS over TCP is reassembled per socket
+// (stream.go). The cache can be saved and restored across restarts
+// (state.go).
+//
 // Limits: DNS over HTTPS/TLS/QUIC is invisible; a cache hit inside nscd (unix
 // socket) or in an application's own resolver cache produces no packet, so a
 // connect made from such a cached result finds a name only while the entry
 // learned from the earlier answer lives (bounded by max_ttl). A local stub
 // resolver on loopback (systemd-resolved, dnsmasq) is seen twice: its
 // upstream answer fills the cache in the stub's scope and its loopback answer
-// to the client fills it in the client's scope. DNS messages split across TCP
-// segments are parsed as far as the first segment goes (see
-// [Correlator.Handle]).
+// to the client fills it in the client's scope.
 package dns
