@@ -44,7 +44,7 @@ VM_ARM64_NOTRAMPOLINE := 6.1-arm64
 # The tests that need a kernel, by name (they need no testdata); each must
 # print PASS in every run, so a name that selects nothing fails.
 VM_TESTS ?= \
-	-tests bpf.test=TestProbeConnects,TestProbeProof,TestProbeCgroupSubtreeUnproven,TestReadLSMState,TestProbeLSMExpectation,TestCheckFeatures,TestProbeDNSCapture,TestProbeDNSSocketNetns,TestLostCounters,TestProbeFilters,TestProbeProcessFilterMatchesProcess,TestProbeIOURingConnect,TestProbeNetnsVeth,TestProbeConnectSocketNetns,TestProbeKprobeLoads,TestProbeModesAgree,TestProbeOutcome,TestOutcomeLossAccounted,TestProbeOutcomeOff \
+	-tests bpf.test=TestProbeConnects,TestProbeProof,TestProbeCgroupSubtreeUnproven,TestReadLSMState,TestProbeLSMExpectation,TestCheckFeatures,TestProbeDNSCapture,TestProbeDNSSocketNetns,TestLostCounters,TestProbeFilters,TestProbeProcessFilterMatchesProcess,TestProbeIOURingConnect,TestProbeNetnsVeth,TestProbeConnectSocketNetns,TestProbeKprobeLoads,TestProbeModesAgree,TestProbeOutcome,TestOutcomeLossAccounted,TestProbeOutcomeOff,TestProbeDNSMarkedSocket \
 	-tests receiver.test=TestReceiverPrivileged,TestOpenNamesMissingCapability,TestReceiverPrivilegedHostileStrings,TestDNSPrivileged,TestDNSPrivilegedNetnsScope,TestDNSPrivilegedRestart,TestDNSPrivilegedTCPSegments,TestDNSPrivilegedIPv6ExtHeaders \
 	-tests e2e.test=TestPipelineOverOTLP
 # arm64 (TCG, about as fast as amd64 here: README, "Testing"): the kernel

@@ -4,8 +4,10 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"runtime"
+	"strings"
 	"testing"
 	"time"
 	"unsafe"
@@ -33,10 +35,11 @@ func TestDNSRecordLayout(t *testing.T) {
 		"sport": unsafe.Offsetof(d.Sport), "payload_len": unsafe.Offsetof(d.PayloadLen),
 		"tgid": unsafe.Offsetof(d.Tgid), "ts_ns": unsafe.Offsetof(d.TsNs),
 		"cgroup_id": unsafe.Offsetof(d.CgroupId), "sock_cookie": unsafe.Offsetof(d.SockCookie),
-		"netns": unsafe.Offsetof(d.Netns), "saddr": unsafe.Offsetof(d.Saddr), "daddr": unsafe.Offsetof(d.Daddr),
+		"netns": unsafe.Offsetof(d.Netns), "tcp_seq": unsafe.Offsetof(d.TcpSeq),
+		"saddr": unsafe.Offsetof(d.Saddr), "daddr": unsafe.Offsetof(d.Daddr),
 	} {
 		want := map[string]uintptr{"sport": 4, "payload_len": 8, "tgid": 12, "ts_ns": 16, "cgroup_id": 24,
-			"sock_cookie": 32, "netns": 40, "saddr": 48, "daddr": 64}[name]
+			"sock_cookie": 32, "netns": 40, "tcp_seq": 44, "saddr": 48, "daddr": 64}[name]
 		if off != want {
 			t.Errorf("offsetof(%s) = %d, decoder reads %d", name, off, want)
 		}
@@ -286,5 +289,99 @@ func TestLostCounters(t *testing.T) {
 	want := Lost{Connect: before.Connect + n, DNS: before.DNS + 10*n, Filtered: before.Filtered + 100*n, DNSCopy: before.DNSCopy + 1000*n}
 	if got != want {
 		t.Fatalf("Lost() = %+v, want %+v", got, want)
+	}
+}
+
+// TestProbeDNSMarkedSocket: a socket the application pointed at port 53
+// is a DNS socket whatever ports its later packets carry (as after NAT):
+// an unconnected UDP socket that sent to port 53 (sendmsg4 marks it) has
+// its datagrams to and from port 5353 captured too, while another socket's
+// port-5353 traffic is not. A TCP socket connected to port 53 (connect4)
+// has its segments captured with their sequence numbers.
+func TestProbeDNSMarkedSocket(t *testing.T) {
+	p := openForTest(t, Options{DNS: true})
+	defer p.Close()
+	udp := func(addr string) *net.UDPConn {
+		c, err := net.ListenUDP("udp4", net.UDPAddrFromAddrPort(netip.MustParseAddrPort(addr)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		return c
+	}
+	send := func(c *net.UDPConn, to, payload string) {
+		if _, err := c.WriteToUDPAddrPort([]byte(payload), netip.MustParseAddrPort(to)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dnsSock := udp("127.77.1.1:0")
+	other := udp("127.77.1.2:0")
+	peer := udp("127.77.1.53:5353")
+	_ = udp("127.77.1.53:53") // so that the port-53 datagram is delivered, not refused
+	send(dnsSock, "127.77.1.53:53", "marked-53")
+	send(dnsSock, "127.77.1.53:5353", "marked-egress")
+	send(other, "127.77.1.53:5353", "unmarked-egress")
+	send(peer, dnsSock.LocalAddr().String(), "marked-ingress")
+	send(peer, other.LocalAddr().String(), "unmarked-ingress")
+
+	// TCP: connected to port 53, the segments carry their sequence numbers.
+	ln, err := net.Listen("tcp4", "127.77.1.53:53")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		if c, err := ln.Accept(); err == nil {
+			_, _ = c.Write([]byte("tcp-answer"))
+			time.Sleep(100 * time.Millisecond)
+			c.Close()
+		}
+	}()
+	tc, err := net.Dial("tcp4", "127.77.1.53:53")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tc.Close()
+	if _, err := tc.Write([]byte("tcp-query-1")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tc.Write([]byte("tcp-query-2")); err != nil {
+		t.Fatal(err)
+	}
+
+	got := map[string]event.DNS{}
+	var seqs []uint32
+	want := []string{"marked-53", "marked-egress", "marked-ingress", "tcp-answer", "tcp-query-1", "tcp-query-2"}
+	var d event.DNS
+	for end := time.Now().Add(3 * time.Second); time.Now().Before(end) && len(got) < len(want); {
+		drainRound(t, p, 50*time.Millisecond, func(raw []byte) {
+			if event.Type(raw) != event.TypeDNS {
+				return
+			}
+			if err := event.DecodeDNS(raw, &d); err != nil {
+				t.Fatal(err)
+			}
+			s := string(d.Payload)
+			got[s] = d
+			if strings.HasPrefix(s, "tcp-query") {
+				seqs = append(seqs, d.TCPSeq)
+			}
+		})
+	}
+	for _, w := range want {
+		if _, ok := got[w]; !ok {
+			t.Errorf("%q not captured", w)
+		}
+	}
+	for _, w := range []string{"unmarked-egress", "unmarked-ingress"} {
+		if _, ok := got[w]; ok {
+			t.Errorf("%q captured: not a DNS socket", w)
+		}
+	}
+	if e := got["marked-egress"]; e.DstPort != 5353 || !e.Egress {
+		t.Errorf("marked-egress: %+v", e)
+	}
+	if len(seqs) == 2 && seqs[1]-seqs[0] != uint32(len("tcp-query-1")) {
+		t.Errorf("TCP sequence numbers %v: the second segment must start %d bytes after the first", seqs, len("tcp-query-1"))
 	}
 }
