@@ -84,12 +84,17 @@ func TestDNSTelemetry(t *testing.T) {
 		dnsFlowRaw(false, client, server, 7, packDNS(t, 3, "unasked.test.", "unasked.test. 60 IN A 192.0.2.7")),
 		// A server on this host: a query arriving, its answer leaving.
 		dnsFlowRaw(false, server, client, 9, packDNS(t, 4, "served.test.")),
+		// Docker's resolver: the query left for port 5353 (DNAT), the
+		// answer came back from port 53, to the same socket.
+		dnsFlowRaw(true, client, netip.AddrPortFrom(server.Addr(), 5353), 8, packDNS(t, 5, "nat.test.")),
+		dnsFlowRaw(false, client, server, 8, packDNS(t, 5, "nat.test.", "nat.test. 60 IN A 192.0.2.10")),
 	)
 	src.setLost(bpf.Lost{DNSCopy: 3})
 	want := map[string]int64{
-		"receiver_tcpconnect_dns_packets_received":    6,
-		"receiver_tcpconnect_dns_answers_parsed":      3,
-		"receiver_tcpconnect_dns_answers_cached":      1,
+		"receiver_tcpconnect_dns_packets_received":    8,
+		"receiver_tcpconnect_dns_answers_parsed":      4,
+		"receiver_tcpconnect_dns_answers_cached":      2,
+		"receiver_tcpconnect_dns_answers_translated":  1,
 		"receiver_tcpconnect_dns_records_malformed":   1,
 		"receiver_tcpconnect_dns_answers_unsolicited": 1,
 		"receiver_tcpconnect_dns_packets_ignored":     1,
