@@ -249,7 +249,7 @@ vmrun = $(if $(call vmkernels,$(1)),\
 
 # fuzz is the brief run of the DNS fuzz targets that `make test` (CI) does;
 # fuzz-long the scheduled one (FUZZ_LONG each, 5 minutes by default).
-FUZZ_TARGETS := FuzzParse FuzzParseReference FuzzLoadState
+FUZZ_TARGETS := FuzzParse FuzzParseReference FuzzLoadState FuzzTCPStream
 FUZZ_LONG ?= 5m
 
 fuzz:

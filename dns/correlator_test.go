@@ -352,11 +352,20 @@ func TestTCP(t *testing.T) {
 			if s := c.Stats(); s.TCPStreamsAbandoned != tt.abandoned || s.Unsolicited != 0 {
 				t.Errorf("abandoned %d, unsolicited %d; want %d, 0", s.TCPStreamsAbandoned, s.Unsolicited, tt.abandoned)
 			}
-			if len(c.streams) != 0 {
-				t.Errorf("%d streams left waiting", len(c.streams))
+			if n := waiting(c); n != 0 {
+				t.Errorf("%d bytes left waiting", n)
 			}
 		})
 	}
+}
+
+// waiting returns the bytes c's TCP streams hold.
+func waiting(c *Correlator) int {
+	n := 0
+	for _, s := range c.streams {
+		n += len(s.buf)
+	}
+	return n
 }
 
 // TestTCPStreamBounds: streams waiting for their next segment are bounded
@@ -368,8 +377,8 @@ func TestTCPStreamBounds(t *testing.T) {
 		p := answerPacket(ProtoTCP, client, server, 0, uint64(1000+i), a)
 		_ = c.Handle(p, t0.Add(time.Duration(i)*time.Millisecond))
 	}
-	if n, s := len(c.streams), c.Stats(); n != maxStreams || s.TCPStreamsAbandoned != 10 {
-		t.Fatalf("%d streams, %d abandoned; want %d, 10", n, s.TCPStreamsAbandoned, maxStreams)
+	if n, s := waiting(c), c.Stats(); n != maxStreams*len(a) || s.TCPStreamsAbandoned != 10 {
+		t.Fatalf("%d bytes waiting, %d abandoned; want %d, 10", n, s.TCPStreamsAbandoned, maxStreams*len(a))
 	}
 	c.Sweep(t0.Add(streamTimeout + time.Second))
 	if n, s := len(c.streams), c.Stats(); n != 0 || s.TCPStreamsAbandoned != maxStreams+10 {

@@ -38,68 +38,70 @@ type streamKey struct {
 	egress bool
 }
 
-// stream is the start of a message waiting for the rest.
+// stream is where one direction of a DNS-over-TCP socket is: the sequence
+// number of the next byte, and the start of a message waiting for the rest.
+// It stays after its messages are complete, so that a retransmission is
+// known as one, until it is idle for streamTimeout.
 type stream struct {
 	next uint32 // sequence number of the next byte expected
 	last int64  // Unix ns of the last segment
-	buf  []byte // from the message's length prefix on
+	buf  []byte // from a message's length prefix on; empty between messages
 }
 
 // tcp handles one TCP segment of p: the complete messages it holds or
 // completes are handled; the start of a message that continues in the next
-// segment waits in a stream.
+// segment waits in its socket's stream.
 func (c *Correlator) tcp(p *Packet, src, dst netip.AddrPort, now time.Time) error {
-	at := now.UnixNano()
 	data := p.Payload
 	cut := int(p.OrigLen) > len(data)
+	if p.SockCookie == 0 { // no socket to follow: as far as this segment goes
+		_, _, err := c.frames(p, src, dst, data, cut, false, now)
+		return err
+	}
 	k := streamKey{cookie: p.SockCookie, egress: p.Egress}
 	s := c.streams[k]
-	if s != nil {
-		switch d := int32(p.TCPSeq - s.next); {
-		case d < 0 && int(-d) >= len(data): // a retransmission of bytes seen
-			return nil
-		case d < 0: // partly seen: take the new bytes
-			data = data[-d:]
-		case d > 0: // a gap: bytes that were never captured
-			err := c.abandon(k, s, p, src, dst, now)
-			return errors.Join(err, c.segment(p, src, dst, data, cut, false, at, now))
-		}
-		if len(s.buf)+len(data) > maxStreamBytes {
-			data, cut = data[:maxStreamBytes-len(s.buf)], true
-		}
-		s.buf = append(s.buf, data...)
-		s.next += uint32(len(data))
-		s.last = at
-		rest, partial, err := c.frames(p, src, dst, s.buf, cut, !cut, now)
-		if partial {
-			c.stats.TCPStreamsAbandoned++
-		}
-		if len(rest) == 0 {
-			c.endStream(k, s)
-		} else {
-			s.buf = s.buf[:copy(s.buf, rest)]
-		}
-		return err
+	if s == nil {
+		// The first segment seen: taken to start with a message's length
+		// prefix (the first bytes a DNS client or server sends).
+		s = c.newStream(k)
+		s.next = p.TCPSeq
 	}
-	return c.segment(p, src, dst, data, cut, true, at, now)
-}
-
-// segment handles a TCP segment that continues no stream: it is taken to
-// start with a message's length prefix (the first bytes a DNS client or
-// server sends on a connection). An incomplete last message waits in a new
-// stream when the socket is known, the capture was not cut and wait is set
-// (not after a gap, where the segment's start is a guess).
-func (c *Correlator) segment(p *Packet, src, dst netip.AddrPort, data []byte, cut, wait bool, at int64, now time.Time) error {
-	rest, _, err := c.frames(p, src, dst, data, cut, wait && !cut && p.SockCookie != 0, now)
-	if len(rest) == 0 {
-		return err
+	s.last = now.UnixNano()
+	end := p.TCPSeq + uint32(len(data))
+	wait, gap := !cut, false
+	var errs error
+	switch d := int32(p.TCPSeq - s.next); {
+	case d < 0 && int(-d) >= len(data): // a retransmission of bytes seen
+		return nil
+	case d < 0: // partly seen: take the new bytes
+		data = data[-d:]
+	case d > 0: // a gap: bytes that were never captured
+		if len(s.buf) > 0 {
+			// The message waiting lost its middle: what arrived is
+			// parsed as far as it goes, and this segment starts in the
+			// middle of a message or at the next: parse, do not wait.
+			if len(s.buf) > 2 {
+				errs = c.message(p, src, dst, s.buf[2:], true, now)
+			}
+			c.stats.TCPStreamsAbandoned++ // once for the gap, whatever follows
+			s.buf = s.buf[:0]
+			wait, gap = false, true
+		}
 	}
-	k := streamKey{cookie: p.SockCookie, egress: p.Egress}
-	s := c.newStream(k, at, now)
-	s.buf = append(s.buf, rest...)
-	s.next = p.TCPSeq + uint32(len(p.Payload))
-	s.last = at
-	return err
+	s.next = end
+	if len(s.buf)+len(data) > maxStreamBytes {
+		data, cut, wait = data[:maxStreamBytes-len(s.buf)], true, false
+	}
+	s.buf = append(s.buf, data...)
+	rest, partial, err := c.frames(p, src, dst, s.buf, cut, wait, now)
+	if partial && !gap {
+		c.stats.TCPStreamsAbandoned++
+	}
+	s.buf = s.buf[:copy(s.buf, rest)]
+	if len(s.buf) == 0 && cap(s.buf) > 4<<10 {
+		s.buf = nil // a large message is done: give its memory back
+	}
+	return errors.Join(errs, err)
 }
 
 // frames handles the complete length-prefixed messages at the start of
@@ -133,9 +135,10 @@ func (c *Correlator) frames(p *Packet, src, dst netip.AddrPort, data []byte, cut
 	return nil, false, errs
 }
 
-// newStream returns an empty stream for k, making room (abandoning the
-// stream that waited longest) when maxStreams wait already.
-func (c *Correlator) newStream(k streamKey, at int64, now time.Time) *stream {
+// newStream returns an empty stream for k, making room when maxStreams
+// exist already: the stream idle longest goes (counted as abandoned if a
+// message was waiting in it).
+func (c *Correlator) newStream(k streamKey) *stream {
 	if c.streams == nil {
 		c.streams = make(map[streamKey]*stream)
 	}
@@ -147,49 +150,41 @@ func (c *Correlator) newStream(k streamKey, at int64, now time.Time) *stream {
 				ok, oldest = sk, s
 			}
 		}
-		_ = c.abandon(ok, oldest, nil, netip.AddrPort{}, netip.AddrPort{}, now)
+		c.dropStream(ok, oldest)
 	}
 	var s *stream
 	if n := len(c.freeStreams); n > 0 {
 		s = c.freeStreams[n-1]
 		c.freeStreams = c.freeStreams[:n-1]
 	} else {
-		s = &stream{buf: make([]byte, 0, 512)}
+		s = new(stream)
 	}
 	c.streams[k] = s
 	return s
 }
 
-// abandon drops stream s of k, counted. With p set, what s holds is parsed
-// as a truncated message of p's socket first.
-func (c *Correlator) abandon(k streamKey, s *stream, p *Packet, src, dst netip.AddrPort, now time.Time) error {
-	var err error
-	if p != nil && len(s.buf) > 2 {
-		err = c.message(p, src, dst, s.buf[2:], true, now)
+// dropStream removes s, counting it as abandoned when a message waited in
+// it, and keeps it for reuse.
+func (c *Correlator) dropStream(k streamKey, s *stream) {
+	if len(s.buf) > 0 {
+		c.stats.TCPStreamsAbandoned++
 	}
-	c.stats.TCPStreamsAbandoned++
-	c.endStream(k, s)
-	return err
-}
-
-// endStream removes s, keeping its buffer for the next stream when small.
-func (c *Correlator) endStream(k streamKey, s *stream) {
 	delete(c.streams, k)
 	if cap(s.buf) > 4<<10 {
-		s.buf = make([]byte, 0, 512)
+		s.buf = nil
 	}
-	s.buf = s.buf[:0]
+	*s = stream{buf: s.buf[:0]}
 	if len(c.freeStreams) < 16 {
 		c.freeStreams = append(c.freeStreams, s)
 	}
 }
 
-// expireStreams abandons the streams that waited longer than streamTimeout.
+// expireStreams removes the streams idle for streamTimeout.
 func (c *Correlator) expireStreams(now time.Time) {
 	at := now.UnixNano()
 	for k, s := range c.streams {
 		if at-s.last >= int64(streamTimeout) {
-			c.abandon(k, s, nil, netip.AddrPort{}, netip.AddrPort{}, now)
+			c.dropStream(k, s)
 		}
 	}
 }
