@@ -45,7 +45,7 @@ VM_ARM64_NOTRAMPOLINE := 6.1-arm64
 # print PASS in every run, so a name that selects nothing fails.
 VM_TESTS ?= \
 	-tests bpf.test=TestProbeConnects,TestProbeProof,TestProbeCgroupSubtreeUnproven,TestReadLSMState,TestProbeLSMExpectation,TestCheckFeatures,TestProbeDNSCapture,TestProbeDNSSocketNetns,TestLostCounters,TestProbeFilters,TestProbeProcessFilterMatchesProcess,TestProbeIOURingConnect,TestProbeNetnsVeth,TestProbeConnectSocketNetns,TestProbeKprobeLoads,TestProbeModesAgree,TestProbeOutcome,TestOutcomeLossAccounted,TestProbeOutcomeOff,TestProbeDNSMarkedSocket \
-	-tests receiver.test=TestReceiverPrivileged,TestOpenNamesMissingCapability,TestReceiverPrivilegedHostileStrings,TestDNSPrivileged,TestDNSPrivilegedNetnsScope,TestDNSPrivilegedRestart,TestDNSPrivilegedTCPSegments,TestDNSPrivilegedIPv6ExtHeaders \
+	-tests receiver.test=TestReceiverPrivileged,TestOpenNamesMissingCapability,TestReceiverPrivilegedHostileStrings,TestDNSPrivileged,TestDNSPrivilegedNetnsScope,TestDNSPrivilegedRestart,TestDNSPrivilegedTCPSegments,TestDNSPrivilegedIPv6ExtHeaders,TestDNSPrivilegedDockerNAT,TestDNSPrivilegedServiceIP \
 	-tests e2e.test=TestPipelineOverOTLP
 # arm64 (TCG, about as fast as amd64 here: README, "Testing"): the kernel
 # tests in every mode but fentry (on arm64 the same BPF trampoline as lsm,
@@ -239,7 +239,7 @@ vmkernels = $(if $(filter all,$(VM_KERNELS)),$(1),$(filter $(1),$(subst $(comma)
 # $(2) test binaries (and collector); $(3) adds flags; $(4), when given,
 # replaces the test list.
 vmrun = $(if $(call vmkernels,$(1)),\
-	$(GO) run ./cmd/vmtest -kernels $(subst $() ,$(comma),$(call vmkernels,$(1))) -timeout $(VM_TIMEOUT) -module veth \
+	$(GO) run ./cmd/vmtest -kernels $(subst $() ,$(comma),$(call vmkernels,$(1))) -timeout $(VM_TIMEOUT) -module veth,nft_chain_nat,nft_nat \
 		-env TCPCONNECT_REQUIRE_PRIVILEGED=1 \
 		-file $(BUILD)/vm/$(2)/guestcheck.test:/tests/guestcheck.test \
 		-file $(if $(filter arm64,$(2)),$(ARM64_COLLECTOR),$(COLLECTOR)):/bin/otelcol-tcpconnect -env TCPCONNECT_COLLECTOR=/bin/otelcol-tcpconnect \
