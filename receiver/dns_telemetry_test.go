@@ -40,6 +40,13 @@ func dnsFlowRaw(egress bool, client, server netip.AddrPort, cookie uint64, paylo
 	return b
 }
 
+// tcpSegment makes a dnsFlowRaw record a TCP segment starting at seq.
+func tcpSegment(raw []byte, seq uint32) []byte {
+	raw[3] = 6
+	binary.LittleEndian.PutUint32(raw[44:], seq)
+	return raw
+}
+
 // packDNS packs a DNS message: a query for name, or with rrs an answer.
 func packDNS(t *testing.T, id uint16, name string, rrs ...string) []byte {
 	t.Helper()
@@ -88,17 +95,22 @@ func TestDNSTelemetry(t *testing.T) {
 		// answer came back from port 53, to the same socket.
 		dnsFlowRaw(true, client, netip.AddrPortFrom(server.Addr(), 5353), 8, packDNS(t, 5, "nat.test.")),
 		dnsFlowRaw(false, client, server, 8, packDNS(t, 5, "nat.test.", "nat.test. 60 IN A 192.0.2.10")),
+		// DNS over TCP: the first 50 bytes of a 100-byte answer, then a
+		// segment after a gap: the stream is abandoned.
+		tcpSegment(dnsFlowRaw(false, client, server, 11, append([]byte{0, 100}, make([]byte, 50)...)), 1000),
+		tcpSegment(dnsFlowRaw(false, client, server, 11, []byte{0}), 1100),
 	)
 	src.setLost(bpf.Lost{DNSCopy: 3})
 	want := map[string]int64{
-		"receiver_tcpconnect_dns_packets_received":    8,
-		"receiver_tcpconnect_dns_answers_parsed":      4,
-		"receiver_tcpconnect_dns_answers_cached":      2,
-		"receiver_tcpconnect_dns_answers_translated":  1,
-		"receiver_tcpconnect_dns_records_malformed":   1,
-		"receiver_tcpconnect_dns_answers_unsolicited": 1,
-		"receiver_tcpconnect_dns_packets_ignored":     1,
-		"receiver_tcpconnect_dns_packets_copy_failed": 3,
+		"receiver_tcpconnect_dns_packets_received":      10,
+		"receiver_tcpconnect_dns_answers_parsed":        4,
+		"receiver_tcpconnect_dns_answers_cached":        2,
+		"receiver_tcpconnect_dns_answers_translated":    1,
+		"receiver_tcpconnect_dns_records_malformed":     1,
+		"receiver_tcpconnect_dns_answers_unsolicited":   1,
+		"receiver_tcpconnect_dns_packets_ignored":       1,
+		"receiver_tcpconnect_dns_packets_copy_failed":   3,
+		"receiver_tcpconnect_dns_tcp_streams_abandoned": 1,
 	}
 	waitFor(t, "the DNS counters", func() bool {
 		for name, n := range want {
