@@ -23,8 +23,8 @@ import (
 
 // namedNetns makes a network namespace with `ip netns add` (so that `ip
 // netns exec` gives its processes /etc/netns/NAME/resolv.conf, here
-// "nameserver <resolver>"), its loopback up, and a veth pair whose
-// namespace end has addr (an RFC 2544 test address: getaddrinfo's
+// "nameserver <resolver>"), its loopback up, and a veth pair inside it
+// whose end eth0 has addr (an RFC 2544 test address: getaddrinfo's
 // AI_ADDRCONFIG asks DNS for IPv4 only when a non-loopback IPv4 address
 // exists). It returns the name and a handle; both go away with t.
 func namedNetns(t *testing.T, ip, tag, resolver, addr string) (string, netns.NsHandle) {
@@ -43,13 +43,14 @@ func namedNetns(t *testing.T, ip, tag, resolver, addr string) (string, netns.NsH
 	if err := os.WriteFile(etc+"/resolv.conf", []byte(resolv), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	veth := name + "h"
-	t.Cleanup(func() { _ = exec.Command(ip, "link", "del", veth).Run() })
+	// Both ends of the veth pair stay in the namespace: nothing is added
+	// to the test's own.
 	ipRun(t, ip,
 		[]string{"-n", name, "link", "set", "lo", "up"},
-		[]string{"link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", name},
+		[]string{"-n", name, "link", "add", "eth0", "type", "veth", "peer", "name", "eth1"},
 		[]string{"-n", name, "addr", "add", addr, "dev", "eth0"},
 		[]string{"-n", name, "link", "set", "eth0", "up"},
+		[]string{"-n", name, "link", "set", "eth1", "up"},
 	)
 	h, err := netns.GetFromName(name)
 	if err != nil {
