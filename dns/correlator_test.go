@@ -74,6 +74,21 @@ func TestMatching(t *testing.T) {
 			want:  true, nat: true,
 		},
 		{
+			// A local process answering a DNS socket from another port
+			// (no privilege needed), with the right id and question.
+			name:  "same socket, answer from another port",
+			query: queryPacket(ProtoUDP, client, server, scopeA, cookieA, wire(t, id, qname, mdns.TypeA)),
+			ans:   answerPacket(ProtoUDP, client, netip.AddrPortFrom(server.Addr(), 5353), 0, cookieA, answer),
+		},
+		{
+			// A socket pointed at port 53 that then queried port 5353
+			// itself: the answer mirrors its query.
+			name:  "same socket, query and answer on another port",
+			query: queryPacket(ProtoUDP, client, netip.AddrPortFrom(server.Addr(), 5353), scopeA, cookieA, wire(t, id, qname, mdns.TypeA)),
+			ans:   answerPacket(ProtoUDP, client, netip.AddrPortFrom(server.Addr(), 5353), 0, cookieA, answer),
+			want:  true,
+		},
+		{
 			name:  "NAT: other client port, same socket",
 			query: queryPacket(ProtoUDP, otherClient, server, scopeA, cookieA, wire(t, id, qname, mdns.TypeA)),
 			ans:   answerPacket(ProtoUDP, client, server, 0, cookieA, answer),

@@ -19,6 +19,8 @@ const (
 
 	// maxPendingAnswers bounds the answers one tracked query accepts.
 	maxPendingAnswers = 16
+	// dnsPort is the DNS server port.
+	dnsPort = 53
 )
 
 // Scope is the context a name was resolved in, or a connect was made from.
@@ -109,13 +111,16 @@ type TrackerStats struct {
 // Tracker records outgoing queries and matches answers to them. An answer
 // matches when an unexpired query left the socket the answer arrived at
 // (same socket cookie) with the same id and the same question name
-// (case-insensitively; the Parser lower-cases). Addresses and ports are not
-// compared then: NAT may rewrite them between the query (captured after
-// the OUTPUT hooks) and the answer (captured after de-NAT), and a local
-// process that could forge an answer to the socket's port with the right id
-// could forge its addresses too. When the socket cookie is unknown (0), the
-// answer's source and destination must mirror the query's, with the same
-// transport.
+// (case-insensitively; the Parser lower-cases), and either mirrors the
+// query's addresses and ports or comes from port 53. NAT may rewrite the
+// addresses between the query (captured after the OUTPUT hooks: Docker's
+// 127.0.0.11:53 leaves for another port, a service IP for its backend) and
+// the answer (captured after NAT is undone, from the address and port 53
+// the application asked); port 53 is privileged, so an unprivileged local
+// process cannot send a translated-looking answer. (A connected UDP socket
+// gets answers from its peer only; the kernel checks that.) When the
+// socket cookie is unknown (0), the answer's source and destination must
+// mirror the query's, with the same transport.
 //
 // Queries expire after a timeout and are bounded in number: when the table
 // is full the oldest query is dropped. Expiry uses a FIFO ring in arrival
@@ -191,6 +196,12 @@ func (t *Tracker) Match(id uint16, flow Flow, qname []byte, sockCookie uint64, n
 		return Query{}, false
 	}
 	if k.cookie != 0 && normFlow(flow) != p.flow {
+		// Rewritten by NAT, or forged: a real answer to a socket that was
+		// pointed at port 53 comes from port 53 once NAT is undone.
+		if flow.Server.Port() != dnsPort {
+			t.stats.Unsolicited++
+			return Query{}, false
+		}
 		t.stats.Translated++
 	}
 	q := p.Query
