@@ -297,7 +297,7 @@ func TestDNSPrivilegedServiceIP(t *testing.T) {
 	bb := busybox(t)
 	node, pod := privtest.NewNetns(t), privtest.NewNetns(t)
 	vethPair(t, node, pod, "198.18.53.1/24", "198.18.53.2/24")
-	nh, err := netlink.NewHandleAt(node)
+	nh, err := netlink.NewHandleAt(node, unix.NETLINK_ROUTE)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -345,12 +345,12 @@ func TestDNSPrivilegedServiceIP(t *testing.T) {
 // bAddr (CIDR), both ends up.
 func vethPair(t *testing.T, a, b netns.NsHandle, aAddr, bAddr string) {
 	t.Helper()
-	ah, err := netlink.NewHandleAt(a)
+	ah, err := netlink.NewHandleAt(a, unix.NETLINK_ROUTE)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer ah.Close()
-	bh, err := netlink.NewHandleAt(b)
+	bh, err := netlink.NewHandleAt(b, unix.NETLINK_ROUTE)
 	if err != nil {
 		t.Fatal(err)
 	}
