@@ -239,7 +239,7 @@ vmkernels = $(if $(filter all,$(VM_KERNELS)),$(1),$(filter $(1),$(subst $(comma)
 # $(2) test binaries (and collector); $(3) adds flags; $(4), when given,
 # replaces the test list.
 vmrun = $(if $(call vmkernels,$(1)),\
-	$(GO) run ./cmd/vmtest -kernels $(subst $() ,$(comma),$(call vmkernels,$(1))) -timeout $(VM_TIMEOUT) -module veth,nft_chain_nat,nft_nat \
+	$(GO) run ./cmd/vmtest -kernels $(subst $() ,$(comma),$(call vmkernels,$(1))) -timeout $(VM_TIMEOUT) -module veth -module nft_chain_nat -module nft_nat \
 		-env TCPCONNECT_REQUIRE_PRIVILEGED=1 \
 		-file $(BUILD)/vm/$(2)/guestcheck.test:/tests/guestcheck.test \
 		-file $(if $(filter arm64,$(2)),$(ARM64_COLLECTOR),$(COLLECTOR)):/bin/otelcol-tcpconnect -env TCPCONNECT_COLLECTOR=/bin/otelcol-tcpconnect \
