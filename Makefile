@@ -256,7 +256,7 @@ fuzz:
 	$(foreach f,$(FUZZ_TARGETS),$(GO) test -run '^$$' -fuzz '^$(f)$$' -fuzztime 10s ./dns/ &&) true
 
 fuzz-long:
-	$(foreach f,$(FUZZ_TARGETS),$(GO) test -run '^$$' -fuzz '^$(f)$$' -fuzztime $(FUZZ_LONG) ./dns/ &&) true
+	$(foreach f,$(FUZZ_TARGETS),TCPCONNECT_FUZZ_STRICT=1 $(GO) test -run '^$$' -fuzz '^$(f)$$' -fuzztime $(FUZZ_LONG) ./dns/ &&) true
 
 # bench is the native A/B connect storm (BENCHMARKS.md; about 12 minutes, root);
 # bench-vm the same in lsm mode under qemu; bench-go the hot-path Go benchmarks.
