@@ -13,6 +13,8 @@ import (
 	"github.com/cilium/ebpf/link"
 	"github.com/cilium/ebpf/ringbuf"
 	"github.com/cilium/ebpf/rlimit"
+
+	"github.com/tcpconnect/tcpconnect/internal/event"
 )
 
 // Mode is an attach mode of the connect hook.
@@ -193,8 +195,8 @@ func (a *probeAttacher) prove(m Mode) (time.Duration, string, error) {
 	if err != nil {
 		return 0, "", err
 	}
-	if want := hookOf(m); r.hook != want {
-		return 0, "", fmt.Errorf("proof connect reported by hook %d, want %d", r.hook, want)
+	if got := event.Hook(r.hook).String(); got != string(m) {
+		return 0, "", fmt.Errorf("proof connect reported by hook %s, want %s", got, m)
 	}
 	a.p.selfTGID = r.tgid
 	if a.opts.ExcludeSelf {
@@ -203,21 +205,6 @@ func (a *probeAttacher) prove(m Mode) (time.Duration, string, error) {
 		}
 	}
 	return took, "", nil
-}
-
-// hookOf is the enum tc_hook value of a mode's programs.
-func hookOf(m Mode) uint32 {
-	switch m {
-	case ModeLSM:
-		return 1
-	case ModeFentry:
-		return 2
-	case ModeKprobe:
-		return 3
-	case ModeCgroup:
-		return 4
-	}
-	return 0
 }
 
 // connectSet is what one attach mode needs from the connect object.
