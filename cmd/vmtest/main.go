@@ -78,7 +78,7 @@ func run() error {
 	flag.Var(kernels, "kernels", "kernels to boot: names from -list-kernels, comma-separated, or all")
 	flag.Var(modes, "mode-matrix", "run each -test binary once per mode, with -mode-env set to it")
 	flag.Var(modules, "module", "kernel module to load in the guest (repeatable or comma-separated)")
-	flag.Var(tests, "test", "host test binary to run as /tests/NAME (repeatable)")
+	flag.Var(tests, "test", "host test binary to run as /tests/BASENAME, named by its base name, or NAME=PATH to run one binary under a second name with its own -tests and -modes (repeatable)")
 	flag.Var(runs, "run", "command 'NAME=/guest/path arg...' (repeatable; shell-like quoting, no expansion)")
 	flag.Var(envs, "env", "KEY=VALUE for every command (repeatable)")
 	flag.Var(files, "file", "HOSTPATH:GUESTPATH to put into the initramfs (repeatable)")
@@ -219,7 +219,8 @@ func binaryLists(flagName, form string, vals, binaries []string) (map[string][]s
 	for bin := range out {
 		found := false
 		for _, t := range binaries {
-			found = found || filepath.Base(t) == bin
+			name, _ := vmtest.TestBinaryName(t)
+			found = found || name == bin
 		}
 		if !found {
 			return nil, fmt.Errorf("%s %s: no -test binary of that name", flagName, bin)

@@ -195,37 +195,44 @@ const GuestTestDir = "/tests"
 
 // TestMatrix returns the files and commands that run each host test binary
 // once per mode, with envKey=mode in the environment, named
-// "<binary base name>/<mode>". With no modes each binary runs once, named by
-// its base name. args are passed to every run (e.g. -test.v). When tests
-// names a binary's base name, only those top-level tests run (-test.run)
-// and each must pass (Command.WantTests). binModes, by base name, replaces
-// modes for one binary (an architecture where TCG is slow runs the costly
-// binaries in fewer modes).
+// "<name>/<mode>". A binary is a host path, named by its base name, or
+// "NAME=PATH": the same binary may then run under two names with different
+// tests and modes (a binary's mode-independent tests once per boot, the rest
+// in every mode); the file goes into the guest once. With no modes each
+// binary runs once, named by its name. args are passed to every run (e.g.
+// -test.v). When tests has the binary's name, only those top-level tests run
+// (-test.run) and each must pass (Command.WantTests). binModes, by name,
+// replaces modes for one binary (an architecture where TCG is slow runs the
+// costly binaries in fewer modes).
 func TestMatrix(binaries, modes []string, envKey string, args []string, tests, binModes map[string][]string) ([]File, []guest.Command) {
 	var (
 		files []File
 		cmds  []guest.Command
+		added = map[string]bool{}
 	)
 	for _, b := range binaries {
-		base := filepath.Base(b)
-		g := path.Join(GuestTestDir, base)
-		files = append(files, File{Host: b, Guest: g})
+		name, host := TestBinaryName(b)
+		g := path.Join(GuestTestDir, filepath.Base(host))
+		if !added[g] {
+			added[g] = true
+			files = append(files, File{Host: host, Guest: g})
+		}
 		argv := append([]string{g}, args...)
-		want := tests[base]
+		want := tests[name]
 		if len(want) > 0 {
 			argv = append(argv, "-test.run=^("+strings.Join(want, "|")+")$")
 		}
 		ms := modes
-		if bm, ok := binModes[base]; ok {
+		if bm, ok := binModes[name]; ok {
 			ms = bm
 		}
 		if len(ms) == 0 {
-			cmds = append(cmds, guest.Command{Name: base, Args: argv, Dir: GuestTestDir, WantTests: want})
+			cmds = append(cmds, guest.Command{Name: name, Args: argv, Dir: GuestTestDir, WantTests: want})
 			continue
 		}
 		for _, m := range ms {
 			cmds = append(cmds, guest.Command{
-				Name:      base + "/" + m,
+				Name:      name + "/" + m,
 				Args:      argv,
 				Env:       map[string]string{envKey: m},
 				Dir:       GuestTestDir,
@@ -234,4 +241,13 @@ func TestMatrix(binaries, modes []string, envKey string, args []string, tests, b
 		}
 	}
 	return files, cmds
+}
+
+// TestBinaryName splits a TestMatrix binary, "NAME=PATH" or "PATH", into
+// its name (NAME, or PATH's base name) and host path.
+func TestBinaryName(b string) (name, host string) {
+	if n, h, ok := strings.Cut(b, "="); ok && n != "" && !strings.Contains(n, "/") {
+		return n, h
+	}
+	return filepath.Base(b), b
 }

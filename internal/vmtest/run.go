@@ -65,7 +65,14 @@ type KernelReport struct {
 	// Errors are failures of the boot as a whole: qemu's exit, a kernel
 	// panic, the timeout, a guest setup error, a missing done line.
 	Errors []string
+	// ConsoleTail is the end of the guest console (at most ConsoleTailLines
+	// lines) when the boot failed, so that a panic's trace or a failing
+	// test's output is in the summary, which is all a CI log's tail shows.
+	ConsoleTail []string
 }
+
+// ConsoleTailLines bounds KernelReport.ConsoleTail.
+const ConsoleTailLines = 80
 
 // OK reports whether the boot finished cleanly and every command passed.
 func (r *KernelReport) OK() bool {
@@ -305,6 +312,9 @@ func boot(ctx context.Context, out io.Writer, bc bootConfig) KernelReport {
 		rep.Errors = append(rep.Errors, fmt.Sprintf("qemu failed: %v: %s", waitErr, strings.Join(errTail, " | ")))
 	}
 	rep.Results, rep.Errors = console.verdict(bc.plan.Commands, rep.Errors)
+	if !rep.OK() {
+		rep.ConsoleTail = console.lastLines()
+	}
 	return rep
 }
 
@@ -339,6 +349,27 @@ type console struct {
 	done  bool
 	panic bool
 	errs  []string
+	// tail is a ring of the last ConsoleTailLines lines; next is where
+	// the next line goes once it is full.
+	tail []string
+	next int
+}
+
+// keep adds line to the ring of the console's last lines.
+func (c *console) keep(line string) {
+	if len(c.tail) < ConsoleTailLines {
+		c.tail = append(c.tail, line)
+		return
+	}
+	c.tail[c.next] = line
+	c.next = (c.next + 1) % ConsoleTailLines
+}
+
+// lastLines returns the kept lines, oldest first.
+func (c *console) lastLines() []string {
+	out := make([]string, 0, len(c.tail))
+	out = append(out, c.tail[c.next:]...)
+	return append(out, c.tail[:c.next]...)
 }
 
 func newConsole(nonce string) *console {
@@ -351,6 +382,7 @@ var goTestVerdict = regexp.MustCompile(`^--- (PASS|FAIL|SKIP): (\S+) \(`)
 
 // feed looks at one console line.
 func (c *console) feed(line string) {
+	c.keep(line)
 	if msg, ok := PanicText(line); ok {
 		if !c.panic { // the panic's closing "---[ end Kernel panic" line repeats it
 			c.errs = append(c.errs, "kernel panic: "+msg)

@@ -39,6 +39,12 @@ func WriteSummary(w io.Writer, reports []KernelReport) (bool, error) {
 		if len(r.Errors) > 0 {
 			failed++ // the boot itself failed, whatever its commands said
 		}
+		if len(r.ConsoleTail) > 0 {
+			fmt.Fprintf(w, "vmtest: [%s] the console's last %d lines:\n", r.label(), len(r.ConsoleTail))
+			for _, l := range r.ConsoleTail {
+				fmt.Fprintf(w, "vmtest: [%s] | %s\n", r.label(), l)
+			}
+		}
 		if !r.OK() {
 			ok = false
 		}

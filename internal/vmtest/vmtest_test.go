@@ -197,6 +197,23 @@ func TestTestMatrix(t *testing.T) {
 	if want := []string{"a.test/lsm", "a.test/cgroup", "b.test/auto"}; !reflect.DeepEqual(names, want) {
 		t.Errorf("per-binary modes: commands %q, want %q", names, want)
 	}
+	// One binary under two names: its file once, each name with its own
+	// tests and modes.
+	files, cmds = TestMatrix([]string{"_build/a.test", "a-once=_build/a.test"}, []string{"lsm", "cgroup"}, "K", nil,
+		map[string][]string{"a.test": {"TestModes"}, "a-once": {"TestOnce"}}, map[string][]string{"a-once": {"auto"}})
+	if want := []File{{Host: "_build/a.test", Guest: "/tests/a.test"}}; !reflect.DeepEqual(files, want) {
+		t.Errorf("alias: files = %+v, want %+v", files, want)
+	}
+	names = nil
+	for _, c := range cmds {
+		names = append(names, c.Name+" "+strings.Join(c.Args, " ")+" "+c.Env["K"])
+	}
+	if want := []string{
+		"a.test/lsm /tests/a.test -test.run=^(TestModes)$ lsm", "a.test/cgroup /tests/a.test -test.run=^(TestModes)$ cgroup",
+		"a-once/auto /tests/a.test -test.run=^(TestOnce)$ auto",
+	}; !reflect.DeepEqual(names, want) {
+		t.Errorf("alias: commands %q, want %q", names, want)
+	}
 }
 
 func TestSelectKernels(t *testing.T) {
@@ -315,6 +332,8 @@ func TestWriteSummary(t *testing.T) {
 		{"missing", []KernelReport{{Kernel: k, Results: []CommandResult{{Name: "a", Status: Missing}}, Errors: []string{"timeout"}}}, false, "0 passed, 2 failed"},
 		{"boot error with passing commands", []KernelReport{{Kernel: k, Results: []CommandResult{{Name: "a", Status: Pass}}, Errors: []string{"no done"}}}, false, "1 passed, 1 failed"},
 		{"nothing ran", nil, false, "0 passed, 0 failed"},
+		{"panic shows the console's tail", []KernelReport{{Kernel: k, Errors: []string{"kernel panic: x"}, ConsoleTail: []string{"RIP: bpf_prog_x", "Kernel panic"}}}, false,
+			"[6.1] | RIP: bpf_prog_x\nvmtest: [6.1] | Kernel panic\nvmtest: 0 passed, 1 failed"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -322,6 +341,24 @@ func TestWriteSummary(t *testing.T) {
 			ok, err := WriteSummary(&buf, tt.reports)
 			if err != nil || ok != tt.wantOK || !strings.Contains(buf.String(), "vmtest: "+tt.want+"\n") {
 				t.Errorf("WriteSummary = %v, %v:\n%s", ok, err, buf.String())
+			}
+		})
+	}
+}
+
+func TestConsoleTail(t *testing.T) {
+	for _, n := range []int{0, 1, ConsoleTailLines - 1, ConsoleTailLines, ConsoleTailLines + 1, 3*ConsoleTailLines + 7} {
+		t.Run(strconv.Itoa(n), func(t *testing.T) {
+			c := newConsole("nonce")
+			var all []string
+			for i := range n {
+				l := "line " + strconv.Itoa(i)
+				all = append(all, l)
+				c.feed(l)
+			}
+			want := all[max(0, n-ConsoleTailLines):]
+			if got := c.lastLines(); !reflect.DeepEqual(got, want) && (len(got) > 0 || len(want) > 0) {
+				t.Fatalf("lastLines after %d lines = %q, want %q", n, got, want)
 			}
 		})
 	}
