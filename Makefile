@@ -42,10 +42,19 @@ VM_AMD64_NOBPFLSM := 5.10
 VM_ARM64 := 6.12-arm64
 VM_ARM64_NOTRAMPOLINE := 6.1-arm64
 # The tests that need a kernel, by name (they need no testdata); each must
-# print PASS in every run, so a name that selects nothing fails.
+# print PASS in every run, so a name that selects nothing fails. The tests
+# whose subject does not depend on the attach mode (DNS capture is
+# cgroup_skb in every mode; the LSM list, the kprobe load check and the
+# all-modes comparison attach what they need themselves) run once per boot,
+# in auto, as bpf-once and receiver-once (the same binaries under a second
+# name); the rest run in every mode of the boot.
+VM_BPF_MODE_TESTS := TestProbeConnects,TestProbeProof,TestCheckFeatures,TestProbeFilters,TestProbeProcessFilterMatchesProcess,TestProbeIOURingConnect,TestProbeNetnsVeth,TestProbeConnectSocketNetns,TestProbeOutcome,TestOutcomeLossAccounted,TestProbeOutcomeOff
+VM_BPF_ONCE_TESTS := TestReadLSMState,TestProbeLSMExpectation,TestProbeKprobeLoads,TestProbeModesAgree,TestProbeCgroupSubtreeUnproven,TestProbeDNSCapture,TestProbeDNSSocketNetns,TestLostCounters,TestProbeDNSMarkedSocket
+VM_RECEIVER_MODE_TESTS := TestReceiverPrivileged,TestOpenNamesMissingCapability,TestReceiverPrivilegedHostileStrings
+VM_RECEIVER_ONCE_TESTS := TestDNSPrivileged,TestDNSPrivilegedNetnsScope,TestDNSPrivilegedRestart,TestDNSPrivilegedTCPSegments,TestDNSPrivilegedIPv6ExtHeaders,TestDNSPrivilegedDockerNAT,TestDNSPrivilegedServiceIP
 VM_TESTS ?= \
-	-tests bpf.test=TestProbeConnects,TestProbeProof,TestProbeCgroupSubtreeUnproven,TestReadLSMState,TestProbeLSMExpectation,TestCheckFeatures,TestProbeDNSCapture,TestProbeDNSSocketNetns,TestLostCounters,TestProbeFilters,TestProbeProcessFilterMatchesProcess,TestProbeIOURingConnect,TestProbeNetnsVeth,TestProbeConnectSocketNetns,TestProbeKprobeLoads,TestProbeModesAgree,TestProbeOutcome,TestOutcomeLossAccounted,TestProbeOutcomeOff,TestProbeDNSMarkedSocket \
-	-tests receiver.test=TestReceiverPrivileged,TestOpenNamesMissingCapability,TestReceiverPrivilegedHostileStrings,TestDNSPrivileged,TestDNSPrivilegedNetnsScope,TestDNSPrivilegedRestart,TestDNSPrivilegedTCPSegments,TestDNSPrivilegedIPv6ExtHeaders,TestDNSPrivilegedDockerNAT,TestDNSPrivilegedServiceIP \
+	-tests bpf.test=$(VM_BPF_MODE_TESTS) -tests bpf-once=$(VM_BPF_ONCE_TESTS) \
+	-tests receiver.test=$(VM_RECEIVER_MODE_TESTS) -tests receiver-once=$(VM_RECEIVER_ONCE_TESTS) \
 	-tests e2e.test=TestPipelineOverOTLP
 # arm64 (TCG, about as fast as amd64 here: README, "Testing"): the kernel
 # tests in every mode but fentry (on arm64 the same BPF trampoline as lsm,
@@ -73,7 +82,7 @@ VM_PIPELINE_MODES := -modes receiver.test=lsm,cgroup,auto -modes e2e.test=lsm,cg
 VM_QUICK_KERNEL ?= 6.12
 VM_QUICK_MODE ?= lsm
 
-.PHONY: all deps deps-test image container-test gateway deploy-test ocb vmtest vmtest-fetch vmtest-quick vm-binaries vm-binaries-arm64 generate check-generate build build-arm64 run test unit lint e2e fuzz fuzz-long bench bench-go bench-vm clean
+.PHONY: all deps deps-test image container-test gateway deploy-test ocb vmtest $(VM_BOOTS) vmtest-fetch vmtest-quick vm-binaries vm-binaries-arm64 generate check-generate build build-arm64 run test unit lint e2e fuzz fuzz-long bench bench-go bench-vm clean
 
 all: build
 
@@ -222,15 +231,45 @@ vmbins = for p in internal/vmtest/guestcheck bpf receiver e2e; do \
 # again without bpf in it (auto must pick fentry); 5.10 as Debian ships it
 # (no bpf: auto picks fentry) and again with bpf added (every mode); arm64 in
 # the modes and tests of VM_ARM64_* (6.1 without lsm and fentry, which its
-# arm64 build cannot attach). Each kernel group is one command, so
-# VM_KERNELS=5.10 runs only 5.10's two boots.
-vmtest: deps build build-arm64 vm-binaries vm-binaries-arm64
-	$(call vmrun,$(VM_AMD64_BPFLSM),amd64,-mode-matrix $(VM_MODES) $(VM_PIPELINE_MODES) $(VM_EXPECT_ACTIVE))
-	$(call vmrun,$(VM_AMD64_BPFLSM),amd64,-mode-matrix auto -cmdline $(VM_NOLSM_CMDLINE) $(VM_EXPECT_INACTIVE))
-	$(call vmrun,$(VM_AMD64_NOBPFLSM),amd64,-mode-matrix auto $(VM_EXPECT_INACTIVE))
-	$(call vmrun,$(VM_AMD64_NOBPFLSM),amd64,-mode-matrix $(VM_MODES) $(VM_PIPELINE_MODES) -cmdline $(VM_510_LSM_CMDLINE) $(VM_EXPECT_ACTIVE))
-	$(call vmrun,$(VM_ARM64),arm64,-mode-matrix $(VM_ARM64_MODES) $(VM_EXPECT_ACTIVE))
-	$(call vmrun,$(VM_ARM64_NOTRAMPOLINE),arm64,-mode-matrix $(VM_ARM64_NOTRAMPOLINE_MODES) -env TCPCONNECT_EXPECT_LSM=active -env TCPCONNECT_EXPECT_AUTO=kprobe,$(VM_ARM64_NOTRAMPOLINE_TESTS))
+# arm64 build cannot attach). One TCG guest keeps about 1.2 of this
+# machine's 2 cores busy, so two boots run at once (VM_JOBS), longest first;
+# each writes its whole console to $(BUILD)/vmtest/BOOT.log and the summary
+# of every boot (with the console's last lines for a failed one) is printed
+# at the end. VM_KERNELS=5.10 runs only 5.10's two boots.
+VM_JOBS ?= 2
+VM_BOOTS := vmboot-6.12 vmboot-6.1 vmboot-5.10-bpf vmboot-6.12-arm64 vmboot-6.1-arm64 vmboot-6.12-nolsm vmboot-6.1-nolsm vmboot-5.10
+vmtest: deps build build-arm64 vm-binaries vm-binaries-arm64 vmtest-fetch
+	@rm -rf $(BUILD)/vmtest && mkdir -p $(BUILD)/vmtest
+	@echo "vmtest: $(VM_JOBS) boots at a time; consoles in $(BUILD)/vmtest/"
+	@$(MAKE) --no-print-directory -k -j$(VM_JOBS) $(VM_BOOTS); \
+	for b in $(VM_BOOTS); do [ -s $(BUILD)/vmtest/$$b.log ] || continue; \
+		echo "=== $$b ($(BUILD)/vmtest/$$b.log)"; grep -v -e '^\[' -e '^vmtest: \[[^]]*\] | ' $(BUILD)/vmtest/$$b.log; done; \
+	for f in $(BUILD)/vmtest/*.failed; do [ -e "$$f" ] || continue; l=$${f%.failed}.log; \
+		echo "=== $$(basename $${f%.failed}) FAILED: failing tests and kernel errors, then the console's last lines (all of it: $$l)"; \
+		grep '^\[' $$l | grep -v -E '^\[[^]]*\] {8}' | grep -B4 -E -e '--- FAIL' -e 'Kernel panic|Oops|BUG:|RIP:|Call Trace|WARNING:' | cut -c1-300 | tail -n 30; \
+		echo "---"; grep '^\[' $$l | cut -c1-300 | tail -n 12; done; \
+	if ls $(BUILD)/vmtest/*.failed >/dev/null 2>&1; then echo "vmtest: FAILED: $$(cd $(BUILD)/vmtest && ls *.failed | sed 's/.failed//' | tr '\n' ' ')"; exit 1; fi; \
+	echo "vmtest: every boot passed"
+
+# vmboot runs $(1) into the boot's log and marks the boot failed when it
+# fails; with nothing to run (VM_KERNELS left the kernel out) it does nothing.
+vmboot = $(if $(strip $(1)),{ $(1); } > $(BUILD)/vmtest/$@.log 2>&1 || touch $(BUILD)/vmtest/$@.failed,true)
+vmboot-6.1:
+	@$(call vmboot,$(call vmrun,6.1,amd64,-mode-matrix $(VM_MODES) $(VM_PIPELINE_MODES) $(VM_EXPECT_ACTIVE)))
+vmboot-6.12:
+	@$(call vmboot,$(call vmrun,6.12,amd64,-mode-matrix $(VM_MODES) $(VM_PIPELINE_MODES) $(VM_EXPECT_ACTIVE)))
+vmboot-6.1-nolsm:
+	@$(call vmboot,$(call vmrun,6.1,amd64,-mode-matrix auto -cmdline $(VM_NOLSM_CMDLINE) $(VM_EXPECT_INACTIVE)))
+vmboot-6.12-nolsm:
+	@$(call vmboot,$(call vmrun,6.12,amd64,-mode-matrix auto -cmdline $(VM_NOLSM_CMDLINE) $(VM_EXPECT_INACTIVE)))
+vmboot-5.10:
+	@$(call vmboot,$(call vmrun,5.10,amd64,-mode-matrix auto $(VM_EXPECT_INACTIVE)))
+vmboot-5.10-bpf:
+	@$(call vmboot,$(call vmrun,5.10,amd64,-mode-matrix $(VM_MODES) $(VM_PIPELINE_MODES) -cmdline $(VM_510_LSM_CMDLINE) $(VM_EXPECT_ACTIVE)))
+vmboot-6.12-arm64:
+	@$(call vmboot,$(call vmrun,6.12-arm64,arm64,-mode-matrix $(VM_ARM64_MODES) $(VM_EXPECT_ACTIVE)))
+vmboot-6.1-arm64:
+	@$(call vmboot,$(call vmrun,6.1-arm64,arm64,-mode-matrix $(VM_ARM64_NOTRAMPOLINE_MODES) -env TCPCONNECT_EXPECT_LSM=active -env TCPCONNECT_EXPECT_AUTO=kprobe,$(VM_ARM64_NOTRAMPOLINE_TESTS)))
 
 # vmtest-quick boots one kernel (VM_QUICK_KERNEL) in one mode (VM_QUICK_MODE).
 vmtest-quick: deps build vm-binaries
@@ -249,7 +288,9 @@ vmrun = $(if $(call vmkernels,$(1)),\
 		-file $(if $(filter arm64,$(2)),$(ARM64_COLLECTOR),$(COLLECTOR)):/bin/otelcol-tcpconnect -env TCPCONNECT_COLLECTOR=/bin/otelcol-tcpconnect \
 		-run 'guestcheck=/tests/guestcheck.test -test.v' \
 		-test-args '-test.v -test.timeout=8m' $(if $(4),$(4),$(if $(filter arm64,$(2)),$(VM_ARM64_TESTS),$(VM_TESTS))) $(3) \
-		-test $(BUILD)/vm/$(2)/bpf.test -test $(BUILD)/vm/$(2)/receiver.test -test $(BUILD)/vm/$(2)/e2e.test)
+		-test $(BUILD)/vm/$(2)/bpf.test -test bpf-once=$(BUILD)/vm/$(2)/bpf.test -modes bpf-once=auto \
+		-test $(BUILD)/vm/$(2)/receiver.test -test receiver-once=$(BUILD)/vm/$(2)/receiver.test -modes receiver-once=auto \
+		-test $(BUILD)/vm/$(2)/e2e.test)
 
 # fuzz is the brief run of the DNS fuzz targets that `make test` (CI) does;
 # fuzz-long the scheduled one (FUZZ_LONG each, 5 minutes by default).

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -217,8 +218,15 @@ func TestProbeConnects(t *testing.T) {
 			}
 			defer ln.Close()
 			ap := ln.Addr().(*net.TCPAddr).AddrPort()
+			runtime.LockOSThread() // the namespaces below are this thread's
+			defer runtime.UnlockOSThread()
 			if err := privtest.Connect(netip.MustParseAddrPort(tt.dial(ap)), unix.SOCK_STREAM, false); err != nil {
-				t.Fatalf("connect: %v", err)
+				// Seen once in the VM under load (ipv6, ECONNREFUSED to
+				// a listener of this test): say which namespaces the
+				// thread and the process were in.
+				thread, _ := os.Readlink("/proc/thread-self/ns/net")
+				proc, _ := os.Readlink("/proc/self/ns/net")
+				t.Fatalf("connect to %s (listener %s): %v (thread netns %s, process netns %s)", tt.dial(ap), ap, err, thread, proc)
 			}
 			got := readConnects(t, p, 3*time.Second, func(c *event.Connect) bool {
 				return c.DstPort == ap.Port() && int(c.TGID) == os.Getpid()

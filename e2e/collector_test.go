@@ -29,8 +29,11 @@ const (
 // Bounds of the waits.
 const (
 	// startTimeout bounds a collector's start, until its health check
-	// answers (loading and attaching the eBPF programs included).
-	startTimeout = 20 * time.Second
+	// answers (loading and attaching the eBPF programs included). It is a
+	// hang detector, not a speed target: under TCG, with a second guest on
+	// the same two cores, parsing the kernel's BTF and proving the attach
+	// mode took over 20 s.
+	startTimeout = 90 * time.Second
 	// stopTimeout bounds a collector's graceful shutdown before it is killed.
 	stopTimeout = 5 * time.Second
 	// pollEvery is the polling period of every wait.

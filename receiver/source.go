@@ -105,6 +105,7 @@ func openProbe(cfg *Config, logger *zap.Logger) (source, error) {
 	if err := checkCaps(mode, cfg.DNS.Enabled, logger); err != nil {
 		return nil, err
 	}
+	opened := time.Now()
 	p, err := bpf.Open(opts)
 	if err != nil {
 		_ = cg.Close()
@@ -115,6 +116,7 @@ func openProbe(cfg *Config, logger *zap.Logger) (source, error) {
 		return nil, fmt.Errorf("open eBPF probe: %w", cfg.openError(err))
 	}
 	logAttempts(logger, mode, p.Attempts())
+	logger.Info("eBPF programs loaded and attached", zap.String("mode", string(p.Mode())), zap.Duration("took", time.Since(opened)))
 	if cfg.Outcome.Enabled {
 		logger.Info("Connect outcome tracking on", zap.Duration("max_wait", cfg.Outcome.MaxWait), zap.Int("max_waiting", cfg.Outcome.MaxWaiting))
 	} else {
