@@ -142,9 +142,15 @@ func logAttempts(logger *zap.Logger, requested bpf.Mode, attempts []bpf.Attempt)
 
 // checkCaps fails when the process lacks a capability that loading or
 // attaching needs, naming it, and logs one warning for each missing optional
-// one. When the set cannot be read it lets Open try.
+// one. When the set cannot be read it lets Open try. It first makes the
+// permitted capabilities effective (a non-root process holds the binary's
+// file capabilities as permitted only).
 func checkCaps(mode bpf.Mode, dnsOn bool, logger *zap.Logger) error {
-	have, err := caps.Effective()
+	have, err := caps.RaiseEffective()
+	if err != nil {
+		logger.Warn("Cannot make the permitted capabilities effective", zap.Error(err))
+		have, err = caps.Effective()
+	}
 	if err != nil {
 		logger.Warn("Cannot read the process's capabilities: not checked before loading", zap.Error(err))
 		return nil

@@ -28,6 +28,8 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"syscall"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -77,6 +79,37 @@ func Effective() (Set, error) {
 		return 0, fmt.Errorf("capget: %w", err)
 	}
 	return Set(data[0].Effective) | Set(data[1].Effective)<<32, nil
+}
+
+// RaiseEffective makes every permitted capability effective on every thread
+// of the process and returns the effective set. A non-root process gets its
+// capabilities from the file capabilities of its binary (the image's
+// collector carries cap_bpf,cap_perfmon,cap_net_admin,cap_sys_ptrace+p):
+// the kernel grants those of them the container's bounding set holds as
+// permitted only, without the effective flag, because with it execve fails
+// (EPERM) as soon as one of them is not in the bounding set, which would
+// make the optional CAP_SYS_PTRACE required. Root, whose effective set is
+// already its permitted set, is left as it is.
+func RaiseEffective() (Set, error) {
+	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
+	var data [2]unix.CapUserData
+	if err := unix.Capget(&hdr, &data[0]); err != nil {
+		return 0, fmt.Errorf("capget: %w", err)
+	}
+	eff := Set(data[0].Effective) | Set(data[1].Effective)<<32
+	perm := Set(data[0].Permitted) | Set(data[1].Permitted)<<32
+	if eff == perm {
+		return eff, nil
+	}
+	data[0].Effective, data[1].Effective = data[0].Permitted, data[1].Permitted
+	// Capabilities are per thread: set them on every thread the Go runtime
+	// has (it fails with ENOTSUP in a binary built with cgo). Its
+	// go:uintptrescapes keeps hdr and data alive and in place.
+	_, _, errno := syscall.AllThreadsSyscall(unix.SYS_CAPSET, uintptr(unsafe.Pointer(&hdr)), uintptr(unsafe.Pointer(&data[0])), 0)
+	if errno != 0 {
+		return eff, fmt.Errorf("capset: make the permitted capabilities effective: %w", errno)
+	}
+	return perm, nil
 }
 
 // Needs is what the configuration asks of the kernel.

@@ -2,12 +2,18 @@ package caps
 
 import (
 	"errors"
+	"fmt"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/tcpconnect/tcpconnect/internal/privtest"
 )
 
 func TestCheck(t *testing.T) {
@@ -109,4 +115,55 @@ func statusCapEff() (Set, error) {
 		}
 	}
 	return 0, errors.New("no CapEff line")
+}
+
+// TestRaiseEffective runs a helper (testdata/raise, built without cgo) as
+// uid 65534 from a binary with file capabilities in its permitted set only,
+// as the image's collector is: the capabilities the kernel grants start
+// permitted but not effective, and RaiseEffective makes them effective.
+func TestRaiseEffective(t *testing.T) {
+	privtest.Require(t)
+	setcap := privtest.LookPath(t, "setcap", "libcap2-bin")
+	dir, err := os.MkdirTemp("", "caps-raise-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Join(dir, "raise")
+	build := exec.Command("go", "build", "-o", bin, "./testdata/raise")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("build the helper: %v\n%s", err, out)
+	}
+	want := Of(unix.CAP_NET_ADMIN, unix.CAP_SYS_PTRACE)
+	tests := []struct {
+		name, fcaps string
+		want        string
+	}{
+		{"no file capabilities", "", "before=0x0 after=0x0 other=0x0"},
+		{"permitted only", "cap_net_admin,cap_sys_ptrace+p", fmt.Sprintf("before=0x0 after=%#x other=%#x", uint64(want), uint64(want))},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			args := []string{tt.fcaps, bin}
+			if tt.fcaps == "" {
+				args = []string{"-r", bin}
+			}
+			if out, err := exec.Command(setcap, args...).CombinedOutput(); err != nil && tt.fcaps != "" {
+				t.Fatalf("setcap %v: %v\n%s", args, err, out)
+			}
+			cmd := exec.Command(bin)
+			cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+			out, err := cmd.CombinedOutput()
+			if err != nil {
+				t.Fatalf("helper: %v\n%s", err, out)
+			}
+			if got := strings.TrimSpace(string(out)); got != tt.want {
+				t.Errorf("helper printed %q, want %q", got, tt.want)
+			}
+		})
+	}
 }
