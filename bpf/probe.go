@@ -12,7 +12,6 @@ import (
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
 	"github.com/cilium/ebpf/ringbuf"
-	"github.com/cilium/ebpf/rlimit"
 
 	"github.com/tcpconnect/tcpconnect/internal/event"
 )
@@ -121,8 +120,8 @@ func Open(opts Options) (*Probe, error) {
 		opts.CgroupPath = p
 	}
 	// Kernels before 5.11 charge BPF memory to RLIMIT_MEMLOCK.
-	if err := rlimit.RemoveMemlock(); err != nil {
-		return nil, fmt.Errorf("remove memlock limit: %w", err)
+	if err := removeMemlock(); err != nil {
+		return nil, err
 	}
 	if err := checkFeatures(opts); err != nil {
 		return nil, err
