@@ -16,8 +16,9 @@ CONFIG ?= config/default.yaml
 # TCPCONNECT_REQUIRE_PRIVILEGED=1.
 TEST_PACKAGES := gcc libc6-dev curl wget busybox-static iproute2 libc-bin dnsmasq-base
 # podman and runc build the image without a Docker daemon and run the
-# container tests (crun refuses this kind of host's hybrid cgroup layout).
-CONTAINER_PACKAGES := podman runc
+# container tests (crun refuses this kind of host's hybrid cgroup layout);
+# libcap2-bin's setcap gives the image's binary its file capabilities.
+CONTAINER_PACKAGES := podman runc libcap2-bin
 APT_PACKAGES := clang-19 llvm-19 libbpf-dev bpftool linux-libc-dev-arm64-cross qemu-system-x86 qemu-system-arm cpio xz-utils $(TEST_PACKAGES) $(CONTAINER_PACKAGES)
 # Every file `go generate` writes: bpf2go's objects and bindings, mdatagen's
 # code, generated tests and documentation (git pathspecs).
@@ -137,20 +138,40 @@ build: ocb
 DIST_VERSION := $(shell sed -n 's/^  version: //p' builder-config.yaml)
 IMAGE ?= localhost/otelcol-tcpconnect:$(DIST_VERSION)
 IMAGE_ARCHIVE := $(BUILD)/otelcol-tcpconnect-image.tar
+IMAGE_ARCHES := amd64 arm64
+# The file capabilities of the image's binary, permitted only (+p): a
+# non-root user gets those of them the runtime's bounding set holds
+# (capabilities.add), and the receiver makes them effective. Everything the
+# README's capability table names, the optional and old-kernel ones too:
+# none is granted unless the runtime adds it.
+IMAGE_FILE_CAPS := cap_bpf,cap_perfmon,cap_net_admin,cap_sys_ptrace,cap_sys_admin,cap_sys_resource+p
 # Debian's podman here needs runc and explicit rlimits (ENVIRONMENT.md).
 PODMAN := podman --runtime runc
 
-# image builds the collector and its OCI image with podman (no daemon).
-image: build
+# image builds the collector for every arch of IMAGE_ARCHES (arm64 from
+# build-arm64's static binary: scratch and COPY need no emulation) into
+# $(IMAGE)-<arch> with podman (no daemon), combines them into the manifest
+# list $(IMAGE) (podman run picks the host's), and saves the list as an OCI
+# archive. setcap needs root; podman's COPY keeps the security.capability
+# xattr, and so does the layer.
+image: build build-arm64
 	$(call apt_install,$(CONTAINER_PACKAGES))
-	rm -rf $(BUILD)/image && mkdir -p $(BUILD)/image/tmp && chmod 1777 $(BUILD)/image/tmp
-	cp $(COLLECTOR) deploy/image/config.yaml $(BUILD)/image/
-	$(PODMAN) build --quiet -f deploy/image/Containerfile -t $(IMAGE) \
-		--label org.opencontainers.image.version=$(DIST_VERSION) \
-		--label org.opencontainers.image.revision=$$(git rev-parse HEAD) \
-		--label org.opencontainers.image.created=$$(date -u +%Y-%m-%dT%H:%M:%SZ) \
-		$(BUILD)/image
-	rm -f $(IMAGE_ARCHIVE) && $(PODMAN) save --format oci-archive -o $(IMAGE_ARCHIVE) $(IMAGE)
+	! $(PODMAN) manifest exists $(IMAGE) || $(PODMAN) manifest rm $(IMAGE)
+	! $(PODMAN) image exists $(IMAGE) || $(PODMAN) rmi $(IMAGE)
+	for arch in $(IMAGE_ARCHES); do \
+		ctx=$(BUILD)/image/$$arch && rm -rf $$ctx && mkdir -p $$ctx/tmp && chmod 1777 $$ctx/tmp && \
+		cp deploy/image/config.yaml $$ctx/ && \
+		if [ $$arch = arm64 ]; then cp $(ARM64_COLLECTOR) $$ctx/; else cp $(COLLECTOR) $$ctx/; fi && \
+		setcap $(IMAGE_FILE_CAPS) $$ctx/otelcol-tcpconnect && \
+		$(PODMAN) build --quiet --platform linux/$$arch -f deploy/image/Containerfile -t $(IMAGE)-$$arch \
+			--label org.opencontainers.image.version=$(DIST_VERSION) \
+			--label org.opencontainers.image.revision=$$(git rev-parse HEAD) \
+			--label org.opencontainers.image.created=$$(date -u +%Y-%m-%dT%H:%M:%SZ) \
+			$$ctx || exit 1; \
+	done
+	$(PODMAN) manifest create $(IMAGE)
+	for arch in $(IMAGE_ARCHES); do $(PODMAN) manifest add $(IMAGE) containers-storage:$(IMAGE)-$$arch || exit 1; done
+	rm -f $(IMAGE_ARCHIVE) && $(PODMAN) manifest push --quiet --all --format oci $(IMAGE) oci-archive:$(CURDIR)/$(IMAGE_ARCHIVE)
 
 # The gateway distribution (deploy/gateway/builder-config.yaml) is built by
 # ocb at its own collector version, installed beside the build.
@@ -205,11 +226,15 @@ e2e: deps-test build
 	TCPCONNECT_COLLECTOR=$(CURDIR)/$(COLLECTOR) CGO_ENABLED=1 $(GO) test -race -count=1 -v -skip '^TestContainer' ./e2e/
 
 # container-test runs the image with podman as the Kubernetes DaemonSet does
-# (e2e/container_test.go): another container's connect and its container.id,
-# a host connect, the agent's own export left out, no host PID, shutdown
-# with the next hop down.
+# (e2e/container_test.go: non-root with the file capabilities, the agent's
+# seccomp profile, a CRI-like runtime that grants no ambient capabilities):
+# another container's connect and its container.id, a host connect, the
+# agent's own export left out, no host PID, shutdown with the next hop down,
+# the start refused without bpf() or capabilities; and it reads the
+# multi-arch manifest list from the OCI archive.
 container-test: deps-test image
-	TCPCONNECT_COLLECTOR=$(CURDIR)/$(COLLECTOR) TCPCONNECT_IMAGE=$(IMAGE) $(GO) test -count=1 -v -run '^TestContainer' ./e2e/
+	TCPCONNECT_COLLECTOR=$(CURDIR)/$(COLLECTOR) TCPCONNECT_IMAGE=$(IMAGE) TCPCONNECT_IMAGE_ARCHIVE=$(CURDIR)/$(IMAGE_ARCHIVE) \
+		$(GO) test -count=1 -v -run '^TestContainer' ./e2e/
 
 vmtest-fetch:
 	$(GO) run ./cmd/vmtest -kernels $(VM_KERNELS) -fetch-only
