@@ -186,9 +186,11 @@ gateway:
 	CGO_ENABLED=0 $(GATEWAY_OCB) --config deploy/gateway/builder-config.yaml
 
 # deploy-test checks deploy/kubernetes (its own Go module): every manifest
-# decoded strictly into k8s.io/api types, the deployment rules, and
+# decoded strictly into k8s.io/api types, the deployment rules, the agent's
+# seccomp profile against the runtime default (containers-common's), and
 # `validate` of both distributions on every embedded collector config.
 deploy-test: build gateway
+	$(call apt_install,golang-github-containers-common)
 	cd deploy/kubernetes && $(GO) vet ./... && \
 		TCPCONNECT_COLLECTOR=$(CURDIR)/$(COLLECTOR) TCPCONNECT_GATEWAY=$(CURDIR)/$(GATEWAY) $(GO) test -count=1 -v ./...
 

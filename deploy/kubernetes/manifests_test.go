@@ -1,6 +1,7 @@
 package kubernetes
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -254,9 +255,7 @@ func TestAgentDaemonSet(t *testing.T) {
 			t.Errorf("capabilities.add has %s, beyond %v", cp, agentCapabilities)
 		}
 	}
-	if sc.SeccompProfile == nil {
-		t.Error("securityContext.seccompProfile: want one set (the default one refuses bpf() without CAP_SYS_ADMIN)")
-	}
+	checkAgentSecurity(t, "agent DaemonSet", sc)
 	if c.Resources.Requests.Cpu().IsZero() || c.Resources.Requests.Memory().IsZero() || c.Resources.Limits.Memory().IsZero() {
 		t.Errorf("resources: want cpu and memory requests and a memory limit, got %+v", c.Resources)
 	}
@@ -481,6 +480,128 @@ func TestValidateConfigs(t *testing.T) {
 	}
 	if sc := mustAgentValues(t).SecurityContext; sc == nil || sc.Capabilities == nil || !slices.Equal(sc.Capabilities.Add, agentCapabilities) {
 		t.Errorf("helm/agent-values.yaml: capabilities.add want %v", agentCapabilities)
+	} else {
+		checkAgentSecurity(t, "helm/agent-values.yaml", sc)
+	}
+}
+
+// seccompDir holds the seccomp profiles that the manifests name as
+// Localhost profiles (installed under /var/lib/kubelet/seccomp/ on nodes).
+const seccompDir = "seccomp"
+
+// checkAgentSecurity checks the agent container's security context beyond
+// its capabilities: the image's non-root user, and a Localhost seccomp
+// profile shipped in seccompDir (the runtimes' default profiles refuse bpf()
+// without CAP_SYS_ADMIN; Unconfined is more than the agent needs).
+func checkAgentSecurity(t *testing.T, where string, sc *corev1.SecurityContext) {
+	t.Helper()
+	user := imageUser(t)
+	if sc.RunAsNonRoot == nil || !*sc.RunAsNonRoot {
+		t.Errorf("%s: runAsNonRoot: want true (the image's binary carries the capabilities)", where)
+	}
+	if sc.RunAsUser == nil {
+		t.Errorf("%s: runAsUser unset, want the image's user %d", where, user)
+	} else if *sc.RunAsUser != user {
+		t.Errorf("%s: runAsUser %d, want the image's user %d", where, *sc.RunAsUser, user)
+	}
+	p := sc.SeccompProfile
+	if p == nil || p.Type != corev1.SeccompProfileTypeLocalhost || p.LocalhostProfile == nil {
+		t.Errorf("%s: seccompProfile %+v, want type Localhost naming a profile in %s/", where, p, seccompDir)
+		return
+	}
+	if _, err := os.Stat(filepath.Join(seccompDir, *p.LocalhostProfile)); err != nil {
+		t.Errorf("%s: seccompProfile names %s, not shipped here: %v", where, *p.LocalhostProfile, err)
+	}
+}
+
+// imageUser returns the numeric user of the image's USER line.
+func imageUser(t *testing.T) int64 {
+	t.Helper()
+	data, err := os.ReadFile("../image/Containerfile")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile(`(?m)^USER (\d+)(:\d+)?$`).FindStringSubmatch(string(data))
+	if m == nil {
+		t.Fatal("../image/Containerfile: no numeric USER line")
+	}
+	u, _ := strconv.ParseInt(m[1], 10, 64)
+	if u == 0 {
+		t.Fatal("../image/Containerfile: USER is root")
+	}
+	return u
+}
+
+// seccompProfile is the part of a seccomp profile (the runtimes' JSON
+// format, with conditional rules) this test reads.
+type seccompProfile struct {
+	DefaultAction string `json:"defaultAction"`
+	Syscalls      []struct {
+		Names    []string        `json:"names"`
+		Action   string          `json:"action"`
+		Args     []any           `json:"args"`
+		Includes json.RawMessage `json:"includes"`
+		Excludes json.RawMessage `json:"excludes"`
+	} `json:"syscalls"`
+}
+
+// runtimeDefaultProfile is the runtime default the agent's profile is made
+// from: containers-common's (podman, CRI-O), which Debian installs with
+// podman.
+const runtimeDefaultProfile = "/usr/share/containers/seccomp.json"
+
+// bpfSyscalls are what the agent's profile adds to the runtime default:
+// the eBPF maps and programs, and attach mode kprobe's perf event.
+var bpfSyscalls = []string{"bpf", "perf_event_open"}
+
+// TestSeccompProfile checks the agent's seccomp profile: it refuses by
+// default, allows bpf and perf_event_open with no condition, and allows
+// nothing else that the runtime default does not allow too.
+func TestSeccompProfile(t *testing.T) {
+	var agent, base seccompProfile
+	readJSON(t, filepath.Join(seccompDir, "tcpconnect-agent.json"), &agent)
+	readJSON(t, runtimeDefaultProfile, &base)
+	if agent.DefaultAction == "SCMP_ACT_ALLOW" || agent.DefaultAction == "SCMP_ACT_LOG" || agent.DefaultAction != base.DefaultAction {
+		t.Errorf("defaultAction %s, want the runtime default's %s", agent.DefaultAction, base.DefaultAction)
+	}
+	allowedBase := map[string]bool{}
+	for _, r := range base.Syscalls {
+		if r.Action == "SCMP_ACT_ALLOW" {
+			for _, n := range r.Names {
+				allowedBase[n] = true
+			}
+		}
+	}
+	unconditional := map[string]bool{}
+	for _, r := range agent.Syscalls {
+		if r.Action != "SCMP_ACT_ALLOW" {
+			continue
+		}
+		cond := len(r.Args) > 0 || (len(r.Includes) > 0 && string(r.Includes) != "{}")
+		for _, n := range r.Names {
+			if !cond {
+				unconditional[n] = true
+			}
+			if !allowedBase[n] && !slices.Contains(bpfSyscalls, n) {
+				t.Errorf("the profile allows %s, which the runtime default does not", n)
+			}
+		}
+	}
+	for _, n := range bpfSyscalls {
+		if !unconditional[n] {
+			t.Errorf("the profile does not allow %s without a condition", n)
+		}
+	}
+}
+
+func readJSON(t *testing.T, path string, v any) {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(data, v); err != nil {
+		t.Fatalf("%s: %v", path, err)
 	}
 }
 
