@@ -133,8 +133,9 @@ build: ocb
 	CGO_ENABLED=0 $(OCB) --config builder-config.yaml
 
 # The node agent image (deploy/image/Containerfile): the static collector on
-# scratch, tagged IMAGE, and saved as an OCI archive IMAGE_ARCHIVE that any
-# registry client loads (podman load, skopeo copy oci-archive:...).
+# scratch, one image per arch tagged IMAGE-<arch>, the manifest list IMAGE,
+# saved as an OCI archive IMAGE_ARCHIVE that registry clients read (skopeo
+# copy --all oci-archive:...; podman load takes the host's platform).
 DIST_VERSION := $(shell sed -n 's/^  version: //p' builder-config.yaml)
 IMAGE ?= localhost/otelcol-tcpconnect:$(DIST_VERSION)
 IMAGE_ARCHIVE := $(BUILD)/otelcol-tcpconnect-image.tar
