@@ -133,13 +133,16 @@ build: ocb
 	CGO_ENABLED=0 $(OCB) --config builder-config.yaml
 
 # The node agent image (deploy/image/Containerfile): the static collector on
-# scratch, one image per arch tagged IMAGE-<arch>, the manifest list IMAGE,
-# saved as an OCI archive IMAGE_ARCHIVE that registry clients read (skopeo
-# copy --all oci-archive:...; podman load takes the host's platform).
+# scratch, one image per arch tagged IMAGE-<arch>, the host's also IMAGE, and
+# their manifest list saved as an OCI archive IMAGE_ARCHIVE that registry
+# clients read (skopeo copy --all oci-archive:...; podman load takes the
+# host's platform).
 DIST_VERSION := $(shell sed -n 's/^  version: //p' builder-config.yaml)
 IMAGE ?= localhost/otelcol-tcpconnect:$(DIST_VERSION)
 IMAGE_ARCHIVE := $(BUILD)/otelcol-tcpconnect-image.tar
 IMAGE_ARCHES := amd64 arm64
+# The manifest list of IMAGE_ARCHES' images, while make image saves it.
+IMAGE_LIST = $(IMAGE)-list
 # The file capabilities of the image's binary, permitted only (+p): a
 # non-root user gets those of them the runtime's bounding set holds
 # (capabilities.add), and the receiver makes them effective. Everything the
@@ -151,14 +154,14 @@ PODMAN := podman --runtime runc
 
 # image builds the collector for every arch of IMAGE_ARCHES (arm64 from
 # build-arm64's static binary: scratch and COPY need no emulation) into
-# $(IMAGE)-<arch> with podman (no daemon), combines them into the manifest
-# list $(IMAGE) (podman run picks the host's), and saves the list as an OCI
-# archive. setcap needs root; podman's COPY keeps the security.capability
-# xattr, and so does the layer.
+# $(IMAGE)-<arch> with podman (no daemon), tags the host's as $(IMAGE),
+# combines them into a manifest list and saves the list as an OCI archive.
+# The list lives in podman's storage only for that: while one is there,
+# podman 4.3's `podman images` fails. setcap needs root; podman's COPY keeps
+# the security.capability xattr, and so does the layer.
 image: build build-arm64
 	$(call apt_install,$(CONTAINER_PACKAGES))
-	! $(PODMAN) manifest exists $(IMAGE) || $(PODMAN) manifest rm $(IMAGE)
-	! $(PODMAN) image exists $(IMAGE) || $(PODMAN) rmi $(IMAGE)
+	! $(PODMAN) manifest exists $(IMAGE_LIST) || $(PODMAN) manifest rm $(IMAGE_LIST)
 	for arch in $(IMAGE_ARCHES); do \
 		ctx=$(BUILD)/image/$$arch && rm -rf $$ctx && mkdir -p $$ctx/tmp && chmod 1777 $$ctx/tmp && \
 		cp deploy/image/config.yaml $$ctx/ && \
@@ -170,9 +173,12 @@ image: build build-arm64
 			--label org.opencontainers.image.created=$$(date -u +%Y-%m-%dT%H:%M:%SZ) \
 			$$ctx || exit 1; \
 	done
-	$(PODMAN) manifest create $(IMAGE)
-	for arch in $(IMAGE_ARCHES); do $(PODMAN) manifest add $(IMAGE) containers-storage:$(IMAGE)-$$arch || exit 1; done
-	rm -f $(IMAGE_ARCHIVE) && $(PODMAN) manifest push --quiet --all --format oci $(IMAGE) oci-archive:$(CURDIR)/$(IMAGE_ARCHIVE)
+	$(PODMAN) tag $(IMAGE)-$$($(GO) env GOARCH) $(IMAGE)
+	rm -f $(IMAGE_ARCHIVE); \
+	( set -e; $(PODMAN) manifest create $(IMAGE_LIST); \
+		for arch in $(IMAGE_ARCHES); do $(PODMAN) manifest add $(IMAGE_LIST) containers-storage:$(IMAGE)-$$arch; done; \
+		$(PODMAN) manifest push --quiet --all --format oci $(IMAGE_LIST) oci-archive:$(CURDIR)/$(IMAGE_ARCHIVE) ); \
+		rc=$$?; $(PODMAN) manifest rm $(IMAGE_LIST); exit $$rc
 
 # The gateway distribution (deploy/gateway/builder-config.yaml) is built by
 # ocb at its own collector version, installed beside the build.
