@@ -14,6 +14,8 @@ import (
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
+
+	"github.com/tcpconnect/tcpconnect/internal/privtest"
 )
 
 // The outcome test's network: a client namespace joined by a veth pair to a
@@ -35,24 +37,21 @@ var (
 	rejectGw = netip.MustParsePrefix("198.18.11.254/24")
 )
 
-// outcomeNet is the client namespace, and the one the test started in.
+// outcomeNet is the client namespace.
 type outcomeNet struct {
-	origin, client netns.NsHandle
+	client netns.NsHandle
 }
 
-// enter runs fn on this (locked) thread in the client namespace: sockets
-// and child processes made there live in it.
+// enter runs fn on the calling goroutine, locked to its thread, in the
+// client namespace: sockets and child processes made there live in it.
+// It locks the thread itself: a subtest's goroutine is not the locked one
+// of its parent, and an unlocked goroutine that switched namespaces could
+// come back on another thread and leave this one in the client namespace
+// for whatever ran there next (in the VM, a later test's [::1] listener
+// was made in it and its connect from the host namespace was refused).
 func (n *outcomeNet) enter(t *testing.T, fn func()) {
 	t.Helper()
-	if err := netns.Set(n.client); err != nil {
-		t.Fatalf("enter client netns: %v", err)
-	}
-	defer func() {
-		if err := netns.Set(n.origin); err != nil {
-			t.Fatalf("back to origin netns: %v", err)
-		}
-	}()
-	fn()
+	privtest.InNetns(t, n.client, fn)
 }
 
 // writeSysctl writes a sysctl of the current thread's network namespace.
@@ -123,7 +122,7 @@ func newOutcomeNet(t *testing.T) *outcomeNet {
 	must("enter router", netns.Set(router))
 	must("one ARP probe", writeSysctl("net/ipv4/neigh/"+silent.Name+"/mcast_solicit", "1"))
 	must("100 ms ARP wait", writeSysctl("net/ipv4/neigh/"+silent.Name+"/retrans_time_ms", "100"))
-	return &outcomeNet{origin: origin, client: client}
+	return &outcomeNet{client: client}
 }
 
 // denyCgroup makes a child of the cgroup v2 root with a connect4 program that
