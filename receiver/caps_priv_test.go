@@ -92,6 +92,16 @@ func TestOpenNamesMissingCapability(t *testing.T) {
 		}
 		return c
 	}
+	// Kernels before 5.11 charge BPF memory to RLIMIT_MEMLOCK, whose hard
+	// limit (64 KiB by default there) only CAP_SYS_RESOURCE lifts: every
+	// set that opens needs it on top (README, Requirements).
+	charged := memlockCharged(t)
+	needResource := func(c capsCase) capsCase {
+		if charged && c.wantErr == "" {
+			c.caps = append(slices.Clone(c.caps), unix.CAP_SYS_RESOURCE)
+		}
+		return c
+	}
 	tests := []capsCase{
 		needAdmin(capsCase{"minimal set", []uintptr{bpfCap, perfmon, netAdm, ptrace}, false, "", nil}),
 		needAdmin(capsCase{"without CAP_SYS_PTRACE a warning", []uintptr{bpfCap, perfmon, netAdm}, false, "", []string{"CAP_SYS_PTRACE"}}),
@@ -105,6 +115,12 @@ func TestOpenNamesMissingCapability(t *testing.T) {
 		tests = append(tests, capsCase{"CAP_SYS_ADMIN for CAP_NET_ADMIN in cgroup mode without DNS", []uintptr{sysAdm, ptrace}, true, "", nil})
 	} else {
 		tests = append(tests, needAdmin(capsCase{"tracing mode without DNS needs no CAP_NET_ADMIN", []uintptr{bpfCap, perfmon, ptrace}, true, "", nil}))
+	}
+	for i := range tests {
+		tests[i] = needResource(tests[i])
+	}
+	if charged {
+		tests = append(tests, needAdmin(capsCase{"memlock charged: no CAP_SYS_RESOURCE", []uintptr{bpfCap, perfmon, netAdm, ptrace, sysAdm}, false, "CAP_SYS_RESOURCE", nil}))
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -146,4 +162,20 @@ func TestOpenNamesMissingCapability(t *testing.T) {
 			}
 		})
 	}
+}
+
+// memlockCharged reports whether the running kernel charges BPF memory to
+// RLIMIT_MEMLOCK (before 5.11, when memory cgroup accounting replaced it).
+func memlockCharged(t *testing.T) bool {
+	t.Helper()
+	var u unix.Utsname
+	if err := unix.Uname(&u); err != nil {
+		t.Fatalf("uname: %v", err)
+	}
+	rel := unix.ByteSliceToString(u.Release[:])
+	var major, minor int
+	if _, err := fmt.Sscanf(rel, "%d.%d", &major, &minor); err != nil {
+		t.Fatalf("kernel release %q: %v", rel, err)
+	}
+	return major < 5 || major == 5 && minor < 11
 }
