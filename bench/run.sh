@@ -8,10 +8,19 @@
 #   bench/run.sh --pairs 5 --threads 2 --seconds 5
 #
 # Setups: file (tcpconnect -> batch -> file), direct (tcpconnect -> file),
-# otlp (tcpconnect -> batch -> OTLP -> second collector -> file), debug
+# otlp (tcpconnect -> batch -> OTLP -> second collector -> file), otlp-agg
+# (the same with aggregation.enabled and aggregation.window 1s; its rows are
+# skipped, with a message, when the collector refuses those keys), debug
 # (tcpconnect -> debug exporter: the receiver's own CPU), bpftrace (a
-# tcpconnect-style bpftrace script). Loads: connect (the storm alone) and dns
-# (the storm plus a paced DNS answer storm on 127.0.0.77:53, DNS capture on).
+# tcpconnect-style bpftrace script). A collector setup with a suffix @gogcN
+# (e.g. debug@gogc400) runs with GOGC=N. Loads: connect (the storm alone,
+# every connect to one destination, 127.0.0.1:PORT), unique (the storm with
+# each connect to the next of --unique loopback addresses) and dns (the
+# storm plus a paced DNS answer storm on 127.0.0.77:53, DNS capture on).
+#
+# The issue-9 side-by-side comparison (BENCHMARKS.md):
+#   bench/run.sh --pairs 3 --threads 2 --seconds 5 --loads connect,unique \
+#     --setups debug,debug@gogc400,otlp,otlp-agg,bpftrace --cache-names 0
 # Last, a cache fill: --cache-names unique names answered while the collector
 # runs with DNS on, then its peak RSS.
 #
@@ -29,6 +38,7 @@ sample_every=100
 setups="file,otlp,bpftrace,debug,direct"
 loads="connect,dns"
 dns_qps=5000
+unique=100000
 cache_names=100000
 collector="$root/_build/otelcol-tcpconnect"
 out="/tmp/tcpconnect-bench/$(date +%Y%m%d-%H%M%S)"
@@ -36,9 +46,11 @@ out="/tmp/tcpconnect-bench/$(date +%Y%m%d-%H%M%S)"
 usage() {
 	cat <<EOF
 usage: $0 [--pairs N] [--threads T] [--seconds S] [--setups LIST] [--loads LIST]
-          [--dns-qps Q] [--cache-names N] [--sample-every K] [--collector PATH] [--out DIR]
-  --setups  comma list of file,direct,otlp,debug,bpftrace (default $setups)
-  --loads   comma list of connect,dns (default $loads)
+          [--dns-qps Q] [--cache-names N] [--sample-every K] [--unique N] [--collector PATH] [--out DIR]
+  --setups  comma list of file,direct,otlp,otlp-agg,debug,bpftrace (default $setups);
+            a collector setup may end in @gogcN: GOGC=N for its collector
+  --loads   comma list of connect,unique,dns (default $loads)
+  --unique  destinations the unique load cycles over (default $unique)
   --cache-names 0 skips the cache-fill measurement
 EOF
 	exit 2
@@ -54,6 +66,7 @@ while [[ $# -gt 0 ]]; do
 	--dns-qps) dns_qps=$2; shift 2 ;;
 	--cache-names) cache_names=$2; shift 2 ;;
 	--sample-every) sample_every=$2; shift 2 ;;
+	--unique) unique=$2; shift 2 ;;
 	--collector) collector=$2; shift 2 ;;
 	--out) out=$2; shift 2 ;;
 	*) usage ;;
@@ -63,6 +76,7 @@ done
 [[ $seconds =~ ^[0-9]+$ && $seconds -ge 1 && $seconds -le 120 ]] || usage
 [[ $threads =~ ^[0-9]+$ && $threads -ge 1 && $threads -le 64 ]] || usage
 [[ $cache_names =~ ^[0-9]+$ && $cache_names -le 1000000 ]] || usage
+[[ $unique =~ ^[0-9]+$ && $unique -ge 1 && $unique -le 524288 ]] || usage
 [[ $(id -u) == 0 ]] || { echo "run.sh loads eBPF programs: run as root" >&2; exit 1; }
 
 mkdir -p "$out"
@@ -74,15 +88,35 @@ gcc -O2 -Wall -pthread -o "$bin/storm" "$here/storm.c"
 
 needs_collector=0
 for s in ${setups//,/ }; do
-	case $s in
-	file | direct | otlp | debug) needs_collector=1 ;;
+	case ${s%@gogc*} in
+	file | direct | otlp | otlp-agg | debug) needs_collector=1 ;;
 	bpftrace) command -v bpftrace >/dev/null || { echo "bpftrace not installed (apt-get install bpftrace)" >&2; exit 1; } ;;
 	*) echo "unknown setup $s" >&2; usage ;;
+	esac
+	if [[ $s == *@gogc* ]]; then
+		[[ ${s#*@gogc} =~ ^[0-9]+$ && ${s%@gogc*} != bpftrace ]] || { echo "setup $s: @gogcN needs a collector setup and a number" >&2; usage; }
+	fi
+done
+for l in ${loads//,/ }; do
+	case $l in
+	connect | unique | dns) ;;
+	*) echo "unknown load $l" >&2; usage ;;
 	esac
 done
 if [[ $needs_collector == 1 && ! -x $collector ]]; then
 	echo "collector $collector not built (make build)" >&2
 	exit 1
+fi
+# Aggregation (issue 9) is a receiver option a collector built before it
+# refuses: then the otlp-agg rows are left out, said here and in the table.
+agg_note=""
+if [[ ,$setups, == *,otlp-agg* ]]; then
+	if ! agg_err=$(BENCH_OUT=/dev/null BENCH_DNS=false BENCH_HEALTH_PORT=1 BENCH_METRICS_PORT=2 BENCH_OTLP_PORT=3 \
+		"$collector" validate --config "$here/configs/otlp-agent-agg.yaml" 2>&1); then
+		agg_note="otlp-agg skipped: $collector refuses aggregation.enabled/aggregation.window (a build without issue 9's aggregation): $(tail -n1 <<<"$agg_err")"
+		echo "== $agg_note" >&2
+		setups=$(tr ',' '\n' <<<"$setups" | grep -v '^otlp-agg' | paste -sd, -)
+	fi
 fi
 if [[ ,$setups, == *,bpftrace,* ]] && ! grep -q ' tracefs ' /proc/mounts; then
 	echo "== mounting tracefs on /sys/kernel/tracing (bpftrace tracepoints need it)" >&2
@@ -176,10 +210,11 @@ start_dns_load() { # start_dns_load LOG: the paced DNS storm in the background
 	sleep 0.5
 }
 
-# run_storm TAG: one storm run; sets storm_line.
+# run_storm LOAD TAG: one storm run; sets storm_line.
 run_storm() {
-	local tag=$1
-	storm_line=$("$bin/storm" -t "$threads" -d "$seconds" -k "$sample_every" -o "$out/$tag.samples")
+	local load=$1 tag=$2 u=0
+	if [[ $load == unique ]]; then u=$unique; fi
+	storm_line=$("$bin/storm" -t "$threads" -d "$seconds" -k "$sample_every" -o "$out/$tag.samples" -u "$u")
 	echo "$storm_line" >"$out/$tag.storm"
 }
 
@@ -188,7 +223,7 @@ run_a() {
 	local load=$1 tag=$2
 	dns_line=""
 	if [[ $load == dns ]]; then start_dns_load "$out/$tag.dns"; fi
-	run_storm "$tag"
+	run_storm "$load" "$tag"
 	if [[ $load == dns ]]; then
 		wait "$dns_pid" || true
 		dns_line=$(cat "$out/$tag.dns")
@@ -199,26 +234,29 @@ run_a() {
 
 # run_b LOAD SETUP TAG: the storm with SETUP monitoring; sets the row fields.
 run_b() {
-	local load=$1 setup=$2 tag=$3 dns=false col="" gw="" bt="" watch=""
+	local load=$1 setup=${2%@gogc*} tag=$3 dns=false col="" gw="" bt="" watch="" gogc=${GOGC:-}
 	local outf="$out/$tag.out"
 	local cpu0 cpu1 recv0 recv1 pstat
 	if [[ $load == dns ]]; then dns=true; fi
+	if [[ $2 == *@gogc* ]]; then gogc=${2#*@gogc}; fi
 	export BENCH_DNS=$dns BENCH_HEALTH_PORT=$health_port BENCH_METRICS_PORT=$metrics_port BENCH_OTLP_PORT=$otlp_port
 	rm -f "$outf"
 	case $setup in
 	file | direct | debug)
-		BENCH_OUT=$outf "$collector" --config "$here/configs/$setup.yaml" >"$out/$tag.log" 2>&1 &
+		BENCH_OUT=$outf GOGC=$gogc "$collector" --config "$here/configs/$setup.yaml" >"$out/$tag.log" 2>&1 &
 		col=$!
 		pids+=("$col")
 		wait_health "$health_port" "$col"
 		;;
-	otlp)
+	otlp | otlp-agg)
 		BENCH_OUT=$outf BENCH_HEALTH_PORT=$gw_health_port BENCH_METRICS_PORT=0 \
 			"$collector" --config "$here/configs/otlp-gateway.yaml" >"$out/$tag.gw.log" 2>&1 &
 		gw=$!
 		pids+=("$gw")
 		wait_health "$gw_health_port" "$gw"
-		BENCH_OUT=/dev/null "$collector" --config "$here/configs/otlp-agent.yaml" >"$out/$tag.log" 2>&1 &
+		local agent=otlp-agent
+		if [[ $setup == otlp-agg ]]; then agent=otlp-agent-agg; fi
+		BENCH_OUT=/dev/null GOGC=$gogc "$collector" --config "$here/configs/$agent.yaml" >"$out/$tag.log" 2>&1 &
 		col=$!
 		pids+=("$col")
 		wait_health "$health_port" "$col"
@@ -247,7 +285,7 @@ run_b() {
 	if [[ -n $col ]]; then recv0=$(metric tcpconnect_connects_received); fi
 	dns_line=""
 	if [[ $load == dns ]]; then start_dns_load "$out/$tag.dns"; fi
-	run_storm "$tag"
+	run_storm "$load" "$tag"
 	if [[ $load == dns ]]; then
 		wait "$dns_pid" || true
 		dns_line=$(cat "$out/$tag.dns")
@@ -293,7 +331,7 @@ run_b() {
 }
 
 results="$out/results.tsv"
-printf 'load\tsetup\tpair\trate_a\trate_b\tconnects\tmatched\tkernel_lost\tevents\tcpu_s\thwm_mib\tfile_p50_ms\tfile_p99_ms\tobs_p50_ms\tobs_p99_ms\tdns_qps_a\tdns_qps_b\tdns_lost\n' >"$results"
+printf 'load\tsetup\tpair\trate_a\trate_b\tconnects\tmatched\tkernel_lost\tevents\tcpu_s\thwm_mib\tfile_p50_ms\tfile_p99_ms\tobs_p50_ms\tobs_p99_ms\tdns_qps_a\tdns_qps_b\tdns_lost\tmatched_records\tstorm_s\n' >"$results"
 
 for load in ${loads//,/ }; do
 	for setup in ${setups//,/ }; do
@@ -308,10 +346,11 @@ for load in ${loads//,/ }; do
 				run_b "$load" "$setup" "$tag-B"
 				run_a "$load" "$tag-A"
 			fi
-			printf '%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' \
+			printf '%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' \
 				"$load" "$setup" "$p" "$rate_a" "$rate_b" "$connects" "$(kv matched "$ana")" "$lost" "$events" \
 				"$cpu" "$hwm" "$(kv file_ms_p50 "$ana")" "$(kv file_ms_p99 "$ana")" \
-				"$(kv observed_ms_p50 "$ana")" "$(kv observed_ms_p99 "$ana")" "$dnsq_a" "$dnsq_b" "$dnslost" |
+				"$(kv observed_ms_p50 "$ana")" "$(kv observed_ms_p99 "$ana")" "$dnsq_a" "$dnsq_b" "$dnslost" \
+				"$(kv matched_records "$ana")" "$(kv seconds "$storm_line")" |
 				tee -a "$results" >&2
 		done
 	done
@@ -336,7 +375,9 @@ fi
 echo "$cache_line" | tee "$out/cache.txt" >&2
 
 {
-	echo "Run: $0 --pairs $pairs --threads $threads --seconds $seconds --setups $setups --loads $loads --dns-qps $dns_qps --cache-names $cache_names --sample-every $sample_every"
+	echo "Run: $0 --pairs $pairs --threads $threads --seconds $seconds --setups $setups --loads $loads --dns-qps $dns_qps --cache-names $cache_names --sample-every $sample_every --unique $unique"
+	echo "Load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
+	if [[ -n $agg_note ]]; then echo "$agg_note"; fi
 	echo "Machine: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //'), kernel $(uname -r), $(date -u +%Y-%m-%dT%H:%MZ)"
 	echo
 	"$bin/benchtool" table -in "$results"

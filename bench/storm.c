@@ -15,6 +15,12 @@
  * connect-to-record delay without any source port (the connect hook runs
  * before the kernel picks one).
  *
+ * Unique destinations: with -u N, the connects that are not samples go to
+ * 127.200.0.0 + (i mod N), i counting the connects of all threads, instead
+ * of 127.0.0.1: N distinct destinations in turn (N <= 2^19, so they stay in
+ * 127.200.0.0/13, clear of the samples' 127.1.0.0 + id below 127.129/16).
+ * The listener is bound to 0.0.0.0 then too.
+ *
  * Output, one line on stdout:
  *   connects=N errors=E seconds=S rate=R pid=P port=PORT samples=M threads=T
  * connects counts connect() calls (each one is a connect attempt that a
@@ -39,6 +45,8 @@
 #define MAX_THREADS 64
 #define MAX_SECONDS 600
 #define MAX_SAMPLES (1u << 23) /* ids 127.1.0.0 + [0, 2^23): stays inside 127/8 */
+#define MAX_UNIQUE (1u << 19)  /* 127.200.0.0 + [0, 2^19): 127.200.0.0/13 */
+#define UNIQUE_BASE 0x7fc80000u /* 127.200.0.0 */
 
 struct sample {
 	uint32_t id;
@@ -58,6 +66,8 @@ static atomic_ullong issued;    /* connect slots handed out, for -n */
 static atomic_uint next_sample; /* next sample id */
 static uint64_t max_count;      /* 0: no bound by count */
 static unsigned sample_every;   /* 0: no samples */
+static unsigned unique;         /* 0: every connect to 127.0.0.1 */
+static atomic_uint next_unique; /* next unique destination */
 static int listen_fd;
 static uint16_t listen_port;
 
@@ -134,6 +144,8 @@ static void *client(void *arg)
 			continue;
 		}
 		setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+		if (unique)
+			dst.sin_addr.s_addr = htonl(UNIQUE_BASE + atomic_fetch_add_explicit(&next_unique, 1, memory_order_relaxed) % unique);
 		if (sample_every && n % sample_every == 0) {
 			id = atomic_fetch_add_explicit(&next_sample, 1, memory_order_relaxed);
 			if (id < MAX_SAMPLES) {
@@ -158,14 +170,15 @@ static void usage(const char *prog)
 {
 	fprintf(stderr,
 		"usage: %s [-t threads] [-d seconds] [-n total_connects] [-A accept_threads]\n"
-		"          [-k sample_every] [-o sample_file]\n"
+		"          [-k sample_every] [-o sample_file] [-u unique_destinations]\n"
 		"  -t  client threads (1..%d, default 2)\n"
 		"  -d  duration bound in seconds (1..%d, default 5)\n"
 		"  -n  total connect bound over all threads (0: none, default 0)\n"
 		"  -A  accept threads (1..8, default 1)\n"
 		"  -k  every k-th connect of a thread is a timed sample (0: none)\n"
-		"  -o  file for the samples: one \"id realtime_ns\" a line\n",
-		prog, MAX_THREADS, MAX_SECONDS);
+		"  -o  file for the samples: one \"id realtime_ns\" a line\n"
+		"  -u  cycle the destination over N loopback addresses 127.200.0.0 + i (1..%u; 0: 127.0.0.1 only)\n",
+		prog, MAX_THREADS, MAX_SECONDS, MAX_UNIQUE);
 	exit(2);
 }
 
@@ -181,7 +194,7 @@ int main(int argc, char **argv)
 	uint64_t t0, t1, connects = 0, errors = 0, samples = 0;
 	int one = 1;
 
-	while ((opt = getopt(argc, argv, "t:d:n:A:k:o:h")) != -1) {
+	while ((opt = getopt(argc, argv, "t:d:n:A:k:o:u:h")) != -1) {
 		switch (opt) {
 		case 't': threads = atoi(optarg); break;
 		case 'd': seconds = atof(optarg); break;
@@ -189,11 +202,12 @@ int main(int argc, char **argv)
 		case 'A': accepters = atoi(optarg); break;
 		case 'k': sample_every = (unsigned)strtoul(optarg, NULL, 10); break;
 		case 'o': sample_file = optarg; break;
+		case 'u': unique = (unsigned)strtoul(optarg, NULL, 10); break;
 		default: usage(argv[0]);
 		}
 	}
 	if (threads < 1 || threads > MAX_THREADS || accepters < 1 || accepters > 8 ||
-	    !(seconds > 0 && seconds <= MAX_SECONDS) || (sample_every && !sample_file))
+	    !(seconds > 0 && seconds <= MAX_SECONDS) || (sample_every && !sample_file) || unique > MAX_UNIQUE)
 		usage(argv[0]);
 
 	listen_fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -202,8 +216,9 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	setsockopt(listen_fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-	/* Samples go to 127.1.x.y: listen on every address then (only loopback is dialled). */
-	la.sin_addr.s_addr = htonl(sample_every ? INADDR_ANY : INADDR_LOOPBACK);
+	/* Samples and unique destinations are other 127/8 addresses: listen on
+	 * every address then (only loopback is dialled). */
+	la.sin_addr.s_addr = htonl(sample_every || unique ? INADDR_ANY : INADDR_LOOPBACK);
 	if (bind(listen_fd, (struct sockaddr *)&la, sizeof(la)) != 0 || listen(listen_fd, 4096) != 0 ||
 	    getsockname(listen_fd, (struct sockaddr *)&la, &alen) != 0) {
 		perror("listen");
@@ -269,10 +284,10 @@ int main(int argc, char **argv)
 	{
 		double secs = (double)(t1 - t0) / 1e9;
 
-		printf("connects=%llu errors=%llu seconds=%.3f rate=%.0f pid=%d port=%u samples=%llu threads=%d\n",
+		printf("connects=%llu errors=%llu seconds=%.3f rate=%.0f pid=%d port=%u samples=%llu threads=%d unique=%u\n",
 		       (unsigned long long)connects, (unsigned long long)errors, secs,
 		       secs > 0 ? (double)connects / secs : 0.0, (int)getpid(), listen_port,
-		       (unsigned long long)samples, threads);
+		       (unsigned long long)samples, threads, unique);
 	}
 	for (int i = 0; i < threads; i++)
 		free(cl[i].samples);

@@ -4,7 +4,9 @@
 //	    polls F's size and writes "unix_ns size" whenever it grows, until
 //	    SIGTERM/SIGINT or -max: the arrival time of every byte of F.
 //	benchtool analyze -format otlpjson|bpftrace -file F [-watch W] [-samples S] -pid P -port PORT
-//	    counts the records of the storm (process P, destination port PORT) and,
+//	    counts the connects the storm's records report (process P, destination
+//	    port PORT; a record with tcpconnect.connect.count, from aggregation,
+//	    reports that many, any other one) and,
 //	    for the timed samples of bench/storm (destination 127.1.0.0 + id), the
 //	    delay from the sample's CLOCK_REALTIME before connect() to the moment
 //	    the record's line was complete in F (consumer delay) and, for OTLP, to
@@ -179,8 +181,10 @@ func sampleID(a netip.Addr) (uint32, bool) {
 }
 
 type stats struct {
-	total, matched, samplesSeen, samplesDup int64
-	fileDelay, obsDelay, tsSkew             []float64 // ms
+	// matched counts the storm's connects its records report (the sum of
+	// their counts); matchedRecords the records.
+	total, matched, matchedRecords, samplesSeen, samplesDup int64
+	fileDelay, obsDelay, tsSkew                             []float64 // ms
 }
 
 func analyze(args []string) error {
@@ -194,6 +198,7 @@ func analyze(args []string) error {
 	pidKey := fs.String("pid-attr", "process.pid", "resource attribute with the pid")
 	portKey := fs.String("port-attr", "network.peer.port", "log attribute with the destination port")
 	addrKey := fs.String("addr-attr", "network.peer.address", "log attribute with the destination address")
+	countKey := fs.String("count-attr", "tcpconnect.connect.count", "log attribute with the connects an aggregated record reports (absent: one)")
 	_ = fs.Parse(args)
 	if *file == "" || *pid == 0 || *port == 0 {
 		return errors.New("need -file, -pid and -port")
@@ -213,8 +218,9 @@ func analyze(args []string) error {
 	defer f.Close()
 	var st stats
 	seen := map[uint32]bool{}
-	record := func(addr netip.Addr, lineEnd int64, obs, ts int64) {
-		st.matched++
+	record := func(addr netip.Addr, count, lineEnd int64, obs, ts int64) {
+		st.matched += count
+		st.matchedRecords++
 		id, ok := sampleID(addr)
 		if !ok {
 			return
@@ -266,7 +272,11 @@ func analyze(args []string) error {
 					if v, ok := attrs.Get(*addrKey); ok {
 						addr, _ = netip.ParseAddr(v.Str())
 					}
-					record(addr, off, int64(lr.ObservedTimestamp()), int64(lr.Timestamp()))
+					count := int64(1)
+					if v, ok := attrs.Get(*countKey); ok {
+						count = v.Int()
+					}
+					record(addr, count, off, int64(lr.ObservedTimestamp()), int64(lr.Timestamp()))
 				})
 			case "bpftrace":
 				fl := strings.Fields(string(line))
@@ -280,7 +290,7 @@ func analyze(args []string) error {
 					continue
 				}
 				addr, _ := netip.ParseAddr(fl[4])
-				record(addr, off, 0, 0)
+				record(addr, 1, off, 0, 0)
 			default:
 				return fmt.Errorf("unknown format %q", *format)
 			}
@@ -292,7 +302,7 @@ func analyze(args []string) error {
 			return err
 		}
 	}
-	fmt.Printf("records=%d matched=%d samples=%d samples_seen=%d samples_dup=%d", st.total, st.matched, len(samples), st.samplesSeen, st.samplesDup)
+	fmt.Printf("records=%d matched=%d matched_records=%d samples=%d samples_seen=%d samples_dup=%d", st.total, st.matched, st.matchedRecords, len(samples), st.samplesSeen, st.samplesDup)
 	for _, d := range []struct {
 		name string
 		v    []float64
@@ -404,13 +414,20 @@ func table(args []string) error {
 		slices.Sort(v)
 		return v
 	}
+	// get is a row's value of column name; "" when an older file lacks it.
+	get := func(r []string, name string) string {
+		if i, ok := col[name]; ok {
+			return r[i]
+		}
+		return ""
+	}
 	field := func(name string) func([]string) (float64, bool) {
-		return func(r []string) (float64, bool) { return num(r[col[name]]) }
+		return func(r []string) (float64, bool) { return num(get(r, name)) }
 	}
 	ratio := func(a, b string) func([]string) (float64, bool) {
 		return func(r []string) (float64, bool) {
-			x, ok1 := num(r[col[a]])
-			y, ok2 := num(r[col[b]])
+			x, ok1 := num(get(r, a))
+			y, ok2 := num(get(r, b))
 			return y / x, ok1 && ok2 && x > 0
 		}
 	}
@@ -445,27 +462,43 @@ func table(args []string) error {
 		}
 		return v[len(v)-1]
 	}
-	fmt.Println("| load | setup | pairs | connects/s A (median) | connects/s B (median) | B/A median (min-max) | connects made (B, all pairs) | records delivered | lost (made - delivered) | kernel lost counter | monitor CPU us/event (median) | monitor peak RSS MiB | connect->file p50 / p99 ms | connect->read p50 / p99 ms | DNS q/s B/A |")
-	fmt.Println("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+	fmt.Println("| load | setup | pairs | connects/s A (median) | connects/s B (median) | B/A median (min-max) | connects made (B, all pairs) | connects reported | lost (made - reported) | kernel lost counter | monitor CPU us/event (median) | monitor CPU us/connect (median, min-max) | records/s B (median) | monitor peak RSS MiB | connect->file p50 / p99 ms | connect->read p50 / p99 ms | DNS q/s B/A |")
+	fmt.Println("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 	for _, g := range groups {
 		r := vals(g, ratio("rate_a", "rate_b"))
 		made := sum(vals(g, field("connects")))
 		got := sum(vals(g, field("matched")))
 		cpu := vals(g, func(row []string) (float64, bool) {
-			c, ok1 := num(row[col["cpu_s"]])
-			e, ok2 := num(row[col["events"]])
+			c, ok1 := num(get(row, "cpu_s"))
+			e, ok2 := num(get(row, "events"))
 			return c / e * 1e6, ok1 && ok2 && e > 0
+		})
+		// Per connect the storm made: with aggregation a record reports
+		// many connects, so per event (record) is not comparable.
+		cpuConn := vals(g, func(row []string) (float64, bool) {
+			c, ok1 := num(get(row, "cpu_s"))
+			e, ok2 := num(get(row, "connects"))
+			return c / e * 1e6, ok1 && ok2 && e > 0
+		})
+		recRate := vals(g, func(row []string) (float64, bool) {
+			n, ok1 := num(get(row, "matched_records"))
+			s, ok2 := num(get(row, "storm_s"))
+			return n / s, ok1 && ok2 && s > 0
 		})
 		rng := "n/a"
 		if len(r) > 0 {
 			rng = fmt.Sprintf("%.3f (%.3f-%.3f)", median(r), r[0], r[len(r)-1])
 		}
-		fmt.Printf("| %s | %s | %d | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s / %s | %s / %s | %s |\n",
+		cpuRng := "n/a"
+		if len(cpuConn) > 0 {
+			cpuRng = fmt.Sprintf("%.2f (%.2f-%.2f)", median(cpuConn), cpuConn[0], cpuConn[len(cpuConn)-1])
+		}
+		fmt.Printf("| %s | %s | %d | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s / %s | %s / %s | %s |\n",
 			g.load, g.setup, len(g.rows),
 			show("%.0f", median(vals(g, field("rate_a")))), show("%.0f", median(vals(g, field("rate_b")))), rng,
 			show("%.0f", made), show("%.0f", got), show("%.0f", made-got),
 			show("%.0f", sum(vals(g, field("kernel_lost")))),
-			show("%.2f", median(cpu)), show("%.1f", worst(vals(g, field("hwm_mib")))),
+			show("%.2f", median(cpu)), cpuRng, show("%.0f", median(recRate)), show("%.1f", worst(vals(g, field("hwm_mib")))),
 			show("%.0f", median(vals(g, field("file_p50_ms")))), show("%.0f", worst(vals(g, field("file_p99_ms")))),
 			show("%.0f", median(vals(g, field("obs_p50_ms")))), show("%.0f", worst(vals(g, field("obs_p99_ms")))),
 			show("%.3f", median(vals(g, ratio("dns_qps_a", "dns_qps_b")))))
