@@ -63,14 +63,14 @@ type waitingRecord struct {
 type outcomeWait struct {
 	slots   []waitingRecord
 	head, n int
-	index   map[waitKey]int
+	index   *waitIndex
 	maxWait time.Duration
 }
 
 func newOutcomeWait(size int, maxWait time.Duration) *outcomeWait {
 	return &outcomeWait{
 		slots:   make([]waitingRecord, size),
-		index:   make(map[waitKey]int, size),
+		index:   newWaitIndex(size),
 		maxWait: maxWait,
 	}
 }
@@ -86,19 +86,17 @@ func (q *outcomeWait) push(c *event.Connect, info *procinfo.Info, ts, now time.T
 	i := (q.head + q.n) % len(q.slots)
 	s := &q.slots[i]
 	s.conn, s.info, s.ts, s.read, s.done = *c, info, ts, now, false
-	q.index[waitKey{c.TID, c.BootTimeNs}] = i
+	q.index.put(waitKey{c.TID, c.BootTimeNs}, i)
 	q.n++
 }
 
 // take returns the waiting record of outcome o and marks it done, or nil
 // when none waits (it was sent as pending, or its connect record was lost).
 func (q *outcomeWait) take(o *event.Outcome) *waitingRecord {
-	k := waitKey{o.TID, o.ConnectBootNs}
-	i, ok := q.index[k]
+	i, ok := q.index.remove(waitKey{o.TID, o.ConnectBootNs})
 	if !ok {
 		return nil
 	}
-	delete(q.index, k)
 	s := &q.slots[i]
 	s.done = true
 	return s
@@ -117,8 +115,8 @@ func (q *outcomeWait) pop() {
 	s := &q.slots[q.head]
 	if !s.done {
 		k := waitKey{s.conn.TID, s.conn.BootTimeNs}
-		if i, ok := q.index[k]; ok && i == q.head {
-			delete(q.index, k)
+		if i, ok := q.index.get(k); ok && i == q.head {
+			q.index.remove(k)
 		}
 	}
 	s.info = nil // let the process info go
