@@ -105,6 +105,10 @@ type Cache struct {
 	cfg     Config
 	lru     *list.List // of *entry, most recent first
 	entries map[Key]*list.Element
+	// front is the entry the last Lookup returned, the LRU's front:
+	// consecutive connects mostly come from one process, and a hit on it
+	// skips the map (hashing a Key) and the LRU move.
+	front *entry
 	users   map[uint32]string
 
 	cgroups     map[uint64]string // cgroup id (inode) -> path below CgroupRoot
@@ -142,17 +146,23 @@ func New(cfg Config) *Cache {
 // cgroupID its cgroup v2 id. A cached entry is reused while it is fresh and
 // was built for the same executable (an exec keeps pid and start time).
 func (c *Cache) Lookup(k Key, kernelExe, comm []byte, uid uint32, cgroupID uint64, now time.Time) *Info {
+	if e := c.front; e != nil && e.key == k && now.Before(e.expires) && e.info.kernelExe == string(kernelExe) {
+		return e.info
+	}
 	if el, ok := c.entries[k]; ok {
 		e := el.Value.(*entry)
 		if now.Before(e.expires) && e.info.kernelExe == string(kernelExe) {
 			c.lru.MoveToFront(el)
+			c.front = e
 			return e.info
 		}
 		c.lru.Remove(el)
 		delete(c.entries, k)
 	}
 	info := c.load(k, kernelExe, comm, uid, cgroupID, now)
-	c.entries[k] = c.lru.PushFront(&entry{key: k, info: info, expires: now.Add(c.cfg.TTL)})
+	e := &entry{key: k, info: info, expires: now.Add(c.cfg.TTL)}
+	c.entries[k] = c.lru.PushFront(e)
+	c.front = e
 	for c.lru.Len() > c.cfg.MaxEntries {
 		last := c.lru.Back()
 		delete(c.entries, last.Value.(*entry).key)

@@ -203,6 +203,17 @@ func TestLookup(t *testing.T) {
 	if b := c.Lookup(Key{100, start}, []byte("sh"), nil, 0, 0, now.Add(DefaultTTL+time.Second)); a == b {
 		t.Error("expired entry was reused")
 	}
+	// Back-to-back lookups of one process (the last-entry fast path) still
+	// see an exec, and another process in between does not confuse it.
+	later := now.Add(DefaultTTL + 2*time.Second)
+	sh := c.Lookup(Key{100, start}, []byte("sh"), nil, 0, 0, later)
+	if b := c.Lookup(Key{100, start}, []byte("bash"), nil, 0, 0, later); b == sh || b.kernelExe != "bash" {
+		t.Errorf("after an exec: entry built for %q, want a new one for bash", b.kernelExe)
+	}
+	nc := c.Lookup(Key{300, start}, []byte("nc"), nil, 0, 0, later)
+	if b := c.Lookup(Key{100, start}, []byte("bash"), nil, 0, 0, later); b == nc || b.kernelExe != "bash" {
+		t.Errorf("after another process: entry built for %q, want bash's", b.kernelExe)
+	}
 }
 
 func TestUserName(t *testing.T) {
