@@ -98,6 +98,14 @@ type batcher struct {
 	// outlive batches and are bounded by maxInterned.
 	ips   map[netip.Addr]string
 	comms map[string]commText
+	// The last IP and thread name looked up, with their text: a storm of
+	// connects mostly repeats both, and a hit skips the map's hashing.
+	lastIP       netip.Addr
+	lastIPText   string
+	haveIP       bool
+	lastComm     [maxCommBytes]byte
+	lastCommLen  int // -1: none
+	lastCommText commText
 }
 
 // commText is a thread name as exported, and whether Clean replaced bytes
@@ -128,6 +136,7 @@ func newUnboundedBatcher(hostName, scopeVersion string, commandLine bool) *batch
 		procs:        make(map[procinfo.Key]plog.LogRecordSlice),
 		ips:          make(map[netip.Addr]string),
 		comms:        make(map[string]commText),
+		lastCommLen:  -1,
 	}
 }
 
@@ -218,30 +227,42 @@ func (b *batcher) appendRecord(recs plog.LogRecordSlice, c *event.Connect, comm 
 
 // ipString returns the text of ip, formatted once per address.
 func (b *batcher) ipString(ip netip.Addr) string {
-	if s, ok := b.ips[ip]; ok {
-		return s
+	if b.haveIP && ip == b.lastIP {
+		return b.lastIPText
 	}
-	if len(b.ips) >= maxInterned {
-		clear(b.ips)
+	s, ok := b.ips[ip]
+	if !ok {
+		if len(b.ips) >= maxInterned {
+			clear(b.ips)
+		}
+		s = ip.String()
+		b.ips[ip] = s
 	}
-	s := ip.String()
-	b.ips[ip] = s
+	b.lastIP, b.lastIPText, b.haveIP = ip, s, true
 	return s
 }
 
 // commString returns comm as it is exported: valid UTF-8, converted and
 // checked once per distinct name.
 func (b *batcher) commString(comm []byte) commText {
-	if t, ok := b.comms[string(comm)]; ok {
-		return t
+	if len(comm) == b.lastCommLen && string(comm) == string(b.lastComm[:b.lastCommLen]) {
+		return b.lastCommText
 	}
-	if len(b.comms) >= maxInterned {
-		clear(b.comms)
+	t, ok := b.comms[string(comm)]
+	if !ok {
+		if len(b.comms) >= maxInterned {
+			clear(b.comms)
+		}
+		raw := string(comm)
+		var f procinfo.Fixes
+		t.s, f = procinfo.Clean(raw, maxCommBytes, false)
+		t.sanitized = f&procinfo.Sanitized != 0
+		b.comms[raw] = t
 	}
-	raw := string(comm)
-	s, f := procinfo.Clean(raw, maxCommBytes, false)
-	t := commText{s: s, sanitized: f&procinfo.Sanitized != 0}
-	b.comms[raw] = t
+	if len(comm) <= len(b.lastComm) {
+		b.lastCommLen = copy(b.lastComm[:], comm)
+		b.lastCommText = t
+	}
 	return t
 }
 

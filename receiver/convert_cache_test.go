@@ -67,7 +67,9 @@ func TestBatcherCaches(t *testing.T) {
 		t.Fatalf("second batch records %+v", got)
 	}
 
-	// More distinct IPs and thread names than the caches hold.
+	// More distinct IPs and thread names than the caches hold, each value
+	// twice or three times in a row (the last-value shortcuts) and names of
+	// one length that differ in a byte.
 	var want []rec
 	for i := range 3*maxInterned + 7 {
 		ip := netip.AddrFrom4([4]byte{10, 1, byte(i >> 8), byte(i)})
@@ -75,8 +77,10 @@ func TestBatcherCaches(t *testing.T) {
 			ip = netip.AddrFrom16([16]byte{0: 0x20, 1: 0x01, 14: byte(i >> 8), 15: byte(i)})
 		}
 		comm := fmt.Sprintf("t%d", i%(maxInterned+3))
-		add(3, netip.AddrPortFrom(ip, 443), comm)
-		want = append(want, rec{3, ip.String(), ip.String(), comm})
+		for range 2 + i%2 {
+			add(3, netip.AddrPortFrom(ip, 443), comm)
+			want = append(want, rec{3, ip.String(), ip.String(), comm})
+		}
 	}
 	if len(b.ips) > maxInterned || len(b.comms) > maxInterned {
 		t.Errorf("caches hold %d IPs and %d names, bound %d", len(b.ips), len(b.comms), maxInterned)
