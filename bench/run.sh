@@ -13,7 +13,10 @@
 # skipped, with a message, when the collector refuses those keys), debug
 # (tcpconnect -> debug exporter: the receiver's own CPU), bpftrace (a
 # tcpconnect-style bpftrace script). A collector setup with a suffix @gogcN
-# (e.g. debug@gogc400) runs with GOGC=N. Loads: connect (the storm alone,
+# (e.g. debug@gogc400) runs with GOGC=N; with @base, the collector of
+# --collector-base (e.g. one built from main, for before/after in one run);
+# an otlp setup with @compNAME exports with compression NAME (gzip, the
+# exporter's default, snappy, zstd, none). Loads: connect (the storm alone,
 # every connect to one destination, 127.0.0.1:PORT), unique (the storm with
 # each connect to the next of --unique loopback addresses) and dns (the
 # storm plus a paced DNS answer storm on 127.0.0.77:53, DNS capture on).
@@ -41,14 +44,17 @@ dns_qps=5000
 unique=100000
 cache_names=100000
 collector="$root/_build/otelcol-tcpconnect"
+collector_base=""
 out="/tmp/tcpconnect-bench/$(date +%Y%m%d-%H%M%S)"
 
 usage() {
 	cat <<EOF
 usage: $0 [--pairs N] [--threads T] [--seconds S] [--setups LIST] [--loads LIST]
-          [--dns-qps Q] [--cache-names N] [--sample-every K] [--unique N] [--collector PATH] [--out DIR]
+          [--dns-qps Q] [--cache-names N] [--sample-every K] [--unique N] [--collector PATH]
+          [--collector-base PATH] [--out DIR]
   --setups  comma list of file,direct,otlp,otlp-agg,debug,bpftrace (default $setups);
-            a collector setup may end in @gogcN: GOGC=N for its collector
+            a collector setup may end in @gogcN (GOGC=N for its collector) and
+            @base (the --collector-base binary instead of --collector)
   --loads   comma list of connect,unique,dns (default $loads)
   --unique  destinations the unique load cycles over (default $unique)
   --cache-names 0 skips the cache-fill measurement
@@ -68,6 +74,7 @@ while [[ $# -gt 0 ]]; do
 	--sample-every) sample_every=$2; shift 2 ;;
 	--unique) unique=$2; shift 2 ;;
 	--collector) collector=$2; shift 2 ;;
+	--collector-base) collector_base=$2; shift 2 ;;
 	--out) out=$2; shift 2 ;;
 	*) usage ;;
 	esac
@@ -88,13 +95,25 @@ gcc -O2 -Wall -pthread -o "$bin/storm" "$here/storm.c"
 
 needs_collector=0
 for s in ${setups//,/ }; do
-	case ${s%@gogc*} in
+	case ${s%%@*} in
 	file | direct | otlp | otlp-agg | debug) needs_collector=1 ;;
 	bpftrace) command -v bpftrace >/dev/null || { echo "bpftrace not installed (apt-get install bpftrace)" >&2; exit 1; } ;;
 	*) echo "unknown setup $s" >&2; usage ;;
 	esac
-	if [[ $s == *@gogc* ]]; then
-		[[ ${s#*@gogc} =~ ^[0-9]+$ && ${s%@gogc*} != bpftrace ]] || { echo "setup $s: @gogcN needs a collector setup and a number" >&2; usage; }
+	if [[ $s == *@* ]]; then
+		suffixes=${s#*@}
+		for o in ${suffixes//@/ }; do
+			[[ $o =~ ^(gogc[0-9]+|base|comp(gzip|snappy|zstd|none))$ && ${s%%@*} != bpftrace ]] ||
+				{ echo "setup $s: the suffixes are @gogcN, @base and @compNAME (otlp), on a collector setup" >&2; usage; }
+			if [[ $o == comp* && ${s%%@*} != otlp* ]]; then
+				echo "setup $s: @compNAME is for the otlp setups" >&2
+				usage
+			fi
+		done
+		if [[ $s == *@base* && ! -x $collector_base ]]; then
+			echo "setup $s needs --collector-base (not executable: '$collector_base')" >&2
+			exit 1
+		fi
 	fi
 done
 for l in ${loads//,/ }; do
@@ -234,11 +253,14 @@ run_a() {
 
 # run_b LOAD SETUP TAG: the storm with SETUP monitoring; sets the row fields.
 run_b() {
-	local load=$1 setup=${2%@gogc*} tag=$3 dns=false col="" gw="" bt="" watch="" gogc=${GOGC:-}
+	local load=$1 setup=${2%%@*} tag=$3 dns=false col="" gw="" bt="" watch="" gogc=${GOGC:-} collector=$collector
 	local outf="$out/$tag.out"
 	local cpu0 cpu1 recv0 recv1 pstat
 	if [[ $load == dns ]]; then dns=true; fi
-	if [[ $2 == *@gogc* ]]; then gogc=${2#*@gogc}; fi
+	if [[ $2 =~ @gogc([0-9]+) ]]; then gogc=${BASH_REMATCH[1]}; fi
+	if [[ $2 == *@base* ]]; then collector=$collector_base; fi
+	local comp=gzip
+	if [[ $2 =~ @comp([a-z]+) ]]; then comp=${BASH_REMATCH[1]}; fi
 	export BENCH_DNS=$dns BENCH_HEALTH_PORT=$health_port BENCH_METRICS_PORT=$metrics_port BENCH_OTLP_PORT=$otlp_port
 	rm -f "$outf"
 	case $setup in
@@ -256,7 +278,7 @@ run_b() {
 		wait_health "$gw_health_port" "$gw"
 		local agent=otlp-agent
 		if [[ $setup == otlp-agg ]]; then agent=otlp-agent-agg; fi
-		BENCH_OUT=/dev/null GOGC=$gogc "$collector" --config "$here/configs/$agent.yaml" >"$out/$tag.log" 2>&1 &
+		BENCH_OUT=/dev/null GOGC=$gogc BENCH_OTLP_COMPRESSION=$comp "$collector" --config "$here/configs/$agent.yaml" >"$out/$tag.log" 2>&1 &
 		col=$!
 		pids+=("$col")
 		wait_health "$health_port" "$col"
