@@ -109,7 +109,7 @@ type Cache struct {
 	// consecutive connects mostly come from one process, and a hit on it
 	// skips the map (hashing a Key) and the LRU move.
 	front *entry
-	users   map[uint32]string
+	users map[uint32]string
 
 	cgroups     map[uint64]string // cgroup id (inode) -> path below CgroupRoot
 	cgroupsScan time.Time
