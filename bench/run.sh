@@ -16,7 +16,8 @@
 # (e.g. debug@gogc400) runs with GOGC=N; with @base, the collector of
 # --collector-base (e.g. one built from main, for before/after in one run);
 # an otlp setup with @compNAME exports with compression NAME (gzip, the
-# exporter's default, snappy, zstd, none). Loads: connect (the storm alone,
+# exporter's default, snappy, zstd, none); with @pool, the collector runs with
+# its alpha feature gate pdata.useProtoPooling (agent only, for the otlp setups). Loads: connect (the storm alone,
 # every connect to one destination, 127.0.0.1:PORT), unique (the storm with
 # each connect to the next of --unique loopback addresses) and dns (the
 # storm plus a paced DNS answer storm on 127.0.0.77:53, DNS capture on).
@@ -103,8 +104,8 @@ for s in ${setups//,/ }; do
 	if [[ $s == *@* ]]; then
 		suffixes=${s#*@}
 		for o in ${suffixes//@/ }; do
-			[[ $o =~ ^(gogc[0-9]+|base|comp(gzip|snappy|zstd|none))$ && ${s%%@*} != bpftrace ]] ||
-				{ echo "setup $s: the suffixes are @gogcN, @base and @compNAME (otlp), on a collector setup" >&2; usage; }
+			[[ $o =~ ^(gogc[0-9]+|base|pool|comp(gzip|snappy|zstd|none))$ && ${s%%@*} != bpftrace ]] ||
+				{ echo "setup $s: the suffixes are @gogcN, @base, @pool and @compNAME (otlp), on a collector setup" >&2; usage; }
 			if [[ $o == comp* && ${s%%@*} != otlp* ]]; then
 				echo "setup $s: @compNAME is for the otlp setups" >&2
 				usage
@@ -259,13 +260,14 @@ run_b() {
 	if [[ $load == dns ]]; then dns=true; fi
 	if [[ $2 =~ @gogc([0-9]+) ]]; then gogc=${BASH_REMATCH[1]}; fi
 	if [[ $2 == *@base* ]]; then collector=$collector_base; fi
-	local comp=gzip
+	local comp=gzip gates=()
 	if [[ $2 =~ @comp([a-z]+) ]]; then comp=${BASH_REMATCH[1]}; fi
+	if [[ $2 == *@pool* ]]; then gates=(--feature-gates=pdata.useProtoPooling); fi
 	export BENCH_DNS=$dns BENCH_HEALTH_PORT=$health_port BENCH_METRICS_PORT=$metrics_port BENCH_OTLP_PORT=$otlp_port
 	rm -f "$outf"
 	case $setup in
 	file | direct | debug)
-		BENCH_OUT=$outf GOGC=$gogc "$collector" --config "$here/configs/$setup.yaml" >"$out/$tag.log" 2>&1 &
+		BENCH_OUT=$outf GOGC=$gogc "$collector" --config "$here/configs/$setup.yaml" "${gates[@]}" >"$out/$tag.log" 2>&1 &
 		col=$!
 		pids+=("$col")
 		wait_health "$health_port" "$col"
@@ -278,7 +280,7 @@ run_b() {
 		wait_health "$gw_health_port" "$gw"
 		local agent=otlp-agent
 		if [[ $setup == otlp-agg ]]; then agent=otlp-agent-agg; fi
-		BENCH_OUT=/dev/null GOGC=$gogc BENCH_OTLP_COMPRESSION=$comp "$collector" --config "$here/configs/$agent.yaml" >"$out/$tag.log" 2>&1 &
+		BENCH_OUT=/dev/null GOGC=$gogc BENCH_OTLP_COMPRESSION=$comp "$collector" --config "$here/configs/$agent.yaml" "${gates[@]}" >"$out/$tag.log" 2>&1 &
 		col=$!
 		pids+=("$col")
 		wait_health "$health_port" "$col"
