@@ -15,6 +15,7 @@
 
 #include "common.bpf.h"
 #include "outcome.bpf.h"
+#include "aggregate.bpf.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -178,32 +179,14 @@ static __always_inline int tc_is_self(void)
 }
 
 /*
- * Filter, then reserve, fill and submit one record. addr is a 16-byte
- * v6 address in network order; AF_INET callers pass it v4-mapped (::ffff:a.b.c.d),
- * and any v4-mapped address is reported as AF_INET. sk is the struct sock,
- * whose address is also the key under which outcome.bpf.c follows it.
+ * Fill the connect record e (ring memory, or a window map entry when the
+ * ring is full) and return the socket's address as a number (0: none).
  */
-static __always_inline void tc_emit(__u8 hook, __u8 family, __u16 dport, const __u32 addr[4],
-				    const void *sk)
+static __always_inline __u64 tc_fill_connect(struct tc_connect_event *e, __u8 hook, __u8 family,
+					     __u16 dport, const __u32 addr[4], const void *sk)
 {
-	struct tc_connect_event *e;
 	__u64 skey;
 
-	if (family == AF_INET6 && addr[0] == 0 && addr[1] == 0 &&
-	    addr[2] == bpf_htonl(0x0000ffff))
-		family = AF_INET;
-	if (tc_proof(hook, family, dport, addr) || tc_is_self())
-		return;
-	if (!tc_keep(dport, addr)) {
-		tc_count_lost(TC_FILTERED);
-		return;
-	}
-
-	e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
-	if (!e) {
-		tc_count_lost(TC_LOST_CONNECT);
-		return;
-	}
 	e->type = TC_EVENT_CONNECT;
 	e->family = family;
 	e->hook = hook;
@@ -224,9 +207,67 @@ static __always_inline void tc_emit(__u8 hook, __u8 family, __u16 dport, const _
 	/* The socket's address as a number: tc_sk_netns left it in the scratch. */
 	skey = sk ? *(volatile __u64 *)&e->cgroup_id : 0;
 	tc_fill_task(e);
+	return skey;
+}
+
+/*
+ * Filter, then reserve, fill and submit one record. addr is a 16-byte
+ * v6 address in network order; AF_INET callers pass it v4-mapped (::ffff:a.b.c.d),
+ * and any v4-mapped address is reported as AF_INET. sk is the struct sock,
+ * whose address is also the key under which outcome.bpf.c follows it.
+ * With aggregation on, a repeat of a key in the window is only counted
+ * (aggregate.bpf.h).
+ */
+static __always_inline void tc_emit(__u8 hook, __u8 family, __u16 dport, const __u32 addr[4],
+				    const void *sk)
+{
+	struct tc_agg_value *first = 0;
+	struct tc_connect_event *e;
+	int agg = TC_AGG_NONE;
+	__u32 win = 0;
+	__u64 skey;
+
+	if (family == AF_INET6 && addr[0] == 0 && addr[1] == 0 &&
+	    addr[2] == bpf_htonl(0x0000ffff))
+		family = AF_INET;
+	if (tc_proof(hook, family, dport, addr) || tc_is_self())
+		return;
+	if (!tc_keep(dport, addr)) {
+		tc_count_lost(TC_FILTERED);
+		return;
+	}
+	if (agg_enabled) {
+		agg = tc_agg_count(family, dport, addr, sk, &first, &win);
+		if (agg == TC_AGG_COUNTED)
+			return;
+	}
+
+	e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+	if (!e) {
+		if (agg == TC_AGG_FIRST && first) {
+			/*
+			 * The key's first found the ring full: it is counted in
+			 * its window instead, and its record kept there for the
+			 * summary. Not a loss.
+			 */
+			tc_fill_connect(&first->first, hook, family, dport, addr, sk);
+			first->last_ts_ns = first->first.ts_ns;
+			__sync_fetch_and_add(&first->count, 1);
+			return;
+		}
+		tc_count_lost(TC_LOST_CONNECT);
+		return;
+	}
+	skey = tc_fill_connect(e, hook, family, dport, addr, sk);
 	/* Outcome tracking (outcome.bpf.h): only for a record that made it into the ring. */
 	if (outcome_enabled && skey && tc_outcome_track(skey, e->tid, e->ts_ns))
 		e->flags = TC_CONNECT_TRACKED;
+	if (agg == TC_AGG_FIRST && first) {
+		e->flags |= TC_CONNECT_AGG_FIRST | (win ? TC_CONNECT_AGG_WINDOW1 : 0);
+		__builtin_memcpy(&first->first, e, sizeof(*e));
+	} else if (agg == TC_AGG_FULL) {
+		e->flags |= TC_CONNECT_AGG_OVERFLOW;
+	}
 	tc_submit(e);
 }
 

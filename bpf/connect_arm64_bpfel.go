@@ -13,6 +13,24 @@ import (
 	"github.com/cilium/ebpf"
 )
 
+type connectTcAggKey struct {
+	_           structs.HostLayout
+	StartTimeNs uint64
+	Tgid        uint32
+	Netns       uint32
+	Daddr       [16]uint8
+	Dport       uint16
+	Family      uint8
+	Pad         [5]uint8
+}
+
+type connectTcAggValue struct {
+	_        structs.HostLayout
+	First    connectTcConnectEvent
+	Count    uint64
+	LastTsNs uint64
+}
+
 type connectTcCidrKey struct {
 	_         structs.HostLayout
 	Prefixlen uint32
@@ -52,6 +70,10 @@ type connectTcOutcomeTrack struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
+	connectMapAggScratch        = "agg_scratch"
+	connectMapAggWin0           = "agg_win0"
+	connectMapAggWin1           = "agg_win1"
+	connectMapAggWindows        = "agg_windows"
 	connectMapComms             = "comms"
 	connectMapEvents            = "events"
 	connectMapExcludeCidr       = "exclude_cidr"
@@ -64,6 +86,8 @@ const (
 	connectProgTcFentryConnect  = "tc_fentry_connect"
 	connectProgTcKprobeConnect  = "tc_kprobe_connect"
 	connectProgTcLsmConnect     = "tc_lsm_connect"
+	connectVarAggEnabled        = "agg_enabled"
+	connectVarAggWindow         = "agg_window"
 	connectVarFilterFlags       = "filter_flags"
 	connectVarOutcomeEnabled    = "outcome_enabled"
 	connectVarProofComm         = "proof_comm"
@@ -128,6 +152,10 @@ type connectProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type connectMapSpecs struct {
+	AggScratch   *ebpf.MapSpec `ebpf:"agg_scratch"`
+	AggWin0      *ebpf.MapSpec `ebpf:"agg_win0"`
+	AggWin1      *ebpf.MapSpec `ebpf:"agg_win1"`
+	AggWindows   *ebpf.MapSpec `ebpf:"agg_windows"`
 	Comms        *ebpf.MapSpec `ebpf:"comms"`
 	Events       *ebpf.MapSpec `ebpf:"events"`
 	ExcludeCidr  *ebpf.MapSpec `ebpf:"exclude_cidr"`
@@ -141,6 +169,8 @@ type connectMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type connectVariableSpecs struct {
+	AggEnabled        *ebpf.VariableSpec `ebpf:"agg_enabled"`
+	AggWindow         *ebpf.VariableSpec `ebpf:"agg_window"`
 	FilterFlags       *ebpf.VariableSpec `ebpf:"filter_flags"`
 	OutcomeEnabled    *ebpf.VariableSpec `ebpf:"outcome_enabled"`
 	ProofComm         *ebpf.VariableSpec `ebpf:"proof_comm"`
@@ -172,6 +202,10 @@ func (o *connectObjects) Close() error {
 //
 // It can be passed to loadConnectObjects or ebpf.CollectionSpec.LoadAndAssign.
 type connectMaps struct {
+	AggScratch   *ebpf.Map `ebpf:"agg_scratch"`
+	AggWin0      *ebpf.Map `ebpf:"agg_win0"`
+	AggWin1      *ebpf.Map `ebpf:"agg_win1"`
+	AggWindows   *ebpf.Map `ebpf:"agg_windows"`
 	Comms        *ebpf.Map `ebpf:"comms"`
 	Events       *ebpf.Map `ebpf:"events"`
 	ExcludeCidr  *ebpf.Map `ebpf:"exclude_cidr"`
@@ -183,6 +217,10 @@ type connectMaps struct {
 
 func (m *connectMaps) Close() error {
 	return _ConnectClose(
+		m.AggScratch,
+		m.AggWin0,
+		m.AggWin1,
+		m.AggWindows,
 		m.Comms,
 		m.Events,
 		m.ExcludeCidr,
@@ -197,6 +235,8 @@ func (m *connectMaps) Close() error {
 //
 // It can be passed to loadConnectObjects or ebpf.CollectionSpec.LoadAndAssign.
 type connectVariables struct {
+	AggEnabled        *ebpf.Variable `ebpf:"agg_enabled"`
+	AggWindow         *ebpf.Variable `ebpf:"agg_window"`
 	FilterFlags       *ebpf.Variable `ebpf:"filter_flags"`
 	OutcomeEnabled    *ebpf.Variable `ebpf:"outcome_enabled"`
 	ProofComm         *ebpf.Variable `ebpf:"proof_comm"`

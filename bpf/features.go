@@ -52,6 +52,7 @@ var (
 	mapTypeSince = map[ebpf.MapType]string{
 		ebpf.Hash: "3.19", ebpf.Array: "3.19", ebpf.PerCPUArray: "4.6", ebpf.LPMTrie: "4.11",
 		ebpf.RingBuf: "5.8", ebpf.SkStorage: "5.2", ebpf.LRUHash: "4.10", ebpf.LRUCPUHash: "4.10",
+		ebpf.ArrayOfMaps: "4.12",
 	}
 	progTypeSince = map[ebpf.ProgramType]string{
 		ebpf.Kprobe: "4.1", ebpf.CGroupSKB: "4.10", ebpf.CGroupSockAddr: "4.17",

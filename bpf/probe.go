@@ -67,6 +67,13 @@ type Options struct {
 	// OutcomeSockets bounds the sockets followed at once; 0 means
 	// DefaultOutcomeSockets.
 	OutcomeSockets int
+	// Aggregate counts the repeats of a (process, destination) key in the
+	// kernel instead of reporting each (aggregate.go); FlushAggregate
+	// ends a window.
+	Aggregate bool
+	// AggregateKeys bounds the keys of one window; 0 means
+	// DefaultAggregateKeys.
+	AggregateKeys int
 }
 
 // Probe is the loaded and attached set of programs and the ring reader.
@@ -83,6 +90,7 @@ type Probe struct {
 	// reports.
 	outcomeProgs []*ebpf.Program
 	vars         proofVars
+	agg          *aggregator // nil unless Options.Aggregate
 	selfTGID     uint32
 	progs        []*ebpf.Program
 	closers      []io.Closer // links, programs, maps: closed in reverse order
@@ -216,6 +224,10 @@ type connectSet struct {
 	Comms       *ebpf.Map `ebpf:"comms"`
 	// OutcomeSocks is shared with the outcome object (outcome.go).
 	OutcomeSocks *ebpf.Map `ebpf:"outcome_socks"`
+	// The aggregation window maps (aggregate.go).
+	AggWindows *ebpf.Map `ebpf:"agg_windows"`
+	AggWin0    *ebpf.Map `ebpf:"agg_win0"`
+	AggWin1    *ebpf.Map `ebpf:"agg_win1"`
 }
 
 func (p *Probe) attachConnect(m Mode, opts Options) error {
@@ -240,6 +252,9 @@ func (p *Probe) attachConnect(m Mode, opts Options) error {
 		return fmt.Errorf("set outcome_enabled: %w", err)
 	}
 	spec.Maps["outcome_socks"].MaxEntries = sockets
+	if err := setAggregateSpec(spec, opts); err != nil {
+		return err
+	}
 	var names []string
 	switch m {
 	case ModeLSM:
@@ -285,6 +300,14 @@ func (p *Probe) attachConnect(m Mode, opts Options) error {
 	p.events, p.lost, p.outcomeSocks = set.Events, set.Lost, set.OutcomeSocks
 	p.wakeupBytes = uint64(opts.WakeupBytes)
 	p.closers = append(p.closers, set.Events, set.Lost, set.OutcomeSocks)
+	if opts.Aggregate {
+		p.agg = &aggregator{windows: set.AggWindows, maps: [2]*ebpf.Map{set.AggWin0, set.AggWin1}, window: coll.Variables["agg_window"]}
+		p.closers = append(p.closers, set.AggWindows, set.AggWin0, set.AggWin1)
+	} else {
+		for _, m := range []*ebpf.Map{set.AggWindows, set.AggWin0, set.AggWin1} {
+			m.Close()
+		}
+	}
 	for _, prog := range progs {
 		p.progs = append(p.progs, prog)
 		p.closers = append(p.closers, prog)
@@ -376,6 +399,9 @@ type Lost struct {
 	DNSCopy uint64
 	// Outcome counts outcome records lost: their connects go out pending.
 	Outcome uint64
+	// AggregateOverflow counts connects that found the aggregation window
+	// map full and were reported one by one, flagged: not a loss.
+	AggregateOverflow uint64
 	// OutcomeMissed counts runs of the outcome programs that the kernel
 	// skipped because the program was already running on that CPU (a
 	// softirq's state change while it ran for another socket): state
@@ -387,11 +413,11 @@ type Lost struct {
 func (p *Probe) Lost() (Lost, error) {
 	var l Lost
 	// Indexes as enum tc_lost_index: 0 connect, 1 DNS, 2 filtered, 3 outcome,
-	// 4 DNS payload copy.
+	// 4 DNS payload copy, 5 aggregation overflow.
 	for _, c := range [...]struct {
 		i   uint32
 		dst *uint64
-	}{{0, &l.Connect}, {1, &l.DNS}, {2, &l.Filtered}, {3, &l.Outcome}, {4, &l.DNSCopy}} {
+	}{{0, &l.Connect}, {1, &l.DNS}, {2, &l.Filtered}, {3, &l.Outcome}, {4, &l.DNSCopy}, {5, &l.AggregateOverflow}} {
 		var perCPU []uint64
 		if err := p.lost.Lookup(c.i, &perCPU); err != nil {
 			return Lost{}, fmt.Errorf("read loss counter %d: %w", c.i, err)
@@ -433,6 +459,6 @@ func (p *Probe) closeAll() error {
 			errs = append(errs, err)
 		}
 	}
-	p.closers, p.progs, p.events, p.lost, p.outcomeSocks, p.outcomeProgs, p.vars = nil, nil, nil, nil, nil, nil, proofVars{}
+	p.closers, p.progs, p.events, p.lost, p.outcomeSocks, p.outcomeProgs, p.vars, p.agg = nil, nil, nil, nil, nil, nil, proofVars{}, nil
 	return errors.Join(errs...)
 }

@@ -35,6 +35,7 @@ enum tc_lost_index {
 	TC_FILTERED = 2, /* not a loss: connects the user's filters left out */
 	TC_LOST_OUTCOME = 3, /* outcome records: their connects go out as pending */
 	TC_LOST_DNS_COPY = 4, /* DNS records dropped: copying the payload failed */
+	TC_AGG_OVERFLOW = 5, /* not a loss: connects that found the aggregation window full, reported one by one */
 	TC_LOST_MAX = 8,
 };
 
@@ -81,6 +82,39 @@ enum tc_connect_flag {
 	/* The socket is followed to its next TCP state: a tc_outcome_event
 	 * with this record's tid and ts_ns follows, unless the ring is full. */
 	TC_CONNECT_TRACKED = 1 << 0,
+	/* Aggregation: the first connect of its key in the window; the key's
+	 * repeats are counted in the window map (aggregate.bpf.h). */
+	TC_CONNECT_AGG_FIRST = 1 << 1,
+	/* Aggregation: the window map was full, so this connect is reported
+	 * on its own (and counted in TC_AGG_OVERFLOW). */
+	TC_CONNECT_AGG_OVERFLOW = 1 << 2,
+	/* Aggregation: the window the connect was counted in (0 or 1). */
+	TC_CONNECT_AGG_WINDOW1 = 1 << 3,
+};
+
+/*
+ * Aggregation key: one process (tgid and its leader's start time, so that a
+ * reused pid is another key), in one network namespace, to one destination.
+ * 40 bytes; padding zeroed.
+ */
+struct tc_agg_key {
+	__u64 start_time_ns;
+	__u32 tgid;
+	__u32 netns;          /* the socket's network namespace inode */
+	__u8 daddr[16];       /* as tc_connect_event.daddr */
+	__u16 dport;          /* host byte order */
+	__u8 family;
+	__u8 _pad[5];
+};
+
+/*
+ * Aggregation value: the key's first connect of the window, as its record,
+ * and the connects counted here instead of a record of their own. 168 bytes.
+ */
+struct tc_agg_value {
+	struct tc_connect_event first;
+	__u64 count;          /* connects of the key not reported by a record of their own */
+	__u64 last_ts_ns;     /* CLOCK_BOOTTIME of the latest of them */
 };
 
 /* Why an outcome record was written. */

@@ -60,6 +60,9 @@ const (
 	connectCommOffset = 72
 	connectExeOffset  = 88
 	connectTracked    = 1 // TC_CONNECT_TRACKED
+	connectAggFirst   = 2 // TC_CONNECT_AGG_FIRST
+	connectAggFull    = 4 // TC_CONNECT_AGG_OVERFLOW
+	connectAggWindow1 = 8 // TC_CONNECT_AGG_WINDOW1
 )
 
 // ErrShort is returned for a record shorter than its type requires.
@@ -82,6 +85,12 @@ type Connect struct {
 	// Tracked is set when the kernel follows the socket: an Outcome record
 	// with this TID and BootTimeNs follows in the ring, unless it is lost.
 	Tracked bool
+	// AggFirst is set with aggregation on for the first connect of its key
+	// in window AggWindow (0 or 1): the key's repeats are counted in the
+	// kernel and reported at the window's end. AggOverflow is set when the
+	// window map was full: this connect is reported on its own.
+	AggFirst, AggOverflow bool
+	AggWindow             uint8
 	// Comm and Exe are views into fixed-size arrays, NUL-trimmed by the accessors.
 	comm [commLen]byte
 	exe  [exeLen]byte
@@ -114,6 +123,12 @@ func DecodeConnect(raw []byte, c *Connect) error {
 	le := binary.LittleEndian
 	c.Hook = Hook(raw[2])
 	c.Tracked = raw[3]&connectTracked != 0
+	c.AggFirst = raw[3]&connectAggFirst != 0
+	c.AggOverflow = raw[3]&connectAggFull != 0
+	c.AggWindow = 0
+	if raw[3]&connectAggWindow1 != 0 {
+		c.AggWindow = 1
+	}
 	c.DstPort = le.Uint16(raw[4:])
 	c.BootTimeNs = le.Uint64(raw[8:])
 	c.CgroupID = le.Uint64(raw[16:])

@@ -1,0 +1,132 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * Aggregation of repeated connects (opt-in). Two window maps, agg_win0 and
+ * agg_win1; agg_window says which one takes this window's connects. The
+ * first connect of a key (tc_agg_key) in a window is inserted into it and
+ * reported as usual; its repeats only bump the entry's count (no ring
+ * record). At the window's end user space (aggregate.go) points agg_window
+ * at the other map and updates a slot of agg_windows, an array of maps: the
+ * kernel then waits for an RCU grace period (synchronize_rcu in
+ * maybe_wait_bpf_programs), and every program here runs inside an RCU read
+ * section, so once the update returns no program still uses the old map.
+ * User space reads and empties it and reports one summary per key with a
+ * count. A key that finds the map full is reported on its own, flagged and
+ * counted (TC_AGG_OVERFLOW). agg_window beyond 1 stops aggregating (at
+ * shutdown), so nothing is counted after the last flush.
+ */
+#ifndef TCPCONNECT_AGGREGATE_BPF_H
+#define TCPCONNECT_AGGREGATE_BPF_H
+
+#include "common.bpf.h"
+
+/* Set by the loader: aggregate repeats. Off, the verifier drops this code. */
+const volatile __u32 agg_enabled = 0;
+
+/* Writable after load: the window map in use (0 or 1; more: aggregation stopped). */
+volatile __u32 agg_window;
+
+/* A window map. Sized by the loader (both maps, and the template, alike). */
+struct tc_agg_map {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1);
+	__type(key, struct tc_agg_key);
+	__type(value, struct tc_agg_value);
+};
+
+struct tc_agg_map agg_win0 SEC(".maps");
+struct tc_agg_map agg_win1 SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
+	__uint(max_entries, 2);
+	__type(key, __u32);
+	__array(values, struct tc_agg_map);
+} agg_windows SEC(".maps") = {
+	.values = { &agg_win0, &agg_win1 },
+};
+
+/* Scratch per CPU: turns the socket pointer into a number (see tc_sk_netns). */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} agg_scratch SEC(".maps");
+
+/* What a new key is inserted with: zero counts (its record is filled later). */
+static const struct tc_agg_value agg_zero;
+
+/* Results of tc_agg_count. */
+enum tc_agg_result {
+	TC_AGG_NONE = 0,    /* not aggregating: report the connect as usual */
+	TC_AGG_COUNTED = 1, /* a repeat: counted in the window, nothing to report */
+	TC_AGG_FIRST = 2,   /* the key's first: report it and fill *first */
+	TC_AGG_FULL = 3,    /* the window map is full: report it on its own */
+};
+
+/*
+ * Count one connect in the current window. A repeat is counted here and
+ * the caller reports nothing; a new key returns its entry in *first for the
+ * caller to fill with the connect's record. *win is the window (0 or 1).
+ */
+static __always_inline int tc_agg_count(__u8 family, __u16 dport, const __u32 addr[4],
+					const void *sk, struct tc_agg_value **first, __u32 *win)
+{
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	struct tc_agg_key key = {};
+	struct tc_agg_value *v;
+	__u32 w = agg_window, zero = 0;
+	void *inner;
+	long err;
+
+	if (w > 1)
+		return TC_AGG_NONE;
+	*win = w;
+	inner = bpf_map_lookup_elem(&agg_windows, &w);
+	if (!inner)
+		return TC_AGG_NONE;
+	key.tgid = bpf_get_current_pid_tgid() >> 32;
+	key.start_time_ns = BPF_CORE_READ(task, group_leader, start_time);
+	if (sk) {
+		__u64 *scratch = bpf_map_lookup_elem(&agg_scratch, &zero);
+
+		if (!scratch)
+			return TC_AGG_NONE;
+		key.netns = tc_sk_netns(sk, scratch);
+		*scratch = 0;
+	} else {
+		key.netns = BPF_CORE_READ(task, nsproxy, net_ns, ns.inum);
+	}
+	key.family = family;
+	key.dport = dport;
+	if (family == AF_INET)
+		__builtin_memcpy(key.daddr, &addr[3], 4);
+	else
+		__builtin_memcpy(key.daddr, addr, 16);
+
+	v = bpf_map_lookup_elem(inner, &key);
+	if (!v) {
+		err = bpf_map_update_elem(inner, &key, &agg_zero, BPF_NOEXIST);
+		v = bpf_map_lookup_elem(inner, &key);
+		if (!v) {
+			tc_count_lost(TC_AGG_OVERFLOW);
+			return TC_AGG_FULL;
+		}
+		if (err == 0) {
+			*first = v;
+			return TC_AGG_FIRST;
+		}
+		/* Another CPU inserted it first (-EEXIST): a repeat. */
+	}
+	__sync_fetch_and_add(&v->count, 1);
+	/* The latest repeat; concurrent repeats of one key may leave a few ns earlier. */
+	{
+		__u64 now = bpf_ktime_get_boot_ns();
+
+		if (now > v->last_ts_ns)
+			v->last_ts_ns = now;
+	}
+	return TC_AGG_COUNTED;
+}
+
+#endif

@@ -1,0 +1,146 @@
+package bpf
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+
+	"github.com/cilium/ebpf"
+
+	"github.com/tcpconnect/tcpconnect/internal/event"
+)
+
+// Bounds of the aggregation window maps (aggregate.bpf.h): each of the two
+// maps holds up to this many keys, preallocated (about 220 bytes a key).
+const (
+	// DefaultAggregateKeys is the keys per window when none is configured.
+	DefaultAggregateKeys = 16384
+	// MaxAggregateKeys is the most keys per window the loader accepts
+	// (two maps of about 58 MB each).
+	MaxAggregateKeys = 1 << 18
+)
+
+// Sizes of struct tc_agg_key and struct tc_agg_value (tcpconnect.h).
+const (
+	aggKeySize   = 40
+	aggValueSize = event.ConnectSize + 16
+)
+
+// aggStopped is the agg_window value that stops aggregating: no window map
+// has that index, so every connect is reported on its own.
+const aggStopped = 2
+
+// AggregateSummary is one key's connects counted in a window and not
+// reported by a record of their own.
+type AggregateSummary struct {
+	// First is the raw record of the key's first connect in the window
+	// (decode it with event.DecodeConnect). When its ring reservation
+	// failed, it was not reported and is included in Count.
+	First [event.ConnectSize]byte
+	// Count is the connects counted (at least 1).
+	Count uint64
+	// LastNs is the CLOCK_BOOTTIME of the latest of them.
+	LastNs uint64
+}
+
+// aggregator is the loader's side of the window maps.
+type aggregator struct {
+	windows *ebpf.Map      // agg_windows: array of maps, used for its RCU wait
+	maps    [2]*ebpf.Map   // agg_win0, agg_win1
+	window  *ebpf.Variable // agg_window
+	cur     uint32         // the window map in use; aggStopped after Stop
+	keys    [][aggKeySize]byte
+}
+
+// setAggregateSpec sizes the window maps and sets agg_enabled. Off, the
+// maps hold one entry each and the verifier drops the counting code.
+func setAggregateSpec(spec *ebpf.CollectionSpec, opts Options) error {
+	enabled, keys := uint32(0), uint32(1)
+	if opts.Aggregate {
+		n := opts.AggregateKeys
+		if n == 0 {
+			n = DefaultAggregateKeys
+		}
+		if n < 1 || n > MaxAggregateKeys {
+			return fmt.Errorf("aggregation keys %d: must be between 1 and %d", n, MaxAggregateKeys)
+		}
+		enabled, keys = 1, uint32(n)
+	}
+	if err := spec.Variables["agg_enabled"].Set(enabled); err != nil {
+		return fmt.Errorf("set agg_enabled: %w", err)
+	}
+	// The inner map template must match the maps put into the array.
+	for _, m := range []*ebpf.MapSpec{spec.Maps["agg_win0"], spec.Maps["agg_win1"], spec.Maps["agg_windows"].InnerMap} {
+		m.MaxEntries = keys
+	}
+	return nil
+}
+
+// FlushAggregate ends the aggregation window: the programs move to the other
+// window map, the call waits until none still runs on the old one (an RCU
+// grace period, some milliseconds), then calls fn for each key of the old
+// map that counted connects and empties it. With stop set, aggregation ends
+// instead (every later connect is reported on its own) and both maps are
+// flushed: nothing counted stays behind. fn must not keep s. It returns
+// the number of summaries.
+func (p *Probe) FlushAggregate(stop bool, fn func(s *AggregateSummary)) (int, error) {
+	a := p.agg
+	if a == nil {
+		return 0, errors.New("aggregation is off")
+	}
+	old := []uint32{a.cur}
+	next := a.cur ^ 1
+	if stop || a.cur == aggStopped {
+		old, next = []uint32{0, 1}, aggStopped
+	}
+	if err := a.window.Set(next); err != nil {
+		return 0, fmt.Errorf("set agg_window: %w", err)
+	}
+	a.cur = next
+	// Re-storing a slot of an array of maps makes the kernel wait for every
+	// program that may still use the old value (synchronize_rcu).
+	if err := a.windows.Update(uint32(0), a.maps[0], ebpf.UpdateAny); err != nil {
+		return 0, fmt.Errorf("wait for the window's programs: %w", err)
+	}
+	n := 0
+	for _, w := range old {
+		k, err := a.drain(a.maps[w], fn)
+		n += k
+		if err != nil {
+			return n, fmt.Errorf("flush aggregation window %d: %w", w, err)
+		}
+	}
+	return n, nil
+}
+
+// drain calls fn for each entry of m with a count and deletes every entry.
+// No program writes m while it runs (FlushAggregate).
+func (a *aggregator) drain(m *ebpf.Map, fn func(*AggregateSummary)) (int, error) {
+	var (
+		key [aggKeySize]byte
+		val [aggValueSize]byte
+		s   AggregateSummary
+		n   int
+	)
+	a.keys = a.keys[:0]
+	it := m.Iterate()
+	for it.Next(&key, &val) {
+		a.keys = append(a.keys, key)
+		copy(s.First[:], val[:event.ConnectSize])
+		s.Count = binary.LittleEndian.Uint64(val[event.ConnectSize:])
+		s.LastNs = binary.LittleEndian.Uint64(val[event.ConnectSize+8:])
+		if s.Count > 0 {
+			fn(&s)
+			n++
+		}
+	}
+	if err := it.Err(); err != nil {
+		return n, fmt.Errorf("iterate: %w", err)
+	}
+	for i := range a.keys {
+		if err := m.Delete(&a.keys[i]); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+			return n, fmt.Errorf("delete: %w", err)
+		}
+	}
+	return n, nil
+}
