@@ -99,6 +99,9 @@ func maxRecordBytes(cfg *Config) int {
 	comm := []byte(strings.Repeat("\xffa", 8)[:15])
 	recs := b.addProcess(procinfo.Key{}, c, info)
 	b.appendRecord(recs, c, comm, lookup{names: names, best: names[0], age: time.Second}, maxOutcomeResult(), time.Time{}, time.Time{})
+	if cfg.Aggregation.Enabled {
+		return b.bytes + summaryExtraBytes // a summary record's attributes
+	}
 	return b.bytes
 }
 

@@ -92,6 +92,9 @@ type Config struct {
 	Filter FilterConfig `mapstructure:"filter"`
 	// Outcome puts the connect's outcome and handshake time on its record.
 	Outcome OutcomeConfig `mapstructure:"outcome"`
+	// Aggregation counts repeated connects in the kernel and reports them
+	// once per window (opt-in; aggregate.go).
+	Aggregation AggregationConfig `mapstructure:"aggregation"`
 
 	// prevent unkeyed literal initialization
 	_ struct{}
@@ -282,6 +285,7 @@ func createDefaultConfig() *Config {
 		},
 		MaxCommandLineBytes: procinfo.DefaultMaxCommandLineBytes,
 		ShutdownTimeout:     defaultShutdownTimeout,
+		Aggregation:         defaultAggregationConfig(),
 	}
 }
 
@@ -333,6 +337,7 @@ func (c *Config) Validate() error {
 			errs = append(errs, fmt.Errorf("outcome.max_waiting: must be between 1 and %d, got %d", maxOutcomeWaiting, c.Outcome.MaxWaiting))
 		}
 	}
+	errs = append(errs, c.Aggregation.validate(c.PollInterval)...)
 	// c.DNS validates itself: the collector's config walker calls its
 	// Validate, and its errors name the dns.* field.
 	return errors.Join(errs...)

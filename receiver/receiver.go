@@ -140,6 +140,13 @@ func (r *tcpconnectReceiver) Start(_ context.Context, _ component.Host) error {
 	if r.cfg.Outcome.Enabled {
 		rd.wait = newOutcomeWait(r.cfg.Outcome.MaxWaiting, r.cfg.Outcome.MaxWait)
 	}
+	if r.cfg.Aggregation.Enabled {
+		if rd.agg, err = newAggregation(src, r.cfg.Aggregation, time.Now()); err != nil {
+			_ = src.Close()
+			r.src = nil
+			return fmt.Errorf("tcpconnect receiver: %w", err)
+		}
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	r.abort = cancel
 	r.stop = make(chan struct{})
@@ -285,6 +292,7 @@ type reader struct {
 	dnsRec   event.DNS
 	outRec   event.Outcome
 	wait     *outcomeWait // nil when outcome.enabled is false
+	agg      *aggregation // nil when aggregation.enabled is false
 	bootWall int64        // CLOCK_REALTIME - CLOCK_BOOTTIME, ns
 	clock    time.Time    // time.Now() at the last tick; see readTime
 	next     time.Time
@@ -357,6 +365,9 @@ func (rd *reader) tick(ctx context.Context, now time.Time) bool {
 	rd.next = now.Add(r.cfg.PollInterval)
 	rd.bootWall = bootToWall()
 	rd.clock = time.Now()
+	if rd.agg != nil {
+		rd.endWindow(ctx, now, false)
+	}
 	if rd.batch.len() > 0 && now.Sub(rd.batch.first) >= r.cfg.Batch.Timeout {
 		rd.flush(ctx)
 	}
@@ -383,6 +394,9 @@ func (rd *reader) tick(ctx context.Context, now time.Time) bool {
 // counters and saves the DNS state file (with the answers just drained):
 // nothing waits past shutdown.
 func (rd *reader) finish(ctx context.Context) {
+	if rd.agg != nil {
+		rd.endWindow(ctx, time.Now(), true) // stop aggregating; nothing counted stays behind
+	}
 	rd.drain(ctx)
 	rd.expireWaiting(ctx, time.Now(), true)
 	rd.flush(ctx)
@@ -478,6 +492,7 @@ func (rd *reader) report(ctx context.Context) {
 		if l.OutcomeMissed > rd.lost.OutcomeMissed {
 			t.ReceiverTcpconnectOutcomesMissed.Add(ctx, int64(l.OutcomeMissed-rd.lost.OutcomeMissed))
 		}
+		rd.reportAggregation(ctx, l)
 		rd.lost = l
 	}
 
@@ -563,6 +578,9 @@ func (rd *reader) emit(c *event.Connect, info *procinfo.Info, res outcomeResult,
 	if rd.r.dns != nil {
 		scope := dns.Scope{NetNS: c.NetNS, TGID: c.TGID, CgroupID: c.CgroupID}
 		l.names, l.best, l.age, l.source = rd.r.dns.Lookup(c.Dst, scope, ts, rd.names[:0])
+	}
+	if rd.agg != nil && c.AggFirst && rd.r.dns != nil {
+		rd.agg.remember(c, l)
 	}
 	if len(l.names) > 0 {
 		rd.c.named++

@@ -99,6 +99,9 @@ func openProbe(cfg *Config, logger *zap.Logger) (source, error) {
 	if cfg.Outcome.Enabled {
 		opts.Outcome, opts.OutcomeSockets = true, cfg.Outcome.MaxWaiting
 	}
+	if cfg.Aggregation.Enabled {
+		opts.Aggregate, opts.AggregateKeys = true, cfg.Aggregation.MaxKeys
+	}
 	if err := cfg.checkHost(); err != nil {
 		return nil, err
 	}

@@ -26,8 +26,11 @@ type TelemetryBuilder struct {
 	meter                                    metric.Meter
 	mu                                       sync.Mutex
 	registrations                            []metric.Registration
+	ReceiverTcpconnectAggregationOverflows   metric.Int64Counter
+	ReceiverTcpconnectAggregationSummaries   metric.Int64Counter
 	ReceiverTcpconnectAttachModesLeft        metric.Int64Counter
 	ReceiverTcpconnectAttachProven           metric.Int64Gauge
+	ReceiverTcpconnectConnectsAggregated     metric.Int64Counter
 	ReceiverTcpconnectConnectsFiltered       metric.Int64Counter
 	ReceiverTcpconnectConnectsLost           metric.Int64Counter
 	ReceiverTcpconnectConnectsNamed          metric.Int64Counter
@@ -90,6 +93,18 @@ func NewTelemetryBuilder(settings component.TelemetrySettings, options ...Teleme
 	}
 	builder.meter = Meter(settings)
 	var err, errs error
+	builder.ReceiverTcpconnectAggregationOverflows, err = builder.meter.Int64Counter(
+		"otelcol_receiver_tcpconnect_aggregation_overflows",
+		metric.WithDescription("Connects that found the kernel's aggregation window map full (aggregation.max_keys) and were reported as records of their own (not a loss). [Development]"),
+		metric.WithUnit("{connect}"),
+	)
+	errs = errors.Join(errs, err)
+	builder.ReceiverTcpconnectAggregationSummaries, err = builder.meter.Int64Counter(
+		"otelcol_receiver_tcpconnect_aggregation_summaries",
+		metric.WithDescription("Summary records sent at the end of an aggregation window, one per key that counted connects (tcpconnect.connect.count). [Development]"),
+		metric.WithUnit("{record}"),
+	)
+	errs = errors.Join(errs, err)
 	builder.ReceiverTcpconnectAttachModesLeft, err = builder.meter.Int64Counter(
 		"otelcol_receiver_tcpconnect_attach_modes_left",
 		metric.WithDescription("Attach modes tried at start and left, by attribute mode: not loadable or attachable here, bpf not an active LSM, or attached but not reporting the proof connect. [Development]"),
@@ -100,6 +115,12 @@ func NewTelemetryBuilder(settings component.TelemetrySettings, options ...Teleme
 		"otelcol_receiver_tcpconnect_attach_proven",
 		metric.WithDescription("1 when the attach mode in use (attribute mode) reported the proof connect at start; 0 when the proof was skipped (cgroup_path below a cgroup2 mount root). [Development]"),
 		metric.WithUnit("1"),
+	)
+	errs = errors.Join(errs, err)
+	builder.ReceiverTcpconnectConnectsAggregated, err = builder.meter.Int64Counter(
+		"otelcol_receiver_tcpconnect_connects_aggregated",
+		metric.WithDescription("Connects counted in the kernel's aggregation window instead of a record of their own: the sum of the summary records' tcpconnect.connect.count. [Development]"),
+		metric.WithUnit("{connect}"),
 	)
 	errs = errors.Join(errs, err)
 	builder.ReceiverTcpconnectConnectsFiltered, err = builder.meter.Int64Counter(

@@ -19,8 +19,11 @@ func TestSetupTelemetry(t *testing.T) {
 	tb, err := metadata.NewTelemetryBuilder(testTel.NewTelemetrySettings())
 	require.NoError(t, err)
 	defer tb.Shutdown()
+	tb.ReceiverTcpconnectAggregationOverflows.Add(context.Background(), 1)
+	tb.ReceiverTcpconnectAggregationSummaries.Add(context.Background(), 1)
 	tb.ReceiverTcpconnectAttachModesLeft.Add(context.Background(), 1)
 	tb.ReceiverTcpconnectAttachProven.Record(context.Background(), 1)
+	tb.ReceiverTcpconnectConnectsAggregated.Add(context.Background(), 1)
 	tb.ReceiverTcpconnectConnectsFiltered.Add(context.Background(), 1)
 	tb.ReceiverTcpconnectConnectsLost.Add(context.Background(), 1)
 	tb.ReceiverTcpconnectConnectsNamed.Add(context.Background(), 1)
@@ -52,10 +55,19 @@ func TestSetupTelemetry(t *testing.T) {
 	tb.ReceiverTcpconnectSendRetries.Add(context.Background(), 1)
 	tb.ReceiverTcpconnectStringsSanitized.Add(context.Background(), 1)
 	tb.ReceiverTcpconnectStringsTruncated.Add(context.Background(), 1)
+	AssertEqualReceiverTcpconnectAggregationOverflows(t, testTel,
+		[]metricdata.DataPoint[int64]{{Value: 1}},
+		metricdatatest.IgnoreTimestamp())
+	AssertEqualReceiverTcpconnectAggregationSummaries(t, testTel,
+		[]metricdata.DataPoint[int64]{{Value: 1}},
+		metricdatatest.IgnoreTimestamp())
 	AssertEqualReceiverTcpconnectAttachModesLeft(t, testTel,
 		[]metricdata.DataPoint[int64]{{Value: 1}},
 		metricdatatest.IgnoreTimestamp())
 	AssertEqualReceiverTcpconnectAttachProven(t, testTel,
+		[]metricdata.DataPoint[int64]{{Value: 1}},
+		metricdatatest.IgnoreTimestamp())
+	AssertEqualReceiverTcpconnectConnectsAggregated(t, testTel,
 		[]metricdata.DataPoint[int64]{{Value: 1}},
 		metricdatatest.IgnoreTimestamp())
 	AssertEqualReceiverTcpconnectConnectsFiltered(t, testTel,
