@@ -49,14 +49,14 @@ VM_ARM64_NOTRAMPOLINE := 6.1-arm64
 # all-modes comparison attach what they need themselves) run once per boot,
 # in auto, as bpf-once and receiver-once (the same binaries under a second
 # name); the rest run in every mode of the boot.
-VM_BPF_MODE_TESTS := TestProbeConnects,TestProbeProof,TestCheckFeatures,TestProbeFilters,TestProbeProcessFilterMatchesProcess,TestProbeIOURingConnect,TestProbeNetnsVeth,TestProbeConnectSocketNetns,TestProbeOutcome,TestOutcomeLossAccounted,TestProbeOutcomeOff
+VM_BPF_MODE_TESTS := TestProbeConnects,TestProbeProof,TestCheckFeatures,TestProbeFilters,TestProbeProcessFilterMatchesProcess,TestProbeIOURingConnect,TestProbeNetnsVeth,TestProbeConnectSocketNetns,TestProbeOutcome,TestOutcomeLossAccounted,TestProbeOutcomeOff,TestAggregateExact
 VM_BPF_ONCE_TESTS := TestReadLSMState,TestProbeLSMExpectation,TestProbeKprobeLoads,TestProbeModesAgree,TestProbeCgroupSubtreeUnproven,TestProbeDNSCapture,TestProbeDNSSocketNetns,TestLostCounters,TestProbeDNSMarkedSocket
 VM_RECEIVER_MODE_TESTS := TestReceiverPrivileged,TestOpenNamesMissingCapability,TestReceiverPrivilegedHostileStrings
-VM_RECEIVER_ONCE_TESTS := TestDNSPrivileged,TestDNSPrivilegedNetnsScope,TestDNSPrivilegedRestart,TestDNSPrivilegedTCPSegments,TestDNSPrivilegedIPv6ExtHeaders,TestDNSPrivilegedDockerNAT,TestDNSPrivilegedServiceIP
+VM_RECEIVER_ONCE_TESTS := TestDNSPrivileged,TestDNSPrivilegedNetnsScope,TestDNSPrivilegedRestart,TestDNSPrivilegedTCPSegments,TestDNSPrivilegedIPv6ExtHeaders,TestDNSPrivilegedDockerNAT,TestDNSPrivilegedServiceIP,TestAggregationPrivileged,TestAggregationPrivilegedNames
 VM_TESTS ?= \
 	-tests bpf.test=$(VM_BPF_MODE_TESTS) -tests bpf-once=$(VM_BPF_ONCE_TESTS) \
 	-tests receiver.test=$(VM_RECEIVER_MODE_TESTS) -tests receiver-once=$(VM_RECEIVER_ONCE_TESTS) \
-	-tests e2e.test=TestPipelineOverOTLP
+	-tests e2e.test=TestPipelineOverOTLP,TestAggregationCountsAddUp
 # arm64 (TCG, about as fast as amd64 here: README, "Testing"): the kernel
 # tests in every mode but fentry (on arm64 the same BPF trampoline as lsm,
 # which is tested), the receiver (DNS included) and the e2e pipeline in auto.
