@@ -1,12 +1,23 @@
 package receiver
 
 import (
+	"context"
+	"net/netip"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"go.opentelemetry.io/collector/component/componenttest"
 	"go.opentelemetry.io/collector/confmap"
+	"go.opentelemetry.io/collector/consumer/consumertest"
+	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/plog"
+	"go.uber.org/zap"
+
+	"github.com/tcpconnect/tcpconnect/bpf"
+	"github.com/tcpconnect/tcpconnect/internal/event"
+	"github.com/tcpconnect/tcpconnect/receiver/internal/metadatatest"
 )
 
 func TestAggregationConfig(t *testing.T) {
@@ -78,5 +89,141 @@ func TestSummaryBytesBound(t *testing.T) {
 				t.Errorf("last time %q not in UTC", v.Str())
 			}
 		})
+	}
+}
+
+// aggReplay is a replay source that aggregates: FlushAggregate hands out the
+// summaries queued with add, at a window's end or at the stop.
+type aggReplay struct {
+	*replaySource
+	mu               sync.Mutex
+	queued           []bpf.AggregateSummary
+	windows, stopped int
+}
+
+func (s *aggReplay) add(first []byte, count, lastNs uint64) {
+	var sum bpf.AggregateSummary
+	copy(sum.First[:], first)
+	sum.Count, sum.LastNs = count, lastNs
+	s.mu.Lock()
+	s.queued = append(s.queued, sum)
+	s.mu.Unlock()
+}
+
+func (s *aggReplay) FlushAggregate(stop bool, fn func(*bpf.AggregateSummary)) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if stop {
+		s.stopped++
+	} else {
+		s.windows++
+	}
+	for i := range s.queued {
+		fn(&s.queued[i])
+	}
+	n := len(s.queued)
+	s.queued = nil
+	return n, nil
+}
+
+// TestAggregationReplay runs the reader's side of aggregation without a
+// kernel: a first record goes out as usual, its summary (at a window's end,
+// or at shutdown) carries the count, the first and last times, the first
+// record's process and destination; the overflow counter is reported.
+func TestAggregationReplay(t *testing.T) {
+	tests := []struct {
+		name   string
+		window time.Duration
+	}{
+		{"window end", 100 * time.Millisecond},
+		{"shutdown mid-window", time.Hour},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tel := componenttest.NewTelemetry()
+			defer func() { _ = tel.Shutdown(context.Background()) }()
+			cfg := testConfig()
+			cfg.DNS.Enabled = false
+			cfg.Outcome.Enabled = false
+			cfg.Batch.Timeout = 5 * time.Millisecond
+			cfg.Aggregation = AggregationConfig{Enabled: true, Window: tt.window, MaxKeys: 16}
+			src := &aggReplay{replaySource: newReplaySource()}
+			sink := new(consumertest.LogsSink)
+			rcv, err := newFactory(func(*Config, *zap.Logger) (source, error) { return src, nil }).
+				CreateLogs(context.Background(), metadatatest.NewSettings(tel), cfg, sink)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := rcv.Start(context.Background(), componenttest.NewNopHost()); err != nil {
+				t.Fatal(err)
+			}
+			first := connectRec{hook: event.HookCgroup, dst: netip.MustParseAddrPort("127.0.0.1:8080"),
+				bootNs: 1000, startNs: 7, tgid: 4242, tid: 4243, ppid: 1, comm: "client", exe: "client"}.raw()
+			first[3] |= 2 // TC_CONNECT_AGG_FIRST
+			src.add(first, 41, 5000)
+			src.setLost(bpf.Lost{AggregateOverflow: 7})
+			src.feed(first)
+			if tt.window < time.Hour {
+				waitFor(t, "the summary", func() bool { return sink.LogRecordCount() == 2 })
+			}
+			if err := rcv.Shutdown(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			if src.stopped != 1 {
+				t.Errorf("aggregation stopped %d times at shutdown, want 1", src.stopped)
+			}
+			var summaries, plain int
+			for _, ld := range sink.AllLogs() {
+				for _, rl := range ld.ResourceLogs().All() {
+					for _, sl := range rl.ScopeLogs().All() {
+						for _, lr := range sl.LogRecords().All() {
+							a := lr.Attributes()
+							if intAttr(rl.Resource().Attributes(), attrProcessPID) != 4242 || intAttr(a, attrNetPeerPort) != 8080 {
+								t.Errorf("record of another connect: %v", a.AsRaw())
+							}
+							v, ok := a.Get(attrConnectCount)
+							if !ok {
+								plain++
+								continue
+							}
+							summaries++
+							if v.Int() != 41 {
+								t.Errorf("count %d, want 41", v.Int())
+							}
+							checkSummaryTimes(t, lr, a)
+						}
+					}
+				}
+			}
+			if plain != 1 || summaries != 1 {
+				t.Fatalf("%d records and %d summaries, want 1 and 1", plain, summaries)
+			}
+			if got := counter(t, tel, "receiver_tcpconnect_connects_aggregated"); got != 41 {
+				t.Errorf("connects aggregated %d, want 41", got)
+			}
+			if got := counter(t, tel, "receiver_tcpconnect_aggregation_summaries"); got != 1 {
+				t.Errorf("summaries %d, want 1", got)
+			}
+			if got := counter(t, tel, "receiver_tcpconnect_aggregation_overflows"); got != 7 {
+				t.Errorf("overflows %d, want 7", got)
+			}
+		})
+	}
+}
+
+// checkSummaryTimes checks that a summary's first and last times are 4000 ns
+// apart (the kernel times 1000 and 5000) and that its Timestamp is the last.
+func checkSummaryTimes(t *testing.T, lr plog.LogRecord, a pcommon.Map) {
+	t.Helper()
+	first, err1 := time.Parse(time.RFC3339Nano, strAttr(a, attrConnectFirstTime))
+	last, err2 := time.Parse(time.RFC3339Nano, strAttr(a, attrConnectLastTime))
+	if err1 != nil || err2 != nil {
+		t.Fatalf("summary times: %v, %v", err1, err2)
+	}
+	if d := last.Sub(first); d != 4000 {
+		t.Errorf("last - first = %s, want 4us", d)
+	}
+	if !lr.Timestamp().AsTime().Equal(last) {
+		t.Errorf("Timestamp %s, want the last time %s", lr.Timestamp().AsTime(), last)
 	}
 }
