@@ -67,10 +67,13 @@ enum tc_agg_result {
 /*
  * Count one connect in the current window. A repeat is counted here and
  * the caller reports nothing; a new key returns its entry in *first for the
- * caller to fill with the connect's record. *win is the window (0 or 1).
+ * caller to fill with the connect's record, whose time must be *first_ts:
+ * read before the key was inserted, so that it is not later than any
+ * repeat's (read after the repeat found the key). *win is the window (0 or 1).
  */
 static __always_inline int tc_agg_count(__u8 family, __u16 dport, const __u32 addr[4],
-					const void *sk, struct tc_agg_value **first, __u32 *win)
+					const void *sk, struct tc_agg_value **first, __u32 *win,
+					__u64 *first_ts)
 {
 	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
 	struct tc_agg_key key = {};
@@ -106,6 +109,7 @@ static __always_inline int tc_agg_count(__u8 family, __u16 dport, const __u32 ad
 
 	v = bpf_map_lookup_elem(inner, &key);
 	if (!v) {
+		*first_ts = bpf_ktime_get_boot_ns();
 		err = bpf_map_update_elem(inner, &key, &agg_zero, BPF_NOEXIST);
 		v = bpf_map_lookup_elem(inner, &key);
 		if (!v) {

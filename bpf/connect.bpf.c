@@ -224,8 +224,8 @@ static __always_inline void tc_emit(__u8 hook, __u8 family, __u16 dport, const _
 	struct tc_agg_value *first = 0;
 	struct tc_connect_event *e;
 	int agg = TC_AGG_NONE;
+	__u64 skey, first_ts = 0;
 	__u32 win = 0;
-	__u64 skey;
 
 	if (family == AF_INET6 && addr[0] == 0 && addr[1] == 0 &&
 	    addr[2] == bpf_htonl(0x0000ffff))
@@ -237,7 +237,7 @@ static __always_inline void tc_emit(__u8 hook, __u8 family, __u16 dport, const _
 		return;
 	}
 	if (agg_enabled) {
-		agg = tc_agg_count(family, dport, addr, sk, &first, &win);
+		agg = tc_agg_count(family, dport, addr, sk, &first, &win, &first_ts);
 		if (agg == TC_AGG_COUNTED)
 			return;
 	}
@@ -251,7 +251,9 @@ static __always_inline void tc_emit(__u8 hook, __u8 family, __u16 dport, const _
 			 * summary. Not a loss.
 			 */
 			tc_fill_connect(&first->first, hook, family, dport, addr, sk);
-			first->last_ts_ns = first->first.ts_ns;
+			first->first.ts_ns = first_ts;
+			if (first_ts > first->last_ts_ns)
+				first->last_ts_ns = first_ts;
 			__sync_fetch_and_add(&first->count, 1);
 			return;
 		}
@@ -259,6 +261,8 @@ static __always_inline void tc_emit(__u8 hook, __u8 family, __u16 dport, const _
 		return;
 	}
 	skey = tc_fill_connect(e, hook, family, dport, addr, sk);
+	if (agg == TC_AGG_FIRST)
+		e->ts_ns = first_ts; /* not later than its repeats' */
 	/* Outcome tracking (outcome.bpf.h): only for a record that made it into the ring. */
 	if (outcome_enabled && skey && tc_outcome_track(skey, e->tid, e->ts_ns))
 		e->flags = TC_CONNECT_TRACKED;
