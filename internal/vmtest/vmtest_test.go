@@ -308,8 +308,8 @@ func TestQEMUArgs(t *testing.T) {
 	tests := []struct {
 		arch, cmdline, want string
 	}{
-		{ArchAMD64, "", "-accel tcg -cpu max -m 1024 -smp 2 -nographic -no-reboot -nic none -kernel /k/vmlinuz -initrd /i.cpio -append console=ttyS0 quiet panic=-1"},
-		{ArchAMD64, "lsm=capability,yama", "-accel tcg -cpu max -m 1024 -smp 2 -nographic -no-reboot -nic none -kernel /k/vmlinuz -initrd /i.cpio -append console=ttyS0 quiet panic=-1 lsm=capability,yama"},
+		{ArchAMD64, "", "-accel tcg,thread=single -cpu max -m 1024 -smp 2 -nographic -no-reboot -nic none -kernel /k/vmlinuz -initrd /i.cpio -append console=ttyS0 quiet panic=-1"},
+		{ArchAMD64, "lsm=capability,yama", "-accel tcg,thread=single -cpu max -m 1024 -smp 2 -nographic -no-reboot -nic none -kernel /k/vmlinuz -initrd /i.cpio -append console=ttyS0 quiet panic=-1 lsm=capability,yama"},
 		{ArchARM64, "", "-machine virt -accel tcg -cpu max,pauth-impdef=on -m 1024 -smp 2 -nographic -no-reboot -nic none -kernel /k/vmlinuz -initrd /i.cpio -append console=ttyAMA0 quiet panic=-1"},
 	}
 	for _, tt := range tests {
