@@ -89,6 +89,11 @@ type seen struct {
 	mode      string
 	event     string
 	names     int
+	// For a failure's message: when the connect was made (the record's
+	// Timestamp, from the kernel's clock), when the receiver read it, and
+	// its outcome. (Once, in the VM, one connect came back twice.)
+	ts, observed string
+	outcome      string
 }
 
 // records returns the records in sink whose network.peer.port is port.
@@ -115,6 +120,7 @@ func recordsWhere(sink *consumertest.LogsSink, keep func(seen) bool) []seen {
 						exeName: strAttr(res, attrProcessExeName), exePath: strAttr(res, attrProcessExePath),
 						peer: strAttr(a, attrNetPeerAddress), port: intAttr(a, attrNetPeerPort),
 						mode: strAttr(a, attrAttachMode), event: lr.EventName(), names: names.Slice().Len(),
+						ts: lr.Timestamp().String(), observed: lr.ObservedTimestamp().String(), outcome: strAttr(a, attrOutcome),
 					}
 					if keep(s) {
 						out = append(out, s)
