@@ -14,7 +14,6 @@ import (
 	"time"
 
 	mdns "github.com/miekg/dns"
-	"github.com/vishvananda/netns"
 	"go.opentelemetry.io/collector/component/componenttest"
 	"go.opentelemetry.io/collector/consumer/consumertest"
 	"go.opentelemetry.io/collector/pdata/pcommon"
@@ -527,41 +526,10 @@ func TestNativeGlibcResolver(t *testing.T) {
 	ip := privtest.LookPath(t, "ip", "iproute2")
 	getent := privtest.LookPath(t, "getent", "libc-bin")
 	h := newDNSHarness(t, zone{}, nil)
-	name := fmt.Sprintf("tcglibc%d", os.Getpid()%100000)
-	if out, err := exec.Command(ip, "netns", "add", name).CombinedOutput(); err != nil {
-		t.Fatalf("ip netns add: %v: %s", err, out)
-	}
-	t.Cleanup(func() { _ = exec.Command(ip, "netns", "del", name).Run() })
-	etc := "/etc/netns/" + name
-	if err := os.MkdirAll(etc, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(etc) })
-	resolv := "nameserver " + strings.TrimSuffix(dnsServer, ":53") + "\noptions attempts:1 timeout:2\n"
-	if err := os.WriteFile(etc+"/resolv.conf", []byte(resolv), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	// getaddrinfo's AI_ADDRCONFIG (getent ahosts sets it) asks no DNS for
-	// IPv4 unless a non-loopback IPv4 address exists: give the namespace one,
-	// on a veth pair whose other end stays here (RFC 2544 test range).
-	veth := fmt.Sprintf("tcg%d", os.Getpid()%100000)
-	t.Cleanup(func() { _ = exec.Command(ip, "link", "del", veth).Run() })
-	for _, args := range [][]string{
-		{"-n", name, "link", "set", "lo", "up"},
-		{"link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", name},
-		{"-n", name, "addr", "add", "198.18.8.2/24", "dev", "eth0"},
-		{"-n", name, "link", "set", "eth0", "up"},
-	} {
-		if out, err := exec.Command(ip, args...).CombinedOutput(); err != nil {
-			t.Fatalf("ip %s: %v: %s", strings.Join(args, " "), err, out)
-		}
-	}
-
-	target, err := netns.GetFromName(name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer target.Close()
+	// resolv.conf points at the namespace's own server; the namespace gets a
+	// non-loopback IPv4 address because getaddrinfo's AI_ADDRCONFIG (getent
+	// ahosts sets it) asks no DNS for IPv4 without one (RFC 2544 test range).
+	name, target := namedNetns(t, ip, "glibc", strings.TrimSuffix(dnsServer, ":53"), "198.18.8.2/24")
 	privtest.InNetns(t, target, func() {
 		inner := &dnsTestServer{zone: zone{"glibc.test./A": {"glibc.test. 60 IN A 127.0.8.8"}}}
 		pc, ln := listenDNS(t, dnsServer)
