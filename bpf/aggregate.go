@@ -126,9 +126,7 @@ func (a *aggregator) drain(m *ebpf.Map, fn func(*AggregateSummary)) (int, error)
 	it := m.Iterate()
 	for it.Next(&key, &val) {
 		a.keys = append(a.keys, key)
-		copy(s.First[:], val[:event.ConnectSize])
-		s.Count = binary.LittleEndian.Uint64(val[event.ConnectSize:])
-		s.LastNs = binary.LittleEndian.Uint64(val[event.ConnectSize+8:])
+		decodeAggValue(val[:], &s)
 		if s.Count > 0 {
 			fn(&s)
 			n++
@@ -143,4 +141,11 @@ func (a *aggregator) drain(m *ebpf.Map, fn func(*AggregateSummary)) (int, error)
 		}
 	}
 	return n, nil
+}
+
+// decodeAggValue fills s from a window map's value (struct tc_agg_value).
+func decodeAggValue(val []byte, s *AggregateSummary) {
+	copy(s.First[:], val[:event.ConnectSize])
+	s.Count = binary.LittleEndian.Uint64(val[event.ConnectSize:])
+	s.LastNs = binary.LittleEndian.Uint64(val[event.ConnectSize+8:])
 }
