@@ -23,12 +23,16 @@ const (
 // Sizes of struct tc_agg_key and struct tc_agg_value (tcpconnect.h).
 const (
 	aggKeySize   = 40
-	aggValueSize = event.ConnectSize + 16
+	aggValueSize = event.ConnectSize + 16 + 4*aggOutcomeKinds
+	// aggOutcomeKinds is TC_OUTCOME_KINDS: outcome counts by event.Kind - 1,
+	// KindEstablished to KindPending.
+	aggOutcomeKinds = 8
 )
 
-// aggStopped is the agg_window value that stops aggregating: no window map
-// has that index, so every connect is reported on its own.
-const aggStopped = 2
+// aggStopped (TC_AGG_STOPPED) is the window generation that stops
+// aggregating: every connect is reported on its own. Below it, a
+// generation's bit 0 selects the window map.
+const aggStopped = 1 << 31
 
 // AggregateSummary is one key's connects counted in a window and not
 // reported by a record of their own.
@@ -41,14 +45,26 @@ type AggregateSummary struct {
 	Count uint64
 	// LastNs is the CLOCK_BOOTTIME of the latest of them.
 	LastNs uint64
+	// Outcomes counts the outcomes of those connects that came before the
+	// window ended, by event.Kind - 1 (outcome tracking on; the rest were
+	// pending at the window's end).
+	Outcomes [aggOutcomeKinds]uint32
+}
+
+// Outcome returns the connects of outcome k counted in the window.
+func (s *AggregateSummary) Outcome(k event.Kind) uint32 {
+	if k < 1 || int(k) > len(s.Outcomes) {
+		return 0
+	}
+	return s.Outcomes[k-1]
 }
 
 // aggregator is the loader's side of the window maps.
 type aggregator struct {
-	windows *ebpf.Map      // agg_windows: array of maps, used for its RCU wait
-	maps    [2]*ebpf.Map   // agg_win0, agg_win1
-	window  *ebpf.Variable // agg_window
-	cur     uint32         // the window map in use; aggStopped after Stop
+	windows *ebpf.Map    // agg_windows: array of maps, used for its RCU wait
+	maps    [2]*ebpf.Map // agg_win0, agg_win1
+	state   *ebpf.Map    // agg_state: the window generation
+	gen     uint32       // the generation in use (bit 0: its map); aggStopped after Stop
 	keys    [][aggKeySize]byte
 }
 
@@ -88,15 +104,17 @@ func (p *Probe) FlushAggregate(stop bool, fn func(s *AggregateSummary)) (int, er
 	if a == nil {
 		return 0, errors.New("aggregation is off")
 	}
-	old := []uint32{a.cur}
-	next := a.cur ^ 1
-	if stop || a.cur == aggStopped {
+	old := []uint32{a.gen & 1}
+	// A new generation each window, so that an outcome counted for an
+	// ended one is late even when its map is in use again.
+	next := (a.gen + 1) &^ aggStopped
+	if stop || a.gen == aggStopped {
 		old, next = []uint32{0, 1}, aggStopped
 	}
-	if err := a.window.Set(next); err != nil {
-		return 0, fmt.Errorf("set agg_window: %w", err)
+	if err := a.state.Update(uint32(0), next, ebpf.UpdateAny); err != nil {
+		return 0, fmt.Errorf("set the aggregation window generation: %w", err)
 	}
-	a.cur = next
+	a.gen = next
 	// Re-storing a slot of an array of maps makes the kernel wait for every
 	// program that may still use the old value (synchronize_rcu).
 	if err := a.windows.Update(uint32(0), a.maps[0], ebpf.UpdateAny); err != nil {
@@ -148,4 +166,7 @@ func decodeAggValue(val []byte, s *AggregateSummary) {
 	copy(s.First[:], val[:event.ConnectSize])
 	s.Count = binary.LittleEndian.Uint64(val[event.ConnectSize:])
 	s.LastNs = binary.LittleEndian.Uint64(val[event.ConnectSize+8:])
+	for i := range s.Outcomes {
+		s.Outcomes[i] = binary.LittleEndian.Uint32(val[event.ConnectSize+16+4*i:])
+	}
 }

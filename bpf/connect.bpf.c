@@ -222,10 +222,11 @@ static __always_inline void tc_emit(__u8 hook, __u8 family, __u16 dport, const _
 				    const void *sk)
 {
 	struct tc_agg_value *first = 0;
+	struct tc_agg_key key = {};
 	struct tc_connect_event *e;
 	int agg = TC_AGG_NONE;
-	__u64 skey, first_ts = 0;
-	__u32 win = 0;
+	__u64 skey = 0, first_ts = 0;
+	__u32 gen = 0;
 
 	if (family == AF_INET6 && addr[0] == 0 && addr[1] == 0 &&
 	    addr[2] == bpf_htonl(0x0000ffff))
@@ -237,9 +238,13 @@ static __always_inline void tc_emit(__u8 hook, __u8 family, __u16 dport, const _
 		return;
 	}
 	if (agg_enabled) {
-		agg = tc_agg_count(family, dport, addr, sk, &first, &win, &first_ts);
-		if (agg == TC_AGG_COUNTED)
+		agg = tc_agg_count(family, dport, addr, sk, &key, &skey, &first, &gen, &first_ts);
+		if (agg == TC_AGG_COUNTED) {
+			/* Its outcome is counted in the window too (outcome.bpf.h). */
+			if (outcome_enabled && skey)
+				tc_outcome_track_agg(skey, &key, gen);
 			return;
+		}
 	}
 
 	e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
@@ -250,11 +255,13 @@ static __always_inline void tc_emit(__u8 hook, __u8 family, __u16 dport, const _
 			 * its window instead, and its record kept there for the
 			 * summary. Not a loss.
 			 */
-			tc_fill_connect(&first->first, hook, family, dport, addr, sk);
+			skey = tc_fill_connect(&first->first, hook, family, dport, addr, sk);
 			first->first.ts_ns = first_ts;
 			if (first_ts > first->last_ts_ns)
 				first->last_ts_ns = first_ts;
 			__sync_fetch_and_add(&first->count, 1);
+			if (outcome_enabled && skey)
+				tc_outcome_track_agg(skey, &key, gen);
 			return;
 		}
 		tc_count_lost(TC_LOST_CONNECT);
@@ -267,7 +274,7 @@ static __always_inline void tc_emit(__u8 hook, __u8 family, __u16 dport, const _
 	if (outcome_enabled && skey && tc_outcome_track(skey, e->tid, e->ts_ns))
 		e->flags = TC_CONNECT_TRACKED;
 	if (agg == TC_AGG_FIRST && first) {
-		e->flags |= TC_CONNECT_AGG_FIRST | (win ? TC_CONNECT_AGG_WINDOW1 : 0);
+		e->flags |= TC_CONNECT_AGG_FIRST | ((gen & 1) ? TC_CONNECT_AGG_WINDOW1 : 0);
 		__builtin_memcpy(&first->first, e, sizeof(*e));
 	} else if (agg == TC_AGG_FULL) {
 		e->flags |= TC_CONNECT_AGG_OVERFLOW;

@@ -29,6 +29,7 @@ type connectTcAggValue struct {
 	First    connectTcConnectEvent
 	Count    uint64
 	LastTsNs uint64
+	Outcomes [8]uint32
 }
 
 type connectTcCidrKey struct {
@@ -63,7 +64,10 @@ type connectTcOutcomeTrack struct {
 	_           structs.HostLayout
 	ConnectTsNs uint64
 	Tid         uint32
-	Pad         uint32
+	AggGen      uint32
+	Agg         uint8
+	Pad         [7]uint8
+	Key         connectTcAggKey
 }
 
 // Names of all BPF objects in the ELF.
@@ -71,6 +75,7 @@ type connectTcOutcomeTrack struct {
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
 	connectMapAggScratch        = "agg_scratch"
+	connectMapAggState          = "agg_state"
 	connectMapAggWin0           = "agg_win0"
 	connectMapAggWin1           = "agg_win1"
 	connectMapAggWindows        = "agg_windows"
@@ -87,7 +92,6 @@ const (
 	connectProgTcKprobeConnect  = "tc_kprobe_connect"
 	connectProgTcLsmConnect     = "tc_lsm_connect"
 	connectVarAggEnabled        = "agg_enabled"
-	connectVarAggWindow         = "agg_window"
 	connectVarFilterFlags       = "filter_flags"
 	connectVarOutcomeEnabled    = "outcome_enabled"
 	connectVarProofComm         = "proof_comm"
@@ -153,6 +157,7 @@ type connectProgramSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type connectMapSpecs struct {
 	AggScratch   *ebpf.MapSpec `ebpf:"agg_scratch"`
+	AggState     *ebpf.MapSpec `ebpf:"agg_state"`
 	AggWin0      *ebpf.MapSpec `ebpf:"agg_win0"`
 	AggWin1      *ebpf.MapSpec `ebpf:"agg_win1"`
 	AggWindows   *ebpf.MapSpec `ebpf:"agg_windows"`
@@ -170,7 +175,6 @@ type connectMapSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type connectVariableSpecs struct {
 	AggEnabled        *ebpf.VariableSpec `ebpf:"agg_enabled"`
-	AggWindow         *ebpf.VariableSpec `ebpf:"agg_window"`
 	FilterFlags       *ebpf.VariableSpec `ebpf:"filter_flags"`
 	OutcomeEnabled    *ebpf.VariableSpec `ebpf:"outcome_enabled"`
 	ProofComm         *ebpf.VariableSpec `ebpf:"proof_comm"`
@@ -203,6 +207,7 @@ func (o *connectObjects) Close() error {
 // It can be passed to loadConnectObjects or ebpf.CollectionSpec.LoadAndAssign.
 type connectMaps struct {
 	AggScratch   *ebpf.Map `ebpf:"agg_scratch"`
+	AggState     *ebpf.Map `ebpf:"agg_state"`
 	AggWin0      *ebpf.Map `ebpf:"agg_win0"`
 	AggWin1      *ebpf.Map `ebpf:"agg_win1"`
 	AggWindows   *ebpf.Map `ebpf:"agg_windows"`
@@ -218,6 +223,7 @@ type connectMaps struct {
 func (m *connectMaps) Close() error {
 	return _ConnectClose(
 		m.AggScratch,
+		m.AggState,
 		m.AggWin0,
 		m.AggWin1,
 		m.AggWindows,
@@ -236,7 +242,6 @@ func (m *connectMaps) Close() error {
 // It can be passed to loadConnectObjects or ebpf.CollectionSpec.LoadAndAssign.
 type connectVariables struct {
 	AggEnabled        *ebpf.Variable `ebpf:"agg_enabled"`
-	AggWindow         *ebpf.Variable `ebpf:"agg_window"`
 	FilterFlags       *ebpf.Variable `ebpf:"filter_flags"`
 	OutcomeEnabled    *ebpf.Variable `ebpf:"outcome_enabled"`
 	ProofComm         *ebpf.Variable `ebpf:"proof_comm"`

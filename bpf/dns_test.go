@@ -268,7 +268,7 @@ func TestLostCounters(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	adds := map[uint32]uint64{0: 1, 1: 10, 2: 100, 4: 1000}
+	adds := map[uint32]uint64{0: 1, 1: 10, 2: 100, 3: 10000, 4: 1000, 5: 100000, 6: 1000000}
 	for i, n := range adds {
 		var perCPU []uint64
 		if err := p.lost.Lookup(i, &perCPU); err != nil {
@@ -286,7 +286,9 @@ func TestLostCounters(t *testing.T) {
 		t.Fatal(err)
 	}
 	n := uint64(cpus)
-	want := Lost{Connect: before.Connect + n, DNS: before.DNS + 10*n, Filtered: before.Filtered + 100*n, DNSCopy: before.DNSCopy + 1000*n}
+	want := Lost{Connect: before.Connect + n, DNS: before.DNS + 10*n, Filtered: before.Filtered + 100*n, Outcome: before.Outcome + 10000*n,
+		DNSCopy: before.DNSCopy + 1000*n, AggregateOverflow: before.AggregateOverflow + 100000*n, AggregateLateOutcome: before.AggregateLateOutcome + 1000000*n,
+		OutcomeMissed: before.OutcomeMissed}
 	if got != want {
 		t.Fatalf("Lost() = %+v, want %+v", got, want)
 	}

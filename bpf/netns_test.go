@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -17,16 +18,20 @@ import (
 	"github.com/tcpconnect/tcpconnect/internal/privtest"
 )
 
-// envConnectTo makes the test binary a plain client: connect there and exit.
+// envConnectTo makes the test binary a plain client: connect there (to each
+// of a comma-separated list, in turn) and exit.
 const envConnectTo = "TCPCONNECT_TEST_CONNECT_TO"
 
 func TestMain(m *testing.M) {
 	if to := os.Getenv(envConnectTo); to != "" {
-		if err := privtest.Connect(netip.MustParseAddrPort(to), unix.SOCK_STREAM, false); err != nil {
-			fmt.Fprintln(os.Stderr, "connect:", err)
-			os.Exit(1)
+		code := 0
+		for _, dst := range strings.Split(to, ",") {
+			if err := privtest.Connect(netip.MustParseAddrPort(dst), unix.SOCK_STREAM, false); err != nil {
+				fmt.Fprintln(os.Stderr, "connect:", err)
+				code = 1
+			}
 		}
-		os.Exit(0)
+		os.Exit(code)
 	}
 	if c := os.Getenv(envCgroupRootCase); c != "" {
 		fmt.Println(cgroupRootChild(c))

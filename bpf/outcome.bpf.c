@@ -38,7 +38,6 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 /* Puts the record type into BTF (bpf2go -type); lives in .rodata, never read. */
 const struct tc_outcome_event *const tc_outcome_event_btf = 0;
 
-#define TCP_ESTABLISHED 1
 #define TCP_SYN_SENT 2
 #define TCP_SYN_RECV 3
 
@@ -84,7 +83,7 @@ int tc_outcome_state(struct bpf_raw_tracepoint_args *ctx)
 	sock = BPF_CORE_READ(sk, sk_socket);
 	if (sock)
 		sock_state = BPF_CORE_READ(sock, state);
-	tc_outcome_emit(&track, TC_OUTCOME_STATE, oldstate, newstate, sock_state,
+	tc_outcome_report(&track, TC_OUTCOME_STATE, oldstate, newstate, sock_state,
 			BPF_CORE_READ(sk, sk_err), BPF_CORE_READ(sk, sk_err_soft));
 	return 0;
 }
@@ -106,6 +105,6 @@ int tc_outcome_destroy(struct bpf_raw_tracepoint_args *ctx)
 		return 0;
 	if (BPF_CORE_READ(tp, write_seq))
 		why = TC_OUTCOME_MISSED;
-	tc_outcome_emit(&track, why, TCP_CLOSE, TCP_CLOSE, 0xff, 0, 0);
+	tc_outcome_report(&track, why, TCP_CLOSE, TCP_CLOSE, 0xff, 0, 0);
 	return 0;
 }

@@ -9,12 +9,20 @@
 #define TCPCONNECT_OUTCOME_BPF_H
 
 #include "common.bpf.h"
+#include "aggregate.bpf.h"
 
-/* The connect record a followed socket belongs to. */
+/*
+ * The connect a followed socket belongs to: its record (tid, connect_ts_ns),
+ * or, for a connect aggregation counted instead of reporting it (agg set),
+ * its key and window generation, where its outcome is counted.
+ */
 struct tc_outcome_track {
 	__u64 connect_ts_ns;
 	__u32 tid;
-	__u32 _pad;
+	__u32 agg_gen;
+	__u8 agg;
+	__u8 _pad[7];
+	struct tc_agg_key key;
 };
 
 /*
@@ -63,15 +71,63 @@ static __always_inline void tc_outcome_emit(const struct tc_outcome_track *t, __
 	tc_submit(o);
 }
 
+#define TC_ECONNRESET 104
+#define TC_ETIMEDOUT 110
+#define TC_ECONNREFUSED 111
+#define TC_SS_UNCONNECTED 1
+#define TCP_ESTABLISHED 1
+
 /*
- * Start following socket sk for the connect record (tid, ts_ns). A socket
- * still followed here has not left TCP_CLOSE since its last reported connect
- * (that one was denied before it left): its outcome goes out first.
- * Returns 1 when sk is followed.
+ * The kind of an outcome, as event.Outcome.Kind classifies the same facts
+ * in user space (a test checks the two agree). Used only to count the
+ * outcomes of aggregated connects.
  */
-static __always_inline int tc_outcome_track(__u64 sk, __u32 tid, __u64 ts_ns)
+static __always_inline __u8 tc_outcome_kind(__u8 why, __u8 newstate, __u8 sock_state,
+					     __s32 err, __s32 err_soft)
 {
-	struct tc_outcome_track t = { .connect_ts_ns = ts_ns, .tid = tid };
+	if (why == TC_OUTCOME_DESTROYED || why == TC_OUTCOME_RECONNECT)
+		return TC_KIND_DENIED;
+	if (why == TC_OUTCOME_MISSED)
+		return TC_KIND_PENDING;
+	if (newstate == TCP_ESTABLISHED)
+		return TC_KIND_ESTABLISHED;
+	if (newstate != TCP_CLOSE)
+		return TC_KIND_PENDING;
+	if (err <= 0)
+		err = err_soft > 0 && err_soft < 256 ? err_soft : 0;
+	switch (err) {
+	case 0:
+		return sock_state == TC_SS_UNCONNECTED ? TC_KIND_DENIED : TC_KIND_CLOSED;
+	case TC_ECONNREFUSED:
+		return TC_KIND_REFUSED;
+	case TC_ETIMEDOUT:
+		return TC_KIND_TIMEOUT;
+	case TC_ECONNRESET:
+		return TC_KIND_RESET;
+	}
+	return TC_KIND_UNREACHABLE;
+}
+
+/* Report what became of followed connect t: its outcome record, or its count when aggregated. */
+static __always_inline void tc_outcome_report(const struct tc_outcome_track *t, __u8 why,
+					      __u8 oldstate, __u8 newstate, __u8 sock_state,
+					      __s32 err, __s32 err_soft)
+{
+	if (agg_enabled && t->agg) {
+		tc_agg_outcome(&t->key, t->agg_gen,
+			       tc_outcome_kind(why, newstate, sock_state, err, err_soft));
+		return;
+	}
+	tc_outcome_emit(t, why, oldstate, newstate, sock_state, err, err_soft);
+}
+
+/*
+ * Start following socket sk for connect t. A socket still followed here has
+ * not left TCP_CLOSE since its last followed connect (that one was denied
+ * before it left): its outcome goes out first. Returns 1 when sk is followed.
+ */
+static __always_inline int tc_outcome_follow(__u64 sk, const struct tc_outcome_track *t)
+{
 	struct tc_outcome_track *old;
 
 	old = bpf_map_lookup_elem(&outcome_socks, &sk);
@@ -79,9 +135,26 @@ static __always_inline int tc_outcome_track(__u64 sk, __u32 tid, __u64 ts_ns)
 		struct tc_outcome_track prev = *old;
 
 		if (bpf_map_delete_elem(&outcome_socks, &sk) == 0)
-			tc_outcome_emit(&prev, TC_OUTCOME_RECONNECT, TCP_CLOSE, TCP_CLOSE, 0xff, 0, 0);
+			tc_outcome_report(&prev, TC_OUTCOME_RECONNECT, TCP_CLOSE, TCP_CLOSE, 0xff, 0, 0);
 	}
-	return bpf_map_update_elem(&outcome_socks, &sk, &t, BPF_ANY) == 0;
+	return bpf_map_update_elem(&outcome_socks, &sk, t, BPF_ANY) == 0;
+}
+
+/* Follow socket sk for the connect record (tid, ts_ns). */
+static __always_inline int tc_outcome_track(__u64 sk, __u32 tid, __u64 ts_ns)
+{
+	struct tc_outcome_track t = { .connect_ts_ns = ts_ns, .tid = tid };
+
+	return tc_outcome_follow(sk, &t);
+}
+
+/* Follow socket sk for a connect counted under key in window generation gen. */
+static __always_inline void tc_outcome_track_agg(__u64 sk, const struct tc_agg_key *key, __u32 gen)
+{
+	struct tc_outcome_track t = { .agg_gen = gen, .agg = 1 };
+
+	__builtin_memcpy(&t.key, key, sizeof(t.key));
+	tc_outcome_follow(sk, &t);
 }
 
 #endif

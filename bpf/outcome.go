@@ -34,7 +34,7 @@ func outcomeMapSize(n int) int {
 // reported connect (outcome.bpf.c) into the shared ring and attaches them
 // to the raw tracepoints sock:inet_sock_set_state and tcp:tcp_destroy_sock.
 // Raw tracepoints need no tracefs, and work in every attach mode.
-func (p *Probe) attachOutcome() error {
+func (p *Probe) attachOutcome(opts Options) error {
 	spec, err := loadOutcome()
 	if err != nil {
 		return fmt.Errorf("load spec: %w", err)
@@ -45,10 +45,16 @@ func (p *Probe) attachOutcome() error {
 	// Replacement maps must match the specs: sizes as the loader set them.
 	spec.Maps["events"].MaxEntries = p.events.MaxEntries()
 	spec.Maps["outcome_socks"].MaxEntries = p.outcomeSocks.MaxEntries()
+	// The outcomes of aggregated connects are counted in the window maps.
+	if err := setAggregateSpec(spec, opts); err != nil {
+		return err
+	}
+	replace := map[string]*ebpf.Map{"events": p.events, "lost": p.lost, "outcome_socks": p.outcomeSocks}
+	if a := p.agg; a != nil {
+		replace["agg_windows"], replace["agg_win0"], replace["agg_win1"], replace["agg_state"] = a.windows, a.maps[0], a.maps[1], a.state
+	}
 	var objs outcomePrograms
-	err = spec.LoadAndAssign(&objs, &ebpf.CollectionOptions{
-		MapReplacements: map[string]*ebpf.Map{"events": p.events, "lost": p.lost, "outcome_socks": p.outcomeSocks},
-	})
+	err = spec.LoadAndAssign(&objs, &ebpf.CollectionOptions{MapReplacements: replace})
 	if err != nil {
 		return fmt.Errorf("load programs: %w", err)
 	}

@@ -13,6 +13,45 @@ import (
 	"github.com/cilium/ebpf"
 )
 
+type outcomeTcAggKey struct {
+	_           structs.HostLayout
+	StartTimeNs uint64
+	Tgid        uint32
+	Netns       uint32
+	Daddr       [16]uint8
+	Dport       uint16
+	Family      uint8
+	Pad         [5]uint8
+}
+
+type outcomeTcAggValue struct {
+	_     structs.HostLayout
+	First struct {
+		_           structs.HostLayout
+		Type        uint8
+		Family      uint8
+		Hook        uint8
+		Flags       uint8
+		Dport       uint16
+		Pad1        uint16
+		TsNs        uint64
+		CgroupId    uint64
+		StartTimeNs uint64
+		Tgid        uint32
+		Tid         uint32
+		Ptgid       uint32
+		Uid         uint32
+		Gid         uint32
+		Netns       uint32
+		Daddr       [16]uint8
+		Comm        [16]int8
+		Exe         [64]int8
+	}
+	Count    uint64
+	LastTsNs uint64
+	Outcomes [8]uint32
+}
+
 type outcomeTcOutcomeEvent struct {
 	_           structs.HostLayout
 	Type        uint8
@@ -32,18 +71,27 @@ type outcomeTcOutcomeTrack struct {
 	_           structs.HostLayout
 	ConnectTsNs uint64
 	Tid         uint32
-	Pad         uint32
+	AggGen      uint32
+	Agg         uint8
+	Pad         [7]uint8
+	Key         outcomeTcAggKey
 }
 
 // Names of all BPF objects in the ELF.
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
+	outcomeMapAggScratch        = "agg_scratch"
+	outcomeMapAggState          = "agg_state"
+	outcomeMapAggWin0           = "agg_win0"
+	outcomeMapAggWin1           = "agg_win1"
+	outcomeMapAggWindows        = "agg_windows"
 	outcomeMapEvents            = "events"
 	outcomeMapLost              = "lost"
 	outcomeMapOutcomeSocks      = "outcome_socks"
 	outcomeProgTcOutcomeDestroy = "tc_outcome_destroy"
 	outcomeProgTcOutcomeState   = "tc_outcome_state"
+	outcomeVarAggEnabled        = "agg_enabled"
 	outcomeVarTcOutcomeEventBtf = "tc_outcome_event_btf"
 	outcomeVarWakeupBytes       = "wakeup_bytes"
 )
@@ -98,6 +146,11 @@ type outcomeProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type outcomeMapSpecs struct {
+	AggScratch   *ebpf.MapSpec `ebpf:"agg_scratch"`
+	AggState     *ebpf.MapSpec `ebpf:"agg_state"`
+	AggWin0      *ebpf.MapSpec `ebpf:"agg_win0"`
+	AggWin1      *ebpf.MapSpec `ebpf:"agg_win1"`
+	AggWindows   *ebpf.MapSpec `ebpf:"agg_windows"`
 	Events       *ebpf.MapSpec `ebpf:"events"`
 	Lost         *ebpf.MapSpec `ebpf:"lost"`
 	OutcomeSocks *ebpf.MapSpec `ebpf:"outcome_socks"`
@@ -107,6 +160,7 @@ type outcomeMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type outcomeVariableSpecs struct {
+	AggEnabled        *ebpf.VariableSpec `ebpf:"agg_enabled"`
 	TcOutcomeEventBtf *ebpf.VariableSpec `ebpf:"tc_outcome_event_btf"`
 	WakeupBytes       *ebpf.VariableSpec `ebpf:"wakeup_bytes"`
 }
@@ -131,6 +185,11 @@ func (o *outcomeObjects) Close() error {
 //
 // It can be passed to loadOutcomeObjects or ebpf.CollectionSpec.LoadAndAssign.
 type outcomeMaps struct {
+	AggScratch   *ebpf.Map `ebpf:"agg_scratch"`
+	AggState     *ebpf.Map `ebpf:"agg_state"`
+	AggWin0      *ebpf.Map `ebpf:"agg_win0"`
+	AggWin1      *ebpf.Map `ebpf:"agg_win1"`
+	AggWindows   *ebpf.Map `ebpf:"agg_windows"`
 	Events       *ebpf.Map `ebpf:"events"`
 	Lost         *ebpf.Map `ebpf:"lost"`
 	OutcomeSocks *ebpf.Map `ebpf:"outcome_socks"`
@@ -138,6 +197,11 @@ type outcomeMaps struct {
 
 func (m *outcomeMaps) Close() error {
 	return _OutcomeClose(
+		m.AggScratch,
+		m.AggState,
+		m.AggWin0,
+		m.AggWin1,
+		m.AggWindows,
 		m.Events,
 		m.Lost,
 		m.OutcomeSocks,
@@ -148,6 +212,7 @@ func (m *outcomeMaps) Close() error {
 //
 // It can be passed to loadOutcomeObjects or ebpf.CollectionSpec.LoadAndAssign.
 type outcomeVariables struct {
+	AggEnabled        *ebpf.Variable `ebpf:"agg_enabled"`
 	TcOutcomeEventBtf *ebpf.Variable `ebpf:"tc_outcome_event_btf"`
 	WakeupBytes       *ebpf.Variable `ebpf:"wakeup_bytes"`
 }

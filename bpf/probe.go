@@ -147,7 +147,7 @@ func Open(opts Options) (*Probe, error) {
 	}
 	p.mode = mode
 	if opts.Outcome {
-		if err := p.attachOutcome(); err != nil {
+		if err := p.attachOutcome(opts); err != nil {
 			p.closeAll()
 			return nil, fmt.Errorf("connect outcome: %w", err)
 		}
@@ -228,6 +228,7 @@ type connectSet struct {
 	AggWindows *ebpf.Map `ebpf:"agg_windows"`
 	AggWin0    *ebpf.Map `ebpf:"agg_win0"`
 	AggWin1    *ebpf.Map `ebpf:"agg_win1"`
+	AggState   *ebpf.Map `ebpf:"agg_state"`
 }
 
 func (p *Probe) attachConnect(m Mode, opts Options) error {
@@ -301,10 +302,10 @@ func (p *Probe) attachConnect(m Mode, opts Options) error {
 	p.wakeupBytes = uint64(opts.WakeupBytes)
 	p.closers = append(p.closers, set.Events, set.Lost, set.OutcomeSocks)
 	if opts.Aggregate {
-		p.agg = &aggregator{windows: set.AggWindows, maps: [2]*ebpf.Map{set.AggWin0, set.AggWin1}, window: coll.Variables["agg_window"]}
-		p.closers = append(p.closers, set.AggWindows, set.AggWin0, set.AggWin1)
+		p.agg = &aggregator{windows: set.AggWindows, maps: [2]*ebpf.Map{set.AggWin0, set.AggWin1}, state: set.AggState}
+		p.closers = append(p.closers, set.AggWindows, set.AggWin0, set.AggWin1, set.AggState)
 	} else {
-		for _, m := range []*ebpf.Map{set.AggWindows, set.AggWin0, set.AggWin1} {
+		for _, m := range []*ebpf.Map{set.AggWindows, set.AggWin0, set.AggWin1, set.AggState} {
 			m.Close()
 		}
 	}
@@ -402,6 +403,11 @@ type Lost struct {
 	// AggregateOverflow counts connects that found the aggregation window
 	// map full and were reported one by one, flagged: not a loss.
 	AggregateOverflow uint64
+	// AggregateLateOutcome counts outcomes of connects that aggregation
+	// counted, which came after their window had ended: those connects
+	// went out in their summary as pending, and the late outcome is only
+	// counted here.
+	AggregateLateOutcome uint64
 	// OutcomeMissed counts runs of the outcome programs that the kernel
 	// skipped because the program was already running on that CPU (a
 	// softirq's state change while it ran for another socket): state
@@ -413,11 +419,11 @@ type Lost struct {
 func (p *Probe) Lost() (Lost, error) {
 	var l Lost
 	// Indexes as enum tc_lost_index: 0 connect, 1 DNS, 2 filtered, 3 outcome,
-	// 4 DNS payload copy, 5 aggregation overflow.
+	// 4 DNS payload copy, 5 aggregation overflow, 6 late aggregated outcome.
 	for _, c := range [...]struct {
 		i   uint32
 		dst *uint64
-	}{{0, &l.Connect}, {1, &l.DNS}, {2, &l.Filtered}, {3, &l.Outcome}, {4, &l.DNSCopy}, {5, &l.AggregateOverflow}} {
+	}{{0, &l.Connect}, {1, &l.DNS}, {2, &l.Filtered}, {3, &l.Outcome}, {4, &l.DNSCopy}, {5, &l.AggregateOverflow}, {6, &l.AggregateLateOutcome}} {
 		var perCPU []uint64
 		if err := p.lost.Lookup(c.i, &perCPU); err != nil {
 			return Lost{}, fmt.Errorf("read loss counter %d: %w", c.i, err)

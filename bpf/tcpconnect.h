@@ -36,6 +36,7 @@ enum tc_lost_index {
 	TC_LOST_OUTCOME = 3, /* outcome records: their connects go out as pending */
 	TC_LOST_DNS_COPY = 4, /* DNS records dropped: copying the payload failed */
 	TC_AGG_OVERFLOW = 5, /* not a loss: connects that found the aggregation window full, reported one by one */
+	TC_AGG_LATE_OUTCOME = 6, /* outcomes of counted connects that came after their window ended */
 	TC_LOST_MAX = 8,
 };
 
@@ -93,6 +94,30 @@ enum tc_connect_flag {
 };
 
 /*
+ * agg_state's value, the window generation: bit 0 selects the window map,
+ * TC_AGG_STOPPED stops aggregating (at shutdown). A counted connect's
+ * outcome is counted only while its generation is still the current one.
+ */
+#define TC_AGG_STOPPED 0x80000000u
+
+/*
+ * What became of a connect, as the log record says it (internal/event Kind):
+ * classified in the kernel only to count the outcomes of aggregated connects
+ * (outcome.bpf.h tc_outcome_kind). Values as event.Kind.
+ */
+enum tc_outcome_kind {
+	TC_KIND_ESTABLISHED = 1,
+	TC_KIND_REFUSED = 2,
+	TC_KIND_TIMEOUT = 3,
+	TC_KIND_UNREACHABLE = 4,
+	TC_KIND_RESET = 5,
+	TC_KIND_DENIED = 6,
+	TC_KIND_CLOSED = 7,
+	TC_KIND_PENDING = 8,
+};
+#define TC_OUTCOME_KINDS 8
+
+/*
  * Aggregation key: one process (tgid and its leader's start time, so that a
  * reused pid is another key), in one network namespace, to one destination.
  * 40 bytes; padding zeroed.
@@ -109,12 +134,15 @@ struct tc_agg_key {
 
 /*
  * Aggregation value: the key's first connect of the window, as its record,
- * and the connects counted here instead of a record of their own. 168 bytes.
+ * and the connects counted here instead of a record of their own, with
+ * their outcomes (outcome tracking on). 200 bytes.
  */
 struct tc_agg_value {
 	struct tc_connect_event first;
 	__u64 count;          /* connects of the key not reported by a record of their own */
 	__u64 last_ts_ns;     /* CLOCK_BOOTTIME of the latest of them */
+	/* The outcomes of those connects that came within the window, by enum tc_outcome_kind - 1. */
+	__u32 outcomes[TC_OUTCOME_KINDS];
 };
 
 /* Why an outcome record was written. */
