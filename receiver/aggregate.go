@@ -30,12 +30,28 @@ const (
 	attrConnectCount     = "tcpconnect.connect.count"
 	attrConnectFirstTime = "tcpconnect.connect.first_time"
 	attrConnectLastTime  = "tcpconnect.connect.last_time"
+	// attrConnectOutcomes prefixes a summary's counts per outcome:
+	// tcpconnect.connect.outcomes.established, ... .pending.
+	attrConnectOutcomes = "tcpconnect.connect.outcomes."
 	// summaryTimeLayout: UTC, so every value has the same length at most.
 	summaryTimeLayout = time.RFC3339Nano
 	// summaryExtraBytes bounds what a summary adds to a record (batch_size.go).
 	summaryExtraBytes = 3*attrOverhead + len(attrConnectCount) + intBytes +
-		len(attrConnectFirstTime) + len(attrConnectLastTime) + 2*len("2006-01-02T15:04:05.999999999Z")
+		len(attrConnectFirstTime) + len(attrConnectLastTime) + 2*len("2006-01-02T15:04:05.999999999Z") +
+		int(event.KindPending)*(attrOverhead+len(attrConnectOutcomes)+len("established")+intBytes)
 )
+
+// outcomeCountKeys are the attribute names of a summary's counts per
+// outcome, by event.Kind (KindNone's is unused).
+type outcomeCountKeys [event.KindPending + 1]string
+
+func newOutcomeCountKeys() *outcomeCountKeys {
+	var k outcomeCountKeys
+	for i := event.KindEstablished; i <= event.KindPending; i++ {
+		k[i] = attrConnectOutcomes + i.String()
+	}
+	return &k
+}
 
 // AggregationConfig configures the opt-in aggregation of repeated connects:
 // per key (process, its network namespace, destination IP and port) the
@@ -113,20 +129,28 @@ type aggregation struct {
 	// names its key's first record had.
 	names   [2]map[aggKey]firstNames
 	pending []bpf.AggregateSummary
+	// outcomeKeys: summaries carry counts per outcome (outcome.enabled);
+	// nil when they do not.
+	outcomeKeys *outcomeCountKeys
 	// Counted since the last report.
 	summaries, aggregated int64
 	overflow              uint64 // the kernel's counter at the last report
+	lateOutcomes          uint64 // the kernel's counter at the last report
 }
 
-func newAggregation(src source, cfg AggregationConfig, now time.Time) (*aggregation, error) {
+func newAggregation(src source, cfg AggregationConfig, outcomes bool, now time.Time) (*aggregation, error) {
 	as, ok := src.(aggregateSource)
 	if !ok {
 		return nil, errors.New("aggregation: the event source does not aggregate")
 	}
-	return &aggregation{
+	a := &aggregation{
 		src: as, window: cfg.Window, end: now.Add(cfg.Window),
 		names: [2]map[aggKey]firstNames{{}, {}},
-	}, nil
+	}
+	if outcomes {
+		a.outcomeKeys = newOutcomeCountKeys()
+	}
+	return a, nil
 }
 
 // remember keeps the names that the first record of a key went out with.
@@ -213,26 +237,44 @@ func (rd *reader) emitSummary(c *event.Connect, s *bpf.AggregateSummary, now tim
 	if key := (procinfo.Key{PID: c.TGID, StartTimeNs: c.StartTimeNs}); !rd.batch.hasProcess(key) {
 		info = rd.procs.Lookup(key, c.Exe(), c.Comm(), c.UID, c.CgroupID, now)
 	}
-	rd.batch.addSummary(c, info, l, s.Count, first, last, now)
+	rd.batch.addSummary(c, info, l, s, a.outcomeKeys, first, last, now)
 	a.summaries++
 	a.aggregated += int64(s.Count)
 }
 
 // addSummary appends a summary record: connect c's record, stamped with the
-// last time, with the count and the first and last times.
-func (b *batcher) addSummary(c *event.Connect, p *procinfo.Info, l lookup, count uint64, first, last, observed time.Time) {
+// last time, with s's count, the first and last times and, unless keys is
+// nil, the counts per outcome.
+func (b *batcher) addSummary(c *event.Connect, p *procinfo.Info, l lookup, s *bpf.AggregateSummary, keys *outcomeCountKeys, first, last, observed time.Time) {
 	b.add(c, p, l, outcomeResult{}, last, observed)
 	recs, _ := b.records(procinfo.Key{PID: c.TGID, StartTimeNs: c.StartTimeNs})
 	lr := recs.At(recs.Len() - 1)
-	b.bytes += putSummary(lr, count, first, last)
+	b.bytes += putSummary(lr, s, keys, first, last)
 }
 
 // putSummary puts the summary attributes on lr and returns their size bound.
-func putSummary(lr plog.LogRecord, count uint64, first, last time.Time) int {
+// The counts per outcome (unless keys is nil) are those that are not zero;
+// pending is what the others leave of the count (the connects whose outcome
+// had not come when the window ended, or was never seen), so that they add
+// up to tcpconnect.connect.count.
+func putSummary(lr plog.LogRecord, s *bpf.AggregateSummary, keys *outcomeCountKeys, first, last time.Time) int {
 	attrs := lr.Attributes()
-	n := putInt(attrs, attrConnectCount, int64(count))
+	n := putInt(attrs, attrConnectCount, int64(s.Count))
 	n += putStr(attrs, attrConnectFirstTime, first.UTC().Format(summaryTimeLayout))
 	n += putStr(attrs, attrConnectLastTime, last.UTC().Format(summaryTimeLayout))
+	if keys == nil {
+		return n
+	}
+	known := uint64(0)
+	for k := event.KindEstablished; k < event.KindPending; k++ {
+		if v := uint64(s.Outcome(k)); v > 0 && known+v <= s.Count {
+			n += putInt(attrs, keys[k], int64(v))
+			known += v
+		}
+	}
+	if known < s.Count {
+		n += putInt(attrs, keys[event.KindPending], int64(s.Count-known))
+	}
 	return n
 }
 
@@ -248,6 +290,10 @@ func (rd *reader) reportAggregation(ctx context.Context, l bpf.Lost) {
 	if l.AggregateOverflow > a.overflow {
 		t.ReceiverTcpconnectAggregationOverflows.Add(ctx, int64(l.AggregateOverflow-a.overflow))
 		a.overflow = l.AggregateOverflow
+	}
+	if l.AggregateLateOutcome > a.lateOutcomes {
+		t.ReceiverTcpconnectAggregationLateOutcomes.Add(ctx, int64(l.AggregateLateOutcome-a.lateOutcomes))
+		a.lateOutcomes = l.AggregateLateOutcome
 	}
 	a.summaries, a.aggregated = 0, 0
 }

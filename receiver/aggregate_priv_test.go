@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"os"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -26,10 +27,12 @@ type aggSeen struct {
 	// summaryNames are the names of each summary to an address.
 	summaryNames map[string][][]string
 	firstNames   map[string][]string // the first record's names, by address
+	// outcomes sums the summaries' counts per outcome, by name.
+	outcomes map[string]int64
 }
 
 func sumAggregated(sink *consumertest.LogsSink, port uint16) aggSeen {
-	s := aggSeen{summaryNames: map[string][][]string{}, firstNames: map[string][]string{}}
+	s := aggSeen{summaryNames: map[string][][]string{}, firstNames: map[string][]string{}, outcomes: map[string]int64{}}
 	for _, ld := range sink.AllLogs() {
 		forEachRecord(ld, func(res, a pcommon.Map) {
 			if intAttr(a, attrNetPeerPort) != int64(port) || intAttr(res, attrProcessPID) != int64(os.Getpid()) {
@@ -47,6 +50,11 @@ func sumAggregated(sink *consumertest.LogsSink, port uint16) aggSeen {
 				s.summaries++
 				s.connects += v.Int()
 				s.summaryNames[ip] = append(s.summaryNames[ip], names)
+				for k, v := range a.All() {
+					if name, ok := strings.CutPrefix(k, attrConnectOutcomes); ok {
+						s.outcomes[name] += v.Int()
+					}
+				}
 				return
 			}
 			s.connects++
@@ -136,6 +144,18 @@ func TestAggregationPrivileged(t *testing.T) {
 			}
 			if got.records > 0 && int64(got.records) >= made/2 && tt.maxKeys >= tt.ips {
 				t.Errorf("%d records for %d connects: repeats not aggregated", got.records, made)
+			}
+			// Every connect is refused: the summaries' outcomes are refused,
+			// or pending when the outcome came after the window ended
+			// (counted as late) or was not reported (missed).
+			late := counter(t, h.tel, "receiver_tcpconnect_aggregation_late_outcomes")
+			missed := counter(t, h.tel, "receiver_tcpconnect_outcomes_missed")
+			t.Logf("summaries' outcomes %v; %d late, %d missed", got.outcomes, late, missed)
+			if got.outcomes["refused"]+got.outcomes["pending"] != aggregated || len(got.outcomes) > 2 {
+				t.Errorf("summaries' outcomes %v, want refused and pending adding up to the %d connects aggregated", got.outcomes, aggregated)
+			}
+			if got.outcomes["refused"] == 0 || got.outcomes["pending"] > late+missed {
+				t.Errorf("summaries' outcomes %v with %d late and %d missed outcomes: the kernel did not count the refusals", got.outcomes, late, missed)
 			}
 		})
 	}

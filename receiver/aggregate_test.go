@@ -78,7 +78,12 @@ func TestSummaryBytesBound(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			lr := plog.NewLogRecord()
-			n := putSummary(lr, tt.count, tt.first, tt.last)
+			// Every outcome counted, the longest name included, and pending.
+			s := &bpf.AggregateSummary{Count: tt.count}
+			for i := range s.Outcomes {
+				s.Outcomes[i] = 1
+			}
+			n := putSummary(lr, s, newOutcomeCountKeys(), tt.first, tt.last)
 			if n > summaryExtraBytes {
 				t.Errorf("summary attributes bound %d, above summaryExtraBytes %d", n, summaryExtraBytes)
 			}
@@ -87,6 +92,67 @@ func TestSummaryBytesBound(t *testing.T) {
 			}
 			if v, _ := lr.Attributes().Get(attrConnectLastTime); !strings.HasSuffix(v.Str(), "Z") {
 				t.Errorf("last time %q not in UTC", v.Str())
+			}
+		})
+	}
+}
+
+// TestPutSummaryOutcomes: a summary's counts per outcome are the kernel's
+// non-zero ones, and pending is what they leave of the count, so that they
+// add up to it; without outcome tracking there are none.
+func TestPutSummaryOutcomes(t *testing.T) {
+	tests := []struct {
+		name     string
+		count    uint64
+		outcomes map[event.Kind]uint32
+		off      bool
+		want     map[string]int64 // the outcome attributes
+	}{
+		{name: "all known", count: 3, outcomes: map[event.Kind]uint32{event.KindEstablished: 3},
+			want: map[string]int64{"established": 3}},
+		{name: "some pending", count: 10, outcomes: map[event.Kind]uint32{event.KindEstablished: 7, event.KindRefused: 2},
+			want: map[string]int64{"established": 7, "refused": 2, "pending": 1}},
+		{name: "none known", count: 5, want: map[string]int64{"pending": 5}},
+		{name: "missed counts as pending", count: 2, outcomes: map[event.Kind]uint32{event.KindEstablished: 1, event.KindPending: 1},
+			want: map[string]int64{"established": 1, "pending": 1}},
+		{name: "every failure", count: 6, outcomes: map[event.Kind]uint32{event.KindTimeout: 1, event.KindUnreachable: 1, event.KindReset: 1, event.KindDenied: 1, event.KindClosed: 2},
+			want: map[string]int64{"timeout": 1, "unreachable": 1, "reset": 1, "denied": 1, "closed": 2}},
+		// Never more than the count, whatever the kernel says.
+		{name: "more than the count", count: 2, outcomes: map[event.Kind]uint32{event.KindEstablished: 5, event.KindRefused: 1},
+			want: map[string]int64{"refused": 1, "pending": 1}},
+		{name: "outcome tracking off", count: 4, outcomes: map[event.Kind]uint32{event.KindEstablished: 4}, off: true, want: map[string]int64{}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := &bpf.AggregateSummary{Count: tt.count}
+			for k, v := range tt.outcomes {
+				s.Outcomes[k-1] = v
+			}
+			keys := newOutcomeCountKeys()
+			if tt.off {
+				keys = nil
+			}
+			lr := plog.NewLogRecord()
+			putSummary(lr, s, keys, time.Unix(1, 0), time.Unix(2, 0))
+			got := map[string]int64{}
+			sum := int64(0)
+			for k, v := range lr.Attributes().All() {
+				if name, ok := strings.CutPrefix(k, attrConnectOutcomes); ok {
+					got[name] = v.Int()
+					sum += v.Int()
+				}
+			}
+			if len(got) != len(tt.want) {
+				t.Fatalf("outcome attributes %v, want %v", got, tt.want)
+			}
+			for k, v := range tt.want {
+				if got[k] != v {
+					t.Errorf("outcome attributes %v, want %v", got, tt.want)
+					break
+				}
+			}
+			if !tt.off && sum != int64(tt.count) {
+				t.Errorf("outcome counts add up to %d, want the count %d", sum, tt.count)
 			}
 		})
 	}

@@ -23,45 +23,46 @@ func Tracer(settings component.TelemetrySettings) trace.Tracer {
 // TelemetryBuilder provides an interface for components to report telemetry
 // as defined in metadata and user config.
 type TelemetryBuilder struct {
-	meter                                    metric.Meter
-	mu                                       sync.Mutex
-	registrations                            []metric.Registration
-	ReceiverTcpconnectAggregationOverflows   metric.Int64Counter
-	ReceiverTcpconnectAggregationSummaries   metric.Int64Counter
-	ReceiverTcpconnectAttachModesLeft        metric.Int64Counter
-	ReceiverTcpconnectAttachProven           metric.Int64Gauge
-	ReceiverTcpconnectConnectsAggregated     metric.Int64Counter
-	ReceiverTcpconnectConnectsFiltered       metric.Int64Counter
-	ReceiverTcpconnectConnectsLost           metric.Int64Counter
-	ReceiverTcpconnectConnectsNamed          metric.Int64Counter
-	ReceiverTcpconnectConnectsReceived       metric.Int64Counter
-	ReceiverTcpconnectConnectsUnnamed        metric.Int64Counter
-	ReceiverTcpconnectDecodeErrors           metric.Int64Counter
-	ReceiverTcpconnectDNSAnswersCached       metric.Int64Counter
-	ReceiverTcpconnectDNSAnswersParsed       metric.Int64Counter
-	ReceiverTcpconnectDNSAnswersTranslated   metric.Int64Counter
-	ReceiverTcpconnectDNSAnswersUnsolicited  metric.Int64Counter
-	ReceiverTcpconnectDNSCacheEntries        metric.Int64Gauge
-	ReceiverTcpconnectDNSCacheEvictions      metric.Int64Counter
-	ReceiverTcpconnectDNSPacketsCopyFailed   metric.Int64Counter
-	ReceiverTcpconnectDNSPacketsIgnored      metric.Int64Counter
-	ReceiverTcpconnectDNSPacketsLost         metric.Int64Counter
-	ReceiverTcpconnectDNSPacketsReceived     metric.Int64Counter
-	ReceiverTcpconnectDNSParseErrors         metric.Int64Counter
-	ReceiverTcpconnectDNSRecordsMalformed    metric.Int64Counter
-	ReceiverTcpconnectDNSStateFilesRefused   metric.Int64Counter
-	ReceiverTcpconnectDNSStateNamesSkipped   metric.Int64Counter
-	ReceiverTcpconnectDNSStateWritesFailed   metric.Int64Counter
-	ReceiverTcpconnectDNSTCPStreamsAbandoned metric.Int64Counter
-	ReceiverTcpconnectOutcomeWaitFull        metric.Int64Counter
-	ReceiverTcpconnectOutcomesLost           metric.Int64Counter
-	ReceiverTcpconnectOutcomesMissed         metric.Int64Counter
-	ReceiverTcpconnectOutcomesPending        metric.Int64Counter
-	ReceiverTcpconnectOutcomesUnmatched      metric.Int64Counter
-	ReceiverTcpconnectRecordsDropped         metric.Int64Counter
-	ReceiverTcpconnectSendRetries            metric.Int64Counter
-	ReceiverTcpconnectStringsSanitized       metric.Int64Counter
-	ReceiverTcpconnectStringsTruncated       metric.Int64Counter
+	meter                                     metric.Meter
+	mu                                        sync.Mutex
+	registrations                             []metric.Registration
+	ReceiverTcpconnectAggregationLateOutcomes metric.Int64Counter
+	ReceiverTcpconnectAggregationOverflows    metric.Int64Counter
+	ReceiverTcpconnectAggregationSummaries    metric.Int64Counter
+	ReceiverTcpconnectAttachModesLeft         metric.Int64Counter
+	ReceiverTcpconnectAttachProven            metric.Int64Gauge
+	ReceiverTcpconnectConnectsAggregated      metric.Int64Counter
+	ReceiverTcpconnectConnectsFiltered        metric.Int64Counter
+	ReceiverTcpconnectConnectsLost            metric.Int64Counter
+	ReceiverTcpconnectConnectsNamed           metric.Int64Counter
+	ReceiverTcpconnectConnectsReceived        metric.Int64Counter
+	ReceiverTcpconnectConnectsUnnamed         metric.Int64Counter
+	ReceiverTcpconnectDecodeErrors            metric.Int64Counter
+	ReceiverTcpconnectDNSAnswersCached        metric.Int64Counter
+	ReceiverTcpconnectDNSAnswersParsed        metric.Int64Counter
+	ReceiverTcpconnectDNSAnswersTranslated    metric.Int64Counter
+	ReceiverTcpconnectDNSAnswersUnsolicited   metric.Int64Counter
+	ReceiverTcpconnectDNSCacheEntries         metric.Int64Gauge
+	ReceiverTcpconnectDNSCacheEvictions       metric.Int64Counter
+	ReceiverTcpconnectDNSPacketsCopyFailed    metric.Int64Counter
+	ReceiverTcpconnectDNSPacketsIgnored       metric.Int64Counter
+	ReceiverTcpconnectDNSPacketsLost          metric.Int64Counter
+	ReceiverTcpconnectDNSPacketsReceived      metric.Int64Counter
+	ReceiverTcpconnectDNSParseErrors          metric.Int64Counter
+	ReceiverTcpconnectDNSRecordsMalformed     metric.Int64Counter
+	ReceiverTcpconnectDNSStateFilesRefused    metric.Int64Counter
+	ReceiverTcpconnectDNSStateNamesSkipped    metric.Int64Counter
+	ReceiverTcpconnectDNSStateWritesFailed    metric.Int64Counter
+	ReceiverTcpconnectDNSTCPStreamsAbandoned  metric.Int64Counter
+	ReceiverTcpconnectOutcomeWaitFull         metric.Int64Counter
+	ReceiverTcpconnectOutcomesLost            metric.Int64Counter
+	ReceiverTcpconnectOutcomesMissed          metric.Int64Counter
+	ReceiverTcpconnectOutcomesPending         metric.Int64Counter
+	ReceiverTcpconnectOutcomesUnmatched       metric.Int64Counter
+	ReceiverTcpconnectRecordsDropped          metric.Int64Counter
+	ReceiverTcpconnectSendRetries             metric.Int64Counter
+	ReceiverTcpconnectStringsSanitized        metric.Int64Counter
+	ReceiverTcpconnectStringsTruncated        metric.Int64Counter
 }
 
 // TelemetryBuilderOption applies changes to default builder.
@@ -93,6 +94,12 @@ func NewTelemetryBuilder(settings component.TelemetrySettings, options ...Teleme
 	}
 	builder.meter = Meter(settings)
 	var err, errs error
+	builder.ReceiverTcpconnectAggregationLateOutcomes, err = builder.meter.Int64Counter(
+		"otelcol_receiver_tcpconnect_aggregation_late_outcomes",
+		metric.WithDescription("Outcomes of connects counted in an aggregation window that came after the window had ended: their summary counted them as pending (tcpconnect.connect.outcomes.pending). [Development]"),
+		metric.WithUnit("{outcome}"),
+	)
+	errs = errors.Join(errs, err)
 	builder.ReceiverTcpconnectAggregationOverflows, err = builder.meter.Int64Counter(
 		"otelcol_receiver_tcpconnect_aggregation_overflows",
 		metric.WithDescription("Connects that found the kernel's aggregation window map full (aggregation.max_keys) and were reported as records of their own (not a loss). [Development]"),

@@ -19,6 +19,7 @@ func TestSetupTelemetry(t *testing.T) {
 	tb, err := metadata.NewTelemetryBuilder(testTel.NewTelemetrySettings())
 	require.NoError(t, err)
 	defer tb.Shutdown()
+	tb.ReceiverTcpconnectAggregationLateOutcomes.Add(context.Background(), 1)
 	tb.ReceiverTcpconnectAggregationOverflows.Add(context.Background(), 1)
 	tb.ReceiverTcpconnectAggregationSummaries.Add(context.Background(), 1)
 	tb.ReceiverTcpconnectAttachModesLeft.Add(context.Background(), 1)
@@ -55,6 +56,9 @@ func TestSetupTelemetry(t *testing.T) {
 	tb.ReceiverTcpconnectSendRetries.Add(context.Background(), 1)
 	tb.ReceiverTcpconnectStringsSanitized.Add(context.Background(), 1)
 	tb.ReceiverTcpconnectStringsTruncated.Add(context.Background(), 1)
+	AssertEqualReceiverTcpconnectAggregationLateOutcomes(t, testTel,
+		[]metricdata.DataPoint[int64]{{Value: 1}},
+		metricdatatest.IgnoreTimestamp())
 	AssertEqualReceiverTcpconnectAggregationOverflows(t, testTel,
 		[]metricdata.DataPoint[int64]{{Value: 1}},
 		metricdatatest.IgnoreTimestamp())
