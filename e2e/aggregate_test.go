@@ -6,6 +6,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -58,7 +59,8 @@ service:
 // makes connects from two goroutines to eight loopback destinations (refused:
 // nothing listens on the port), stops the collector mid-window and checks
 // that the exported records' counts (tcpconnect.connect.count, 1 when
-// absent) add up to the connects made, exactly.
+// absent) add up to the connects made, exactly, and each summary's counts per
+// outcome (tcpconnect.connect.outcomes.*) add up to its count.
 func TestAggregationCountsAddUp(t *testing.T) {
 	bin := collectorBinary(t)
 	privtest.Require(t)
@@ -97,7 +99,7 @@ func TestAggregationCountsAddUp(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var total, records, summaries int64
+	var total, records, summaries, refused int64
 	for _, r := range recs {
 		if r.attrs["network.peer.port"] != int64(port) || r.resource["process.pid"] != int64(os.Getpid()) {
 			continue
@@ -110,6 +112,22 @@ func TestAggregationCountsAddUp(t *testing.T) {
 		}
 		summaries++
 		total += n
+		// Counts per outcome add up to the count: refused, or pending.
+		var outcomes int64
+		for k, v := range r.attrs {
+			if name, ok := strings.CutPrefix(k, "tcpconnect.connect.outcomes."); ok {
+				c, _ := v.(int64)
+				outcomes += c
+				if name == "refused" {
+					refused += c
+				} else if name != "pending" {
+					t.Errorf("summary with %d %s connects: every connect was refused", c, name)
+				}
+			}
+		}
+		if outcomes != n {
+			t.Errorf("summary's counts per outcome add up to %d, its count is %d: %v", outcomes, n, r.attrs)
+		}
 		for _, k := range []string{"tcpconnect.connect.first_time", "tcpconnect.connect.last_time"} {
 			if _, ok := r.attrs[k].(string); !ok {
 				t.Errorf("summary without %s: %v", k, r.attrs)
@@ -122,5 +140,8 @@ func TestAggregationCountsAddUp(t *testing.T) {
 	}
 	if summaries == 0 {
 		t.Error("no summary record: nothing was aggregated")
+	}
+	if refused == 0 {
+		t.Error("no summary counted a refused connect: the kernel did not count outcomes")
 	}
 }
