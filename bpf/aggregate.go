@@ -11,12 +11,12 @@ import (
 )
 
 // Bounds of the aggregation window maps (aggregate.bpf.h): each of the two
-// maps holds up to this many keys, preallocated (about 220 bytes a key).
+// maps holds up to this many keys, preallocated (about 300 bytes a key).
 const (
 	// DefaultAggregateKeys is the keys per window when none is configured.
 	DefaultAggregateKeys = 16384
 	// MaxAggregateKeys is the most keys per window the loader accepts
-	// (two maps of about 58 MB each).
+	// (two maps of about 80 MB each).
 	MaxAggregateKeys = 1 << 18
 )
 

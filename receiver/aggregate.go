@@ -67,7 +67,7 @@ type AggregationConfig struct {
 	// milliseconds) while the kernel ring keeps filling.
 	Window time.Duration `mapstructure:"window"`
 	// MaxKeys bounds the keys of one window (two kernel maps of this many
-	// entries, about 220 bytes each, allocated at start). A connect whose
+	// entries, about 300 bytes each, allocated at start). A connect whose
 	// key finds the map full is reported on its own and counted in
 	// receiver_tcpconnect_aggregation_overflows.
 	MaxKeys int `mapstructure:"max_keys"`
