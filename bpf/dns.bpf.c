@@ -304,6 +304,22 @@ static __always_inline int tc_dns_mark(struct bpf_sock_addr *ctx)
 	return 1;
 }
 
+/*
+ * Mark the socket of a sendmsg to port 53. Only marks: a datagram elsewhere
+ * does not unmark it. Always allows the call.
+ */
+static __always_inline int tc_dns_mark_sender(struct bpf_sock_addr *ctx)
+{
+	__u64 cookie;
+	__u8 one = 1;
+
+	if (ctx->user_port != bpf_htons(DNS_PORT))
+		return 1;
+	cookie = bpf_get_socket_cookie(ctx);
+	bpf_map_update_elem(&dns_socks, &cookie, &one, BPF_ANY);
+	return 1;
+}
+
 /* cgroup/connect4: a UDP or TCP socket connected to port 53 is a DNS socket. */
 SEC("cgroup/connect4")
 int tc_dns_connect4(struct bpf_sock_addr *ctx)
@@ -326,26 +342,12 @@ int tc_dns_connect6(struct bpf_sock_addr *ctx)
 SEC("cgroup/sendmsg4")
 int tc_dns_sendmsg4(struct bpf_sock_addr *ctx)
 {
-	__u64 cookie;
-	__u8 one = 1;
-
-	if (ctx->user_port != bpf_htons(DNS_PORT))
-		return 1;
-	cookie = bpf_get_socket_cookie(ctx);
-	bpf_map_update_elem(&dns_socks, &cookie, &one, BPF_ANY);
-	return 1;
+	return tc_dns_mark_sender(ctx);
 }
 
 /* cgroup/sendmsg6: as sendmsg4, for AF_INET6 sockets. */
 SEC("cgroup/sendmsg6")
 int tc_dns_sendmsg6(struct bpf_sock_addr *ctx)
 {
-	__u64 cookie;
-	__u8 one = 1;
-
-	if (ctx->user_port != bpf_htons(DNS_PORT))
-		return 1;
-	cookie = bpf_get_socket_cookie(ctx);
-	bpf_map_update_elem(&dns_socks, &cookie, &one, BPF_ANY);
-	return 1;
+	return tc_dns_mark_sender(ctx);
 }
