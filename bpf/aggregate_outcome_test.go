@@ -2,7 +2,6 @@ package bpf
 
 import (
 	"context"
-	"net"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -97,21 +96,7 @@ func TestAggregateOutcomes(t *testing.T) {
 	n := newOutcomeNet(t)
 	deny := denyCgroup(t)
 
-	ln, err := net.Listen("tcp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			c.Close()
-		}
-	}()
-	open := ln.Addr().(*net.TCPAddr).AddrPort()
+	open := acceptingListener(t)
 	closed := netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), refusedPorts(t, 1)[0])
 	port := uint16(20000 + os.Getpid()%20000)
 

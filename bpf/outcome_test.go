@@ -134,6 +134,27 @@ var (
 	}}
 )
 
+// acceptingListener listens on a loopback port until the test ends,
+// accepting and closing every connection, and returns its address.
+func acceptingListener(t *testing.T) netip.AddrPort {
+	t.Helper()
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
+	return ln.Addr().(*net.TCPAddr).AddrPort()
+}
+
 // readOutcome drains the ring until the connect to dst and its outcome
 // arrived (or timeout), and returns them; it fails unless exactly one
 // tracked connect went to dst.
@@ -194,21 +215,7 @@ func TestProbeOutcome(t *testing.T) {
 	deny := denyCgroup(t)
 
 	// A listener that accepts and closes, and a port that nobody listens on.
-	ln, err := net.Listen("tcp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			c.Close()
-		}
-	}()
-	open := ln.Addr().(*net.TCPAddr).AddrPort()
+	open := acceptingListener(t)
 	closedLn, err := net.Listen("tcp4", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
