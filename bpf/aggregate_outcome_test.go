@@ -280,3 +280,77 @@ func TestAggregateLateOutcome(t *testing.T) {
 		t.Errorf("%d first records, want 2 (windows 0 and 2)", len(a.firsts[dst]))
 	}
 }
+
+// TestProbeOutcomeReconnect: a socket denied before its SYN left (a cgroup
+// program refuses it) and tried again has its first try's outcome reported
+// when the second is (denied: connected again without leaving TCP_CLOSE),
+// and the second's when it is destroyed; with aggregation on, the second is
+// a repeat of its key whose denial is counted in the summary.
+func TestProbeOutcomeReconnect(t *testing.T) {
+	for _, agg := range []bool{false, true} {
+		t.Run(map[bool]string{false: "records", true: "aggregated"}[agg], func(t *testing.T) {
+			p := openForTest(t, Options{Outcome: true, Aggregate: agg, AggregateKeys: 64,
+				Filter: Filter{IncludeCIDRs: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}}})
+			defer p.Close()
+			dst := acceptingListener(t)
+			ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+			defer cancel()
+			cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^$")
+			cmd.Env = append(os.Environ(), envConnectTo+"="+dst.String()+","+dst.String(), envSameSocket+"=1")
+			cmd.SysProcAttr = &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: denyCgroup(t)}
+			if err := cmd.Run(); err == nil {
+				t.Fatalf("a child in the deny cgroup connected to %s", dst)
+			}
+			child := uint32(cmd.Process.Pid)
+
+			var conns []event.Connect
+			whys := map[waitKey]event.Outcome{}
+			var sums []AggregateSummary
+			if agg {
+				if _, err := p.FlushAggregate(true, func(s *AggregateSummary) { sums = append(sums, *s) }); err != nil {
+					t.Fatal(err)
+				}
+			}
+			drainRound(t, p, 200*time.Millisecond, func(raw []byte) {
+				switch event.Type(raw) {
+				case event.TypeConnect:
+					var c event.Connect
+					if err := event.DecodeConnect(raw, &c); err != nil {
+						t.Fatal(err)
+					}
+					if c.TGID == child {
+						conns = append(conns, c)
+					}
+				case event.TypeOutcome:
+					var o event.Outcome
+					if err := event.DecodeOutcome(raw, &o); err != nil {
+						t.Fatal(err)
+					}
+					whys[waitKey{o.TID, o.ConnectBootNs}] = o
+				}
+			})
+			want := []uint8{event.WhyReconnect, event.WhyDestroyed}
+			if agg {
+				want = want[:1] // the second is counted, not reported
+			}
+			if len(conns) != len(want) {
+				t.Fatalf("%d connect records of the child, want %d", len(conns), len(want))
+			}
+			for i, c := range conns {
+				o, ok := whys[waitKey{c.TID, c.BootTimeNs}]
+				if !ok || o.Why != want[i] || o.Kind() != event.KindDenied {
+					t.Errorf("try %d: outcome %+v (found %v), want reason %d, denied", i+1, o, ok, want[i])
+				}
+			}
+			if agg {
+				var c event.Connect
+				if len(sums) != 1 || event.DecodeConnect(sums[0].First[:], &c) != nil || c.TGID != child {
+					t.Fatalf("summaries %+v, want one of the child's key", sums)
+				}
+				if s := &sums[0]; s.Count != 1 || s.Outcome(event.KindDenied) != 1 || len(kinds(s)) != 1 {
+					t.Errorf("summary: count %d, outcomes %v; want one connect, denied", s.Count, kinds(s))
+				}
+			}
+		})
+	}
+}

@@ -19,25 +19,51 @@ import (
 )
 
 // envConnectTo makes the test binary a plain client: connect there (to each
-// of a comma-separated list, in turn) and exit.
-const envConnectTo = "TCPCONNECT_TEST_CONNECT_TO"
+// of a comma-separated list, in turn) and exit. With envSameSocket set, the
+// connects are tries of one IPv4 socket (each after the last was refused).
+const (
+	envConnectTo  = "TCPCONNECT_TEST_CONNECT_TO"
+	envSameSocket = "TCPCONNECT_TEST_SAME_SOCKET"
+)
 
 func TestMain(m *testing.M) {
 	if to := os.Getenv(envConnectTo); to != "" {
-		code := 0
-		for _, dst := range strings.Split(to, ",") {
-			if err := privtest.Connect(netip.MustParseAddrPort(dst), unix.SOCK_STREAM, false); err != nil {
-				fmt.Fprintln(os.Stderr, "connect:", err)
-				code = 1
-			}
-		}
-		os.Exit(code)
+		os.Exit(connectChild(strings.Split(to, ","), os.Getenv(envSameSocket) != ""))
 	}
 	if c := os.Getenv(envCgroupRootCase); c != "" {
 		fmt.Println(cgroupRootChild(c))
 		os.Exit(0)
 	}
 	os.Exit(m.Run())
+}
+
+// connectChild is TestMain's plain client: it connects to each of dsts and
+// returns the exit code, 1 when any connect failed.
+func connectChild(dsts []string, sameSocket bool) int {
+	code := 0
+	fd := -1
+	if sameSocket {
+		var err error
+		if fd, err = unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0); err != nil {
+			fmt.Fprintln(os.Stderr, "socket:", err)
+			return 1
+		}
+		defer unix.Close(fd)
+	}
+	for _, dst := range dsts {
+		ap := netip.MustParseAddrPort(dst)
+		var err error
+		if sameSocket {
+			err = unix.Connect(fd, &unix.SockaddrInet4{Port: int(ap.Port()), Addr: ap.Addr().As4()})
+		} else {
+			err = privtest.Connect(ap, unix.SOCK_STREAM, false)
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "connect:", err)
+			code = 1
+		}
+	}
+	return code
 }
 
 // Addresses of the test's own hosts: RFC 2544's benchmarking range, on a veth

@@ -130,6 +130,9 @@ static __always_inline int tc_outcome_follow(__u64 sk, const struct tc_outcome_t
 {
 	struct tc_outcome_track *old;
 
+	/* The common case, a socket not followed yet, in one map operation. */
+	if (bpf_map_update_elem(&outcome_socks, &sk, t, BPF_NOEXIST) == 0)
+		return 1;
 	old = bpf_map_lookup_elem(&outcome_socks, &sk);
 	if (old) {
 		struct tc_outcome_track prev = *old;
