@@ -29,10 +29,16 @@
 /* Set by the loader: aggregate repeats. Off, the verifier drops this code. */
 const volatile __u32 agg_enabled = 0;
 
-/* The window generation (TC_AGG_STOPPED: aggregation stopped), set by user space. */
+/*
+ * Aggregation state, by enum tc_agg_state_index: the window generation
+ * (TC_AGG_STOPPED: aggregation stopped), set by user space, and per window
+ * map whether it was found full in its window: then a new key goes out on
+ * its own at once, without another futile insert. User space clears a map's
+ * flag when it has emptied the map, before any program can use it again.
+ */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 1);
+	__uint(max_entries, TC_AGG_STATE_MAX);
 	__type(key, __u32);
 	__type(value, __u32);
 } agg_state SEC(".maps");
@@ -79,7 +85,7 @@ enum tc_agg_result {
 /* The current window generation, or TC_AGG_STOPPED. */
 static __always_inline __u32 tc_agg_generation(void)
 {
-	__u32 zero = 0, *g = bpf_map_lookup_elem(&agg_state, &zero);
+	__u32 i = TC_AGG_STATE_GENERATION, *g = bpf_map_lookup_elem(&agg_state, &i);
 
 	return g ? *(volatile __u32 *)g : TC_AGG_STOPPED;
 }
@@ -132,10 +138,18 @@ static __always_inline int tc_agg_count(__u8 family, __u16 dport, const __u32 ad
 
 	v = bpf_map_lookup_elem(inner, key);
 	if (!v) {
+		__u32 fi = TC_AGG_STATE_FULL0 + idx, *full = bpf_map_lookup_elem(&agg_state, &fi);
+
+		if (full && *(volatile __u32 *)full) {
+			tc_count_lost(TC_AGG_OVERFLOW);
+			return TC_AGG_FULL;
+		}
 		*first_ts = bpf_ktime_get_boot_ns();
 		err = bpf_map_update_elem(inner, key, &agg_zero, BPF_NOEXIST);
 		v = bpf_map_lookup_elem(inner, key);
 		if (!v) {
+			if (full)
+				*full = 1;
 			tc_count_lost(TC_AGG_OVERFLOW);
 			return TC_AGG_FULL;
 		}

@@ -34,6 +34,13 @@ const (
 // generation's bit 0 selects the window map.
 const aggStopped = 1 << 31
 
+// Entries of agg_state (enum tc_agg_state_index): the window generation,
+// and whether window map 0 (1: map 1) was found full in its window.
+const (
+	aggStateGeneration uint32 = 0
+	aggStateFull0      uint32 = 1
+)
+
 // AggregateSummary is one key's connects counted in a window and not
 // reported by a record of their own.
 type AggregateSummary struct {
@@ -111,7 +118,7 @@ func (p *Probe) FlushAggregate(stop bool, fn func(s *AggregateSummary)) (int, er
 	if stop || a.gen == aggStopped {
 		old, next = []uint32{0, 1}, aggStopped
 	}
-	if err := a.state.Update(uint32(0), next, ebpf.UpdateAny); err != nil {
+	if err := a.state.Update(uint32(aggStateGeneration), next, ebpf.UpdateAny); err != nil {
 		return 0, fmt.Errorf("set the aggregation window generation: %w", err)
 	}
 	a.gen = next
@@ -126,6 +133,10 @@ func (p *Probe) FlushAggregate(stop bool, fn func(s *AggregateSummary)) (int, er
 		n += k
 		if err != nil {
 			return n, fmt.Errorf("flush aggregation window %d: %w", w, err)
+		}
+		// Emptied: new keys may be inserted again when its turn comes.
+		if err := a.state.Update(aggStateFull0+w, uint32(0), ebpf.UpdateAny); err != nil {
+			return n, fmt.Errorf("clear aggregation window %d's full flag: %w", w, err)
 		}
 	}
 	return n, nil

@@ -121,7 +121,7 @@ func TestOutcomeLayout(t *testing.T) {
 	}
 }
 
-func openForTest(t *testing.T, opts Options) *Probe {
+func openForTest(t testing.TB, opts Options) *Probe {
 	t.Helper()
 	privtest.Require(t)
 	m, err := ParseMode(privtest.Mode())

@@ -94,11 +94,18 @@ enum tc_connect_flag {
 };
 
 /*
- * agg_state's value, the window generation: bit 0 selects the window map,
+ * agg_state's first value, the window generation: bit 0 selects the window map,
  * TC_AGG_STOPPED stops aggregating (at shutdown). A counted connect's
  * outcome is counted only while its generation is still the current one.
  */
 #define TC_AGG_STOPPED 0x80000000u
+
+/* Entries of agg_state (aggregate.bpf.h). */
+enum tc_agg_state_index {
+	TC_AGG_STATE_GENERATION = 0, /* the window generation */
+	TC_AGG_STATE_FULL0 = 1,      /* window map 0 was found full (1 + index: map 1) */
+	TC_AGG_STATE_MAX = 3,
+};
 
 /*
  * What became of a connect, as the log record says it (internal/event Kind):

@@ -1,0 +1,100 @@
+package bpf
+
+import (
+	"errors"
+	"net/netip"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/ringbuf"
+	"golang.org/x/sys/unix"
+
+	"github.com/tcpconnect/tcpconnect/internal/privtest"
+)
+
+// BenchmarkKernelCost measures what the kernel programs cost per connect
+// (the kernel's own accounting, BPF_ENABLE_STATS: the run time of every
+// program of the probe, the outcome programs' included, over the connects
+// made), for the default setup and with aggregation, to one destination
+// (every connect after the first a repeat) and to a new one each time
+// (127.77.0.0/16, refused: nothing listens there). It is what the
+// connecting workload pays, which the storm's rate shows and the
+// collector's CPU does not. Run it as root:
+//
+//	go test -run '^$' -bench KernelCost -benchtime 20000x ./bpf/
+func BenchmarkKernelCost(b *testing.B) {
+	setups := []struct {
+		name string
+		opts Options
+	}{
+		{"records", Options{}},
+		{"records+outcome", Options{Outcome: true}},
+		{"aggregated", Options{Aggregate: true}},
+		{"aggregated+outcome", Options{Aggregate: true, Outcome: true}},
+	}
+	loads := []struct {
+		name string
+		dst  func(i int) netip.AddrPort
+	}{
+		{"repeated", func(int) netip.AddrPort { return netip.MustParseAddrPort("127.77.0.1:9") }},
+		{"unique", func(i int) netip.AddrPort {
+			return netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 77, byte(i >> 8), byte(i)}), 9)
+		}},
+	}
+	for _, load := range loads {
+		for _, s := range setups {
+			b.Run(load.name+"/"+s.name, func(b *testing.B) {
+				privtest.Require(b)
+				stats, err := ebpf.EnableStats(0) // BPF_STATS_RUN_TIME
+				if err != nil {
+					privtest.SkipOrFail(b, "BPF_ENABLE_STATS (Linux 5.8): "+err.Error())
+				}
+				defer stats.Close()
+				opts := s.opts
+				opts.Filter = Filter{IncludeCIDRs: []netip.Prefix{netip.MustParsePrefix("127.77.0.0/16")}}
+				p := openForTest(b, opts)
+				defer p.Close()
+				// The ring is read as the receiver would, so it never fills.
+				done := make(chan struct{})
+				go func() {
+					defer close(done)
+					var rec ringbuf.Record
+					for {
+						p.SetDeadline(time.Now().Add(10 * time.Millisecond))
+						err := p.ReadInto(&rec)
+						if err != nil && !errors.Is(err, os.ErrDeadlineExceeded) {
+							return // closed
+						}
+					}
+				}()
+				before := runTime(b, p)
+				b.ResetTimer()
+				for i := range b.N {
+					if err := privtest.Connect(load.dst(i), unix.SOCK_STREAM, false); err != nil && err != unix.ECONNREFUSED {
+						b.Fatal(err)
+					}
+				}
+				b.StopTimer()
+				ns := runTime(b, p) - before
+				b.ReportMetric(float64(ns.Nanoseconds())/float64(b.N), "kernel-ns/connect")
+				p.Close()
+				<-done
+			})
+		}
+	}
+}
+
+// runTime is the run time of every program of p so far.
+func runTime(b *testing.B, p *Probe) time.Duration {
+	var d time.Duration
+	for _, prog := range p.progs {
+		s, err := prog.Stats()
+		if err != nil {
+			b.Fatal(err)
+		}
+		d += s.Runtime
+	}
+	return d
+}
