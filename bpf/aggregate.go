@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	"github.com/cilium/ebpf"
+	"golang.org/x/sys/unix"
 
 	"github.com/tcpconnect/tcpconnect/internal/event"
 )
@@ -28,6 +29,11 @@ const (
 	// KindEstablished to KindPending.
 	aggOutcomeKinds = 8
 )
+
+// drainChunk is the most window map entries one batched read
+// (BPF_MAP_LOOKUP_AND_DELETE_BATCH) returns: 16384 keys take 16 calls, and
+// the buffers hold about 200 KB.
+const drainChunk = 1024
 
 // aggStopped (TC_AGG_STOPPED) is the window generation that stops
 // aggregating: every connect is reported on its own. Below it, a
@@ -70,9 +76,22 @@ func (s *AggregateSummary) Outcome(k event.Kind) uint32 {
 type aggregator struct {
 	windows *ebpf.Map    // agg_windows: array of maps, used for its RCU wait
 	maps    [2]*ebpf.Map // agg_win0, agg_win1
-	state   *ebpf.Map    // agg_state: the window generation
+	state   *ebpf.Map    // agg_state: the window generation, the full flags
 	gen     uint32       // the generation in use (bit 0: its map); aggStopped after Stop
-	keys    [][aggKeySize]byte
+
+	// The batched drain's buffers, allocated by the first drain and kept:
+	// chunk entries each (drainChunk or the map's size, whichever is
+	// smaller), grown only when a hash bucket does not fit (ENOSPC).
+	// batchKeys and batchVals as interfaces, converted once.
+	batchKeys    [][aggKeySize]byte
+	batchVals    [][aggValueSize]byte
+	batchKeysAny any
+	batchValsAny any
+	cursor       ebpf.MapBatchCursor
+	chunk        int                // entries per batched read; 0 is drainChunk (tests set it)
+	noBatch      bool               // the kernel has no batch operations: iterate and delete
+	batchGrown   int                // times a bucket did not fit and the buffers grew (tests read it)
+	keys         [][aggKeySize]byte // the iterating drain's keys to delete
 }
 
 // setAggregateSpec sizes the window maps and sets agg_enabled. Off, the
@@ -143,8 +162,77 @@ func (p *Probe) FlushAggregate(stop bool, fn func(s *AggregateSummary)) (int, er
 }
 
 // drain calls fn for each entry of m with a count and deletes every entry.
-// No program writes m while it runs (FlushAggregate).
+// No program writes m while it runs (FlushAggregate). It reads and deletes
+// the entries in batches (a syscall per chunk of entries, not three per
+// entry), or, where the kernel has no batch operations, one by one.
 func (a *aggregator) drain(m *ebpf.Map, fn func(*AggregateSummary)) (int, error) {
+	if a.noBatch {
+		return a.drainIterate(m, fn)
+	}
+	n, err := a.drainBatch(m, fn)
+	if errors.Is(err, ebpf.ErrNotSupported) {
+		// cilium/ebpf says so when its probe of the batch operations
+		// fails, on the first call: read the rest one by one, from now on.
+		a.noBatch = true
+		k, err := a.drainIterate(m, fn)
+		return n + k, err
+	}
+	return n, err
+}
+
+// drainBatch reads and deletes m's entries with
+// BPF_MAP_LOOKUP_AND_DELETE_BATCH until the map's last bucket.
+func (a *aggregator) drainBatch(m *ebpf.Map, fn func(*AggregateSummary)) (int, error) {
+	if a.batchKeys == nil {
+		chunk := a.chunk
+		if chunk <= 0 {
+			chunk = drainChunk
+		}
+		a.growBatch(min(chunk, int(m.MaxEntries())))
+	}
+	var s AggregateSummary
+	n := 0
+	// A fresh cursor starts at the first bucket (its first call allocates
+	// the cursor's few bytes: one allocation per window).
+	a.cursor = ebpf.MapBatchCursor{}
+	for {
+		got, err := m.BatchLookupAndDelete(&a.cursor, a.batchKeysAny, a.batchValsAny, nil)
+		// The entries returned count even with ErrKeyNotExist: the last
+		// chunk comes with it.
+		for i := range got {
+			decodeAggValue(a.batchVals[i][:], &s)
+			if s.Count > 0 {
+				fn(&s)
+				n++
+			}
+		}
+		switch {
+		case err == nil:
+		case errors.Is(err, ebpf.ErrKeyNotExist):
+			return n, nil
+		case errors.Is(err, unix.ENOSPC) && got == 0 && len(a.batchKeys) < int(m.MaxEntries()):
+			// The next bucket holds more entries than a chunk (the kernel
+			// returns whole buckets). The cursor still points at it: retry
+			// with room for twice as many. A bucket holds at most the
+			// map's entries.
+			a.growBatch(min(2*len(a.batchKeys), int(m.MaxEntries())))
+			a.batchGrown++
+		default:
+			return n, fmt.Errorf("batch lookup and delete: %w", err)
+		}
+	}
+}
+
+// growBatch (re)allocates the batched drain's buffers for n entries.
+func (a *aggregator) growBatch(n int) {
+	a.batchKeys = make([][aggKeySize]byte, n)
+	a.batchVals = make([][aggValueSize]byte, n)
+	a.batchKeysAny, a.batchValsAny = a.batchKeys, a.batchVals
+}
+
+// drainIterate is drain one entry at a time: a NextKey and a Lookup per
+// entry, then a Delete per key.
+func (a *aggregator) drainIterate(m *ebpf.Map, fn func(*AggregateSummary)) (int, error) {
 	var (
 		key [aggKeySize]byte
 		val [aggValueSize]byte
