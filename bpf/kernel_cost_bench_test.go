@@ -56,19 +56,26 @@ func BenchmarkKernelCost(b *testing.B) {
 				opts.Filter = Filter{IncludeCIDRs: []netip.Prefix{netip.MustParsePrefix("127.77.0.0/16")}}
 				p := openForTest(b, opts)
 				defer p.Close()
-				// The ring is read as the receiver would, so it never fills.
-				done := make(chan struct{})
+				// The ring is read as the receiver would, so it never fills;
+				// the reader stops before the probe is closed.
+				stop, done := make(chan struct{}), make(chan struct{})
 				go func() {
 					defer close(done)
 					var rec ringbuf.Record
 					for {
+						select {
+						case <-stop:
+							return
+						default:
+						}
 						p.SetDeadline(time.Now().Add(10 * time.Millisecond))
-						err := p.ReadInto(&rec)
-						if err != nil && !errors.Is(err, os.ErrDeadlineExceeded) {
-							return // closed
+						if err := p.ReadInto(&rec); err != nil && !errors.Is(err, os.ErrDeadlineExceeded) {
+							b.Error(err)
+							return
 						}
 					}
 				}()
+				defer func() { close(stop); <-done }()
 				before := runTime(b, p)
 				b.ResetTimer()
 				for i := range b.N {
@@ -79,8 +86,6 @@ func BenchmarkKernelCost(b *testing.B) {
 				b.StopTimer()
 				ns := runTime(b, p) - before
 				b.ReportMetric(float64(ns.Nanoseconds())/float64(b.N), "kernel-ns/connect")
-				p.Close()
-				<-done
 			})
 		}
 	}
