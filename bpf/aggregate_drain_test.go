@@ -76,12 +76,12 @@ func TestAggregateDrain(t *testing.T) {
 		dests    int
 		wantGrow bool // a bucket must not fit the chunk
 	}{
-		{name: "many chunks", keys: 4096, chunk: 16, dests: 1500},
-		{name: "default chunk, map larger", keys: 4096, dests: 1500},
+		{name: "many chunks", keys: 4096, chunk: 16, dests: 300},
+		{name: "default chunk, map larger", keys: 4096, dests: drainChunk + 100},
 		{name: "map forced small and full", keys: 64, chunk: 8, dests: 200},
 		{name: "map forced small, chunk of the map", keys: 64, dests: 200},
 		{name: "bucket larger than the chunk", keys: 256, chunk: 1, dests: 256, wantGrow: true},
-		{name: "iterate without batch operations", keys: 4096, iterate: true, dests: 1500},
+		{name: "iterate without batch operations", keys: 4096, iterate: true, dests: 300},
 		{name: "empty", keys: 64, chunk: 8, dests: 0},
 	}
 	for _, tt := range tests {
