@@ -32,7 +32,7 @@ const (
 
 // drainChunk is the most window map entries one batched read
 // (BPF_MAP_LOOKUP_AND_DELETE_BATCH) returns: 16384 keys take 16 calls, and
-// the buffers hold about 200 KB.
+// the buffers hold about 240 KB (1024 keys and values).
 const drainChunk = 1024
 
 // aggStopped (TC_AGG_STOPPED) is the window generation that stops
