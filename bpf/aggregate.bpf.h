@@ -28,6 +28,8 @@
 
 /* Set by the loader: aggregate repeats. Off, the verifier drops this code. */
 const volatile __u32 agg_enabled = 0;
+/* Set by the loader: count the outcomes of the connects counted (outcome tracking on). */
+const volatile __u32 agg_outcomes = 0;
 
 /*
  * Aggregation state, by enum tc_agg_state_index: the window generation

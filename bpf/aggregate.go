@@ -94,10 +94,14 @@ type aggregator struct {
 	keys         [][aggKeySize]byte // the iterating drain's keys to delete
 }
 
-// setAggregateSpec sizes the window maps and sets agg_enabled. Off, the
-// maps hold one entry each and the verifier drops the counting code.
+// setAggregateSpec sizes the window maps and sets agg_enabled and
+// agg_outcomes. Off, the maps hold one entry each and the verifier drops the
+// counting code.
 func setAggregateSpec(spec *ebpf.CollectionSpec, opts Options) error {
-	enabled, keys := uint32(0), uint32(1)
+	enabled, keys, outcomes := uint32(0), uint32(1), uint32(0)
+	if opts.Aggregate && opts.Outcome && !opts.AggregateSkipOutcomes {
+		outcomes = 1
+	}
 	if opts.Aggregate {
 		n := opts.AggregateKeys
 		if n == 0 {
@@ -110,6 +114,9 @@ func setAggregateSpec(spec *ebpf.CollectionSpec, opts Options) error {
 	}
 	if err := spec.Variables["agg_enabled"].Set(enabled); err != nil {
 		return fmt.Errorf("set agg_enabled: %w", err)
+	}
+	if err := spec.Variables["agg_outcomes"].Set(outcomes); err != nil {
+		return fmt.Errorf("set agg_outcomes: %w", err)
 	}
 	// The inner map template must match the maps put into the array.
 	for _, m := range []*ebpf.MapSpec{spec.Maps["agg_win0"], spec.Maps["agg_win1"], spec.Maps["agg_windows"].InnerMap} {

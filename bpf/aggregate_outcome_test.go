@@ -354,3 +354,41 @@ func TestProbeOutcomeReconnect(t *testing.T) {
 		})
 	}
 }
+
+// TestAggregateOutcomesSkipped: with AggregateSkipOutcomes the connects a
+// window counts are not followed: their summary has no outcome counts and
+// none comes late, while the key's first record still gets its outcome.
+func TestAggregateOutcomesSkipped(t *testing.T) {
+	ports := refusedPorts(t, 1)
+	p := openForTest(t, Options{Outcome: true, Aggregate: true, AggregateKeys: 16, AggregateSkipOutcomes: true,
+		Filter: Filter{IncludePorts: ports, IncludeCIDRs: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}}})
+	defer p.Close()
+	lost0, err := p.Lost()
+	if err != nil {
+		t.Fatal(err)
+	}
+	made := aggStorm(t, ports, 1, 5)
+	a := newAggOutcomeTally()
+	if _, err := p.FlushAggregate(true, func(s *AggregateSummary) { a.summary(t, s) }); err != nil {
+		t.Fatal(err)
+	}
+	drainRound(t, p, 200*time.Millisecond, func(raw []byte) { a.record(t, raw) })
+	lost, err := p.Lost()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dst := netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), ports[0])
+	sums, firsts := a.summaries[dst], a.firsts[dst]
+	if len(sums) != 1 || len(firsts) != 1 || sums[0].Count != uint64(made-1) {
+		t.Fatalf("%d summaries, %d first records for %d connects, want one of each and a count of %d", len(sums), len(firsts), made, made-1)
+	}
+	if k := kinds(&sums[0]); len(k) != 0 {
+		t.Errorf("summary's outcomes %v, want none counted", k)
+	}
+	if got := a.outcomes[waitKey{firsts[0].TID, firsts[0].BootTimeNs}]; got != event.KindRefused {
+		t.Errorf("first record's outcome %s, want refused", got)
+	}
+	if late := lost.AggregateLateOutcome - lost0.AggregateLateOutcome; late != 0 {
+		t.Errorf("%d late outcomes of connects not followed", late)
+	}
+}

@@ -241,7 +241,7 @@ static __always_inline void tc_emit(__u8 hook, __u8 family, __u16 dport, const _
 		agg = tc_agg_count(family, dport, addr, sk, &key, &skey, &first, &gen, &first_ts);
 		if (agg == TC_AGG_COUNTED) {
 			/* Its outcome is counted in the window too (outcome.bpf.h). */
-			if (outcome_enabled && skey)
+			if (agg_outcomes && skey)
 				tc_outcome_track_agg(skey, &key, gen);
 			return;
 		}
@@ -260,7 +260,7 @@ static __always_inline void tc_emit(__u8 hook, __u8 family, __u16 dport, const _
 			if (first_ts > first->last_ts_ns)
 				first->last_ts_ns = first_ts;
 			__sync_fetch_and_add(&first->count, 1);
-			if (outcome_enabled && skey)
+			if (agg_outcomes && skey)
 				tc_outcome_track_agg(skey, &key, gen);
 			return;
 		}

@@ -92,6 +92,7 @@ const (
 	connectProgTcKprobeConnect  = "tc_kprobe_connect"
 	connectProgTcLsmConnect     = "tc_lsm_connect"
 	connectVarAggEnabled        = "agg_enabled"
+	connectVarAggOutcomes       = "agg_outcomes"
 	connectVarFilterFlags       = "filter_flags"
 	connectVarOutcomeEnabled    = "outcome_enabled"
 	connectVarProofComm         = "proof_comm"
@@ -175,6 +176,7 @@ type connectMapSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type connectVariableSpecs struct {
 	AggEnabled        *ebpf.VariableSpec `ebpf:"agg_enabled"`
+	AggOutcomes       *ebpf.VariableSpec `ebpf:"agg_outcomes"`
 	FilterFlags       *ebpf.VariableSpec `ebpf:"filter_flags"`
 	OutcomeEnabled    *ebpf.VariableSpec `ebpf:"outcome_enabled"`
 	ProofComm         *ebpf.VariableSpec `ebpf:"proof_comm"`
@@ -242,6 +244,7 @@ func (m *connectMaps) Close() error {
 // It can be passed to loadConnectObjects or ebpf.CollectionSpec.LoadAndAssign.
 type connectVariables struct {
 	AggEnabled        *ebpf.Variable `ebpf:"agg_enabled"`
+	AggOutcomes       *ebpf.Variable `ebpf:"agg_outcomes"`
 	FilterFlags       *ebpf.Variable `ebpf:"filter_flags"`
 	OutcomeEnabled    *ebpf.Variable `ebpf:"outcome_enabled"`
 	ProofComm         *ebpf.Variable `ebpf:"proof_comm"`

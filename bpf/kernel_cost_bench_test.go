@@ -33,6 +33,7 @@ func BenchmarkKernelCost(b *testing.B) {
 		{"records+outcome", Options{Outcome: true}},
 		{"aggregated", Options{Aggregate: true}},
 		{"aggregated+outcome", Options{Aggregate: true, Outcome: true}},
+		{"aggregated+outcome-uncounted", Options{Aggregate: true, Outcome: true, AggregateSkipOutcomes: true}},
 	}
 	loads := []struct {
 		name string

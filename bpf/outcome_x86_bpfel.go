@@ -92,6 +92,7 @@ const (
 	outcomeProgTcOutcomeDestroy = "tc_outcome_destroy"
 	outcomeProgTcOutcomeState   = "tc_outcome_state"
 	outcomeVarAggEnabled        = "agg_enabled"
+	outcomeVarAggOutcomes       = "agg_outcomes"
 	outcomeVarTcOutcomeEventBtf = "tc_outcome_event_btf"
 	outcomeVarWakeupBytes       = "wakeup_bytes"
 )
@@ -161,6 +162,7 @@ type outcomeMapSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type outcomeVariableSpecs struct {
 	AggEnabled        *ebpf.VariableSpec `ebpf:"agg_enabled"`
+	AggOutcomes       *ebpf.VariableSpec `ebpf:"agg_outcomes"`
 	TcOutcomeEventBtf *ebpf.VariableSpec `ebpf:"tc_outcome_event_btf"`
 	WakeupBytes       *ebpf.VariableSpec `ebpf:"wakeup_bytes"`
 }
@@ -213,6 +215,7 @@ func (m *outcomeMaps) Close() error {
 // It can be passed to loadOutcomeObjects or ebpf.CollectionSpec.LoadAndAssign.
 type outcomeVariables struct {
 	AggEnabled        *ebpf.Variable `ebpf:"agg_enabled"`
+	AggOutcomes       *ebpf.Variable `ebpf:"agg_outcomes"`
 	TcOutcomeEventBtf *ebpf.Variable `ebpf:"tc_outcome_event_btf"`
 	WakeupBytes       *ebpf.Variable `ebpf:"wakeup_bytes"`
 }

@@ -74,6 +74,10 @@ type Options struct {
 	// AggregateKeys bounds the keys of one window; 0 means
 	// DefaultAggregateKeys.
 	AggregateKeys int
+	// AggregateSkipOutcomes leaves the outcomes of the connects counted in
+	// a window uncounted (with Outcome on, they are counted by kind in the
+	// AggregateSummary, at the price of following each socket).
+	AggregateSkipOutcomes bool
 }
 
 // Probe is the loaded and attached set of programs and the ring reader.

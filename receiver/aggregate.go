@@ -71,10 +71,16 @@ type AggregationConfig struct {
 	// key finds the map full is reported on its own and counted in
 	// receiver_tcpconnect_aggregation_overflows.
 	MaxKeys int `mapstructure:"max_keys"`
+	// CountOutcomes puts on each summary its connects' counts per outcome
+	// (tcpconnect.connect.outcomes.*), with outcome.enabled. The kernel
+	// then follows each counted connect's socket, as it does each reported
+	// one's: about 0.6 us of kernel time per connect (BENCHMARKS.md), paid
+	// by the connecting process. Off, summaries carry the count only.
+	CountOutcomes bool `mapstructure:"count_outcomes"`
 }
 
 func defaultAggregationConfig() AggregationConfig {
-	return AggregationConfig{Window: defaultAggregationWindow, MaxKeys: bpf.DefaultAggregateKeys}
+	return AggregationConfig{Window: defaultAggregationWindow, MaxKeys: bpf.DefaultAggregateKeys, CountOutcomes: true}
 }
 
 // validate checks the fields when aggregation is on.

@@ -106,15 +106,18 @@ func TestAggregationPrivileged(t *testing.T) {
 		maxKeys   int
 		window    time.Duration
 		perThread int
+		// uncounted: aggregation.count_outcomes off, summaries carry no outcome counts.
+		uncounted bool
 	}{
 		{name: "one destination, windows end", ips: 1, maxKeys: 64, window: 100 * time.Millisecond, perThread: 3000},
+		{name: "outcomes not counted", ips: 2, maxKeys: 64, window: 100 * time.Millisecond, perThread: 1000, uncounted: true},
 		{name: "many destinations, small map", ips: 24, maxKeys: 4, window: 100 * time.Millisecond, perThread: 3000},
 		{name: "shutdown mid-window", ips: 8, maxKeys: 64, window: time.Hour, perThread: 2000},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			h := newDNSHarness(t, zone{}, nil, func(c *Config) {
-				c.Aggregation = AggregationConfig{Enabled: true, Window: tt.window, MaxKeys: tt.maxKeys}
+				c.Aggregation = AggregationConfig{Enabled: true, Window: tt.window, MaxKeys: tt.maxKeys, CountOutcomes: !tt.uncounted}
 			})
 			ips := make([]string, tt.ips)
 			for i := range ips {
@@ -151,6 +154,12 @@ func TestAggregationPrivileged(t *testing.T) {
 			late := counter(t, h.tel, "receiver_tcpconnect_aggregation_late_outcomes")
 			missed := counter(t, h.tel, "receiver_tcpconnect_outcomes_missed")
 			t.Logf("summaries' outcomes %v; %d late, %d missed", got.outcomes, late, missed)
+			if tt.uncounted {
+				if len(got.outcomes) != 0 || late != 0 {
+					t.Errorf("summaries' outcomes %v and %d late with count_outcomes off, want none", got.outcomes, late)
+				}
+				return
+			}
 			if got.outcomes["refused"]+got.outcomes["pending"] != aggregated || len(got.outcomes) > 2 {
 				t.Errorf("summaries' outcomes %v, want refused and pending adding up to the %d connects aggregated", got.outcomes, aggregated)
 			}

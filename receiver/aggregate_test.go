@@ -30,6 +30,7 @@ func TestAggregationConfig(t *testing.T) {
 		{"off ignores its fields", map[string]any{"window": "0s", "max_keys": 0}, ""},
 		{"on", map[string]any{"enabled": true, "window": "30s", "max_keys": 100}, ""},
 		{"on with defaults", map[string]any{"enabled": true}, ""},
+		{"outcomes not counted", map[string]any{"enabled": true, "count_outcomes": false}, ""},
 		{"window zero", map[string]any{"enabled": true, "window": "0s"}, "aggregation.window: must be between 100ms and 1h0m0s, got 0s"},
 		{"window negative", map[string]any{"enabled": true, "window": "-1s"}, "aggregation.window: must be between"},
 		{"window too long", map[string]any{"enabled": true, "window": "2h"}, "aggregation.window: must be between"},
@@ -42,6 +43,9 @@ func TestAggregationConfig(t *testing.T) {
 			cfg := createDefaultConfig()
 			if cfg.Aggregation.Enabled {
 				t.Fatal("aggregation on by default: one record per attempt must stay the default")
+			}
+			if !cfg.Aggregation.CountOutcomes {
+				t.Fatal("summaries without counts per outcome by default")
 			}
 			raw := map[string]any{}
 			for k, v := range tt.raw {

@@ -141,7 +141,7 @@ func (r *tcpconnectReceiver) Start(_ context.Context, _ component.Host) error {
 		rd.wait = newOutcomeWait(r.cfg.Outcome.MaxWaiting, r.cfg.Outcome.MaxWait)
 	}
 	if r.cfg.Aggregation.Enabled {
-		if rd.agg, err = newAggregation(src, r.cfg.Aggregation, r.cfg.Outcome.Enabled, time.Now()); err != nil {
+		if rd.agg, err = newAggregation(src, r.cfg.Aggregation, r.cfg.Outcome.Enabled && r.cfg.Aggregation.CountOutcomes, time.Now()); err != nil {
 			_ = src.Close()
 			r.src = nil
 			return fmt.Errorf("tcpconnect receiver: %w", err)

@@ -101,6 +101,7 @@ func openProbe(cfg *Config, logger *zap.Logger) (source, error) {
 	}
 	if cfg.Aggregation.Enabled {
 		opts.Aggregate, opts.AggregateKeys = true, cfg.Aggregation.MaxKeys
+		opts.AggregateSkipOutcomes = !cfg.Aggregation.CountOutcomes
 	}
 	if err := cfg.checkHost(); err != nil {
 		return nil, err
