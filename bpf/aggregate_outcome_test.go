@@ -70,6 +70,27 @@ func (a *aggOutcomeTally) summary(t *testing.T, s *AggregateSummary) {
 	a.summaries[dst] = append(a.summaries[dst], *s)
 }
 
+// lateOutcomes reads the kernel's count of late aggregated outcomes.
+func lateOutcomes(t *testing.T, p *Probe) uint64 {
+	t.Helper()
+	l, err := p.Lost()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l.AggregateLateOutcome
+}
+
+// stopAndRead stops aggregating (flushing both windows into a), reads the
+// ring into a, and returns the late outcomes counted since late0.
+func (a *aggOutcomeTally) stopAndRead(t *testing.T, p *Probe, late0 uint64) uint64 {
+	t.Helper()
+	if _, err := p.FlushAggregate(true, func(s *AggregateSummary) { a.summary(t, s) }); err != nil {
+		t.Fatal(err)
+	}
+	drainRound(t, p, 200*time.Millisecond, func(raw []byte) { a.record(t, raw) })
+	return lateOutcomes(t, p) - late0
+}
+
 // kinds lists a summary's outcome counts by name, for messages.
 func kinds(s *AggregateSummary) map[string]uint32 {
 	m := map[string]uint32{}
@@ -154,20 +175,8 @@ func TestAggregateOutcomes(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	lost0, err := p.Lost()
-	if err != nil {
-		t.Fatal(err)
-	}
 	a := newAggOutcomeTally()
-	if _, err := p.FlushAggregate(true, func(s *AggregateSummary) { a.summary(t, s) }); err != nil {
-		t.Fatal(err)
-	}
-	drainRound(t, p, 200*time.Millisecond, func(raw []byte) { a.record(t, raw) })
-	lost, err := p.Lost()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if late := lost.AggregateLateOutcome - lost0.AggregateLateOutcome; late != 0 {
+	if late := a.stopAndRead(t, p, lateOutcomes(t, p)); late != 0 {
 		t.Errorf("%d late outcomes: every connect was done before the window ended", late)
 	}
 	for _, tt := range tests {
@@ -235,32 +244,23 @@ func TestAggregateLateOutcome(t *testing.T) {
 		return fd
 	}
 	a := newAggOutcomeTally()
-	flush := func(stop bool) {
-		if _, err := p.FlushAggregate(stop, func(s *AggregateSummary) { a.summary(t, s) }); err != nil {
+	flush := func() { // the window ends
+		if _, err := p.FlushAggregate(false, func(s *AggregateSummary) { a.summary(t, s) }); err != nil {
 			t.Fatal(err)
 		}
 	}
-	lost0, err := p.Lost()
-	if err != nil {
-		t.Fatal(err)
-	}
+	late0 := lateOutcomes(t, p)
 	// Window 0 (map 0): a first and a repeat, both still connecting.
 	first0, repeat0 := connect(), connect()
-	flush(false) // window 1 (map 1)
-	flush(false) // window 2: map 0 again
+	flush() // window 1 (map 1)
+	flush() // window 2: map 0 again
 	// Window 2: the key's first and a repeat, so its entry exists in map 0.
 	first2, repeat2 := connect(), connect()
 	unix.Close(repeat0) // late: its window (0) ended
 	unix.Close(repeat2) // in its window: counted there, closed
 	unix.Close(first0)
 	unix.Close(first2)
-	flush(true)
-	drainRound(t, p, 200*time.Millisecond, func(raw []byte) { a.record(t, raw) })
-	lost, err := p.Lost()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if late := lost.AggregateLateOutcome - lost0.AggregateLateOutcome; late != 1 {
+	if late := a.stopAndRead(t, p, late0); late != 1 {
 		t.Errorf("%d late outcomes, want 1 (the repeat of window 0, closed in window 2)", late)
 	}
 	sums := a.summaries[dst]
@@ -363,20 +363,10 @@ func TestAggregateOutcomesSkipped(t *testing.T) {
 	p := openForTest(t, Options{Outcome: true, Aggregate: true, AggregateKeys: 16, AggregateSkipOutcomes: true,
 		Filter: Filter{IncludePorts: ports, IncludeCIDRs: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}}})
 	defer p.Close()
-	lost0, err := p.Lost()
-	if err != nil {
-		t.Fatal(err)
-	}
+	late0 := lateOutcomes(t, p)
 	made := aggStorm(t, ports, 1, 5)
 	a := newAggOutcomeTally()
-	if _, err := p.FlushAggregate(true, func(s *AggregateSummary) { a.summary(t, s) }); err != nil {
-		t.Fatal(err)
-	}
-	drainRound(t, p, 200*time.Millisecond, func(raw []byte) { a.record(t, raw) })
-	lost, err := p.Lost()
-	if err != nil {
-		t.Fatal(err)
-	}
+	late := a.stopAndRead(t, p, late0)
 	dst := netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), ports[0])
 	sums, firsts := a.summaries[dst], a.firsts[dst]
 	if len(sums) != 1 || len(firsts) != 1 || sums[0].Count != uint64(made-1) {
@@ -388,7 +378,7 @@ func TestAggregateOutcomesSkipped(t *testing.T) {
 	if got := a.outcomes[waitKey{firsts[0].TID, firsts[0].BootTimeNs}]; got != event.KindRefused {
 		t.Errorf("first record's outcome %s, want refused", got)
 	}
-	if late := lost.AggregateLateOutcome - lost0.AggregateLateOutcome; late != 0 {
+	if late != 0 {
 		t.Errorf("%d late outcomes of connects not followed", late)
 	}
 }
