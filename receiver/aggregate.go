@@ -140,8 +140,6 @@ type aggregation struct {
 	outcomeKeys *outcomeCountKeys
 	// Counted since the last report.
 	summaries, aggregated int64
-	overflow              uint64 // the kernel's counter at the last report
-	lateOutcomes          uint64 // the kernel's counter at the last report
 }
 
 func newAggregation(src source, cfg AggregationConfig, outcomes bool, now time.Time) (*aggregation, error) {
@@ -284,8 +282,9 @@ func putSummary(lr plog.LogRecord, s *bpf.AggregateSummary, keys *outcomeCountKe
 	return n
 }
 
-// reportAggregation adds the aggregation counters to the metrics.
-func (rd *reader) reportAggregation(ctx context.Context, l bpf.Lost) {
+// reportAggregation adds the aggregation counters to the metrics: the
+// reader's own, and the kernel's since prev, its last reading (l now).
+func (rd *reader) reportAggregation(ctx context.Context, l, prev bpf.Lost) {
 	a := rd.agg
 	if a == nil {
 		return
@@ -293,13 +292,11 @@ func (rd *reader) reportAggregation(ctx context.Context, l bpf.Lost) {
 	t := rd.r.telemetry
 	addIf(ctx, t.ReceiverTcpconnectAggregationSummaries, a.summaries)
 	addIf(ctx, t.ReceiverTcpconnectConnectsAggregated, a.aggregated)
-	if l.AggregateOverflow > a.overflow {
-		t.ReceiverTcpconnectAggregationOverflows.Add(ctx, int64(l.AggregateOverflow-a.overflow))
-		a.overflow = l.AggregateOverflow
+	if l.AggregateOverflow > prev.AggregateOverflow {
+		t.ReceiverTcpconnectAggregationOverflows.Add(ctx, int64(l.AggregateOverflow-prev.AggregateOverflow))
 	}
-	if l.AggregateLateOutcome > a.lateOutcomes {
-		t.ReceiverTcpconnectAggregationLateOutcomes.Add(ctx, int64(l.AggregateLateOutcome-a.lateOutcomes))
-		a.lateOutcomes = l.AggregateLateOutcome
+	if l.AggregateLateOutcome > prev.AggregateLateOutcome {
+		t.ReceiverTcpconnectAggregationLateOutcomes.Add(ctx, int64(l.AggregateLateOutcome-prev.AggregateLateOutcome))
 	}
 	a.summaries, a.aggregated = 0, 0
 }

@@ -492,7 +492,7 @@ func (rd *reader) report(ctx context.Context) {
 		if l.OutcomeMissed > rd.lost.OutcomeMissed {
 			t.ReceiverTcpconnectOutcomesMissed.Add(ctx, int64(l.OutcomeMissed-rd.lost.OutcomeMissed))
 		}
-		rd.reportAggregation(ctx, l)
+		rd.reportAggregation(ctx, l, rd.lost)
 		rd.lost = l
 	}
 
