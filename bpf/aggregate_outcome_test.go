@@ -1,13 +1,10 @@
 package bpf
 
 import (
-	"context"
 	"net/netip"
 	"os"
-	"os/exec"
 	"runtime"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -117,21 +114,14 @@ func TestAggregateOutcomes(t *testing.T) {
 	n := newOutcomeNet(t)
 	deny := denyCgroup(t)
 
-	open := acceptingListener(t)
+	open := stormListener(t)
 	closed := netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), refusedPorts(t, 1)[0])
 	port := uint16(20000 + os.Getpid()%20000)
 
 	blocking := func(dst netip.AddrPort) { _ = privtest.Connect(dst, unix.SOCK_STREAM, false) }
 	closing := func(dst netip.AddrPort) {
-		fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
-		if err != nil {
+		if err := clientClosing.connect(dst, -1); err != nil {
 			t.Error(err)
-			return
-		}
-		err = unix.Connect(fd, &unix.SockaddrInet4{Port: int(dst.Port()), Addr: dst.Addr().As4()})
-		unix.Close(fd)
-		if err != unix.EINPROGRESS {
-			t.Errorf("connect to %s: %v, want EINPROGRESS", dst, err)
 		}
 	}
 	tests := []struct {
@@ -149,12 +139,7 @@ func TestAggregateOutcomes(t *testing.T) {
 		// One child process in a cgroup whose connect4 program denies: both
 		// connects are its own, one key.
 		{want: event.KindDenied, dst: open, twice: func(dst netip.AddrPort) {
-			ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
-			defer cancel()
-			cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^$")
-			cmd.Env = append(os.Environ(), envConnectTo+"="+dst.String()+","+dst.String())
-			cmd.SysProcAttr = &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: deny}
-			if err := cmd.Run(); err == nil {
+			if _, err := runSelfClient(deny, []netip.AddrPort{dst, dst}); err == nil {
 				t.Errorf("a child in the deny cgroup connected to %s", dst)
 			}
 		}},
@@ -292,16 +277,12 @@ func TestProbeOutcomeReconnect(t *testing.T) {
 			p := openForTest(t, Options{Outcome: true, Aggregate: agg, AggregateKeys: 64,
 				Filter: Filter{IncludeCIDRs: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}}})
 			defer p.Close()
-			dst := acceptingListener(t)
-			ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
-			defer cancel()
-			cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^$")
-			cmd.Env = append(os.Environ(), envConnectTo+"="+dst.String()+","+dst.String(), envSameSocket+"=1")
-			cmd.SysProcAttr = &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: denyCgroup(t)}
-			if err := cmd.Run(); err == nil {
+			dst := stormListener(t)
+			pid, err := runSelfClient(denyCgroup(t), []netip.AddrPort{dst, dst}, envSameSocket+"=1")
+			if err == nil {
 				t.Fatalf("a child in the deny cgroup connected to %s", dst)
 			}
-			child := uint32(cmd.Process.Pid)
+			child := uint32(pid)
 
 			var conns []event.Connect
 			whys := map[waitKey]event.Outcome{}

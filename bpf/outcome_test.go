@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"runtime"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -110,12 +111,7 @@ var (
 	}}
 	// clientSelf is this test binary run as a plain client (TestMain).
 	clientSelf = outcomeClient{name: "child process", connect: func(dst netip.AddrPort, cg int) error {
-		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
-		defer cancel()
-		cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^$")
-		cmd.Env = append(os.Environ(), envConnectTo+"="+dst.String())
-		cmd.SysProcAttr = &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: cg}
-		_ = cmd.Run()
+		_, _ = runSelfClient(cg, []netip.AddrPort{dst})
 		return nil
 	}}
 	clientCurl = outcomeClient{name: "curl", external: "curl", connect: func(dst netip.AddrPort, cg int) error {
@@ -134,25 +130,25 @@ var (
 	}}
 )
 
-// acceptingListener listens on a loopback port until the test ends,
-// accepting and closing every connection, and returns its address.
-func acceptingListener(t *testing.T) netip.AddrPort {
-	t.Helper()
-	ln, err := net.Listen("tcp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+// runSelfClient runs this test binary as a plain client (TestMain) in
+// cgroup cg, connecting to each of dsts in turn, with env added. It returns
+// the child's pid and its exit error (an error when a connect failed).
+func runSelfClient(cg int, dsts []netip.AddrPort, env ...string) (int, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	to := make([]string, len(dsts))
+	for i, d := range dsts {
+		to[i] = d.String()
 	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			c.Close()
-		}
-	}()
-	return ln.Addr().(*net.TCPAddr).AddrPort()
+	cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^$")
+	cmd.Env = append(append(os.Environ(), envConnectTo+"="+strings.Join(to, ",")), env...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: cg}
+	err := cmd.Run()
+	pid := 0
+	if cmd.Process != nil {
+		pid = cmd.Process.Pid
+	}
+	return pid, err
 }
 
 // readOutcome drains the ring until the connect to dst and its outcome
@@ -215,7 +211,7 @@ func TestProbeOutcome(t *testing.T) {
 	deny := denyCgroup(t)
 
 	// A listener that accepts and closes, and a port that nobody listens on.
-	open := acceptingListener(t)
+	open := stormListener(t)
 	closedLn, err := net.Listen("tcp4", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
