@@ -277,10 +277,11 @@ vmtest: deps build build-arm64 vm-binaries vm-binaries-arm64 vmtest-fetch
 	@echo "vmtest: $(VM_JOBS) boots at a time; consoles in $(BUILD)/vmtest/"
 	@$(MAKE) --no-print-directory -k -j$(VM_JOBS) $(VM_BOOTS); \
 	for b in $(VM_BOOTS); do [ -s $(BUILD)/vmtest/$$b.log ] || continue; \
-		echo "=== $$b ($(BUILD)/vmtest/$$b.log)"; grep -v -e '^\[' -e '^vmtest: \[[^]]*\] | ' $(BUILD)/vmtest/$$b.log; done; \
+		echo "=== $$b ($(BUILD)/vmtest/$$b.log)"; grep -v -e '^\[' -e '^vmtest: \[[^]]*\] [|!] ' $(BUILD)/vmtest/$$b.log; done; \
 	for f in $(BUILD)/vmtest/*.failed; do [ -e "$$f" ] || continue; l=$${f%.failed}.log; \
-		echo "=== $$(basename $${f%.failed}) FAILED: failing tests and kernel errors, then the console's last lines (all of it: $$l)"; \
-		grep '^\[' $$l | grep -v -E '^\[[^]]*\] {8}' | grep -B4 -E -e '--- FAIL' -e 'Kernel panic|Oops|BUG:|RIP:|Call Trace|WARNING:' | cut -c1-300 | tail -n 30; \
+		echo "=== $$(basename $${f%.failed}) FAILED: the failed tests' output, kernel errors, then the console's last lines (all of it: $$l)"; \
+		grep -E '^vmtest: \[[^]]*\] (! |[^ ]+ failed; )' $$l | cut -c1-400 | tail -n 80; \
+		grep '^\[' $$l | grep -B4 -E 'Kernel panic|Oops|BUG:|RIP:|Call Trace|WARNING:' | cut -c1-300 | tail -n 20; \
 		echo "---"; grep '^\[' $$l | cut -c1-300 | tail -n 12; done; \
 	if ls $(BUILD)/vmtest/*.failed >/dev/null 2>&1; then echo "vmtest: FAILED: $$(cd $(BUILD)/vmtest && ls *.failed | sed 's/.failed//' | tr '\n' ' ')"; exit 1; fi; \
 	echo "vmtest: every boot passed"

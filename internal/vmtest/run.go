@@ -50,6 +50,9 @@ type CommandResult struct {
 	Status  Status
 	Exit    int
 	Seconds float64
+	// Failures is the output of the Go tests that failed (testLog), for
+	// a command that failed; at most MaxFailureLines lines.
+	Failures []string
 }
 
 // KernelReport is one kernel's boot.
@@ -353,9 +356,13 @@ type console struct {
 	// keeps them per command once its result line came.
 	tests map[string]string
 	byCmd map[string]map[string]string
-	done  bool
-	panic bool
-	errs  []string
+	// log is the output since the last result line, by Go test; failOut
+	// keeps the failed tests' part of it per failed command.
+	log     *testLog
+	failOut map[string][]string
+	done    bool
+	panic   bool
+	errs    []string
 	// tail is a ring of the last ConsoleTailLines lines; next is where
 	// the next line goes once it is full.
 	tail []string
@@ -380,7 +387,8 @@ func (c *console) lastLines() []string {
 }
 
 func newConsole(nonce string) *console {
-	return &console{nonce: nonce, results: map[string]guest.Result{}, tests: map[string]string{}, byCmd: map[string]map[string]string{}}
+	return &console{nonce: nonce, results: map[string]guest.Result{}, tests: map[string]string{}, byCmd: map[string]map[string]string{},
+		log: newTestLog(), failOut: map[string][]string{}}
 }
 
 // goTestVerdict matches the line "go test -v" prints for a top-level test
@@ -399,9 +407,11 @@ func (c *console) feed(line string) {
 	}
 	if m := goTestVerdict.FindStringSubmatch(line); m != nil {
 		c.tests[m[2]] = m[1]
-		return
 	}
 	l, ok, err := guest.ParseLine(c.nonce, line)
+	if err == nil && !ok {
+		c.log.feed(line)
+	}
 	switch {
 	case err != nil:
 		c.errs = append(c.errs, err.Error())
@@ -415,7 +425,11 @@ func (c *console) feed(line string) {
 			c.errs = append(c.errs, "duplicate result for "+l.Result.Name)
 		}
 		c.results[l.Result.Name] = l.Result
+		if l.Result.Exit != 0 || len(c.log.failed) > 0 {
+			c.failOut[l.Result.Name] = c.log.failures(MaxFailureLines)
+		}
 		c.byCmd[l.Result.Name], c.tests = c.tests, map[string]string{}
+		c.log = newTestLog()
 	}
 }
 
@@ -430,9 +444,9 @@ func (c *console) verdict(cmds []guest.Command, errs []string) ([]CommandResult,
 		case !ok:
 			out = append(out, CommandResult{Name: cmd.Name, Status: Missing, Exit: -1})
 		case r.Exit != 0:
-			out = append(out, CommandResult{Name: cmd.Name, Status: Fail, Exit: r.Exit, Seconds: r.Seconds})
+			out = append(out, CommandResult{Name: cmd.Name, Status: Fail, Exit: r.Exit, Seconds: r.Seconds, Failures: c.failOut[cmd.Name]})
 		case !c.ranWanted(cmd, &errs):
-			out = append(out, CommandResult{Name: cmd.Name, Status: Fail, Exit: r.Exit, Seconds: r.Seconds})
+			out = append(out, CommandResult{Name: cmd.Name, Status: Fail, Exit: r.Exit, Seconds: r.Seconds, Failures: c.failOut[cmd.Name]})
 		default:
 			out = append(out, CommandResult{Name: cmd.Name, Status: Pass, Seconds: r.Seconds})
 		}

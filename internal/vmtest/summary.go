@@ -39,6 +39,15 @@ func WriteSummary(w io.Writer, reports []KernelReport) (bool, error) {
 		if len(r.Errors) > 0 {
 			failed++ // the boot itself failed, whatever its commands said
 		}
+		for _, c := range r.Results {
+			if len(c.Failures) == 0 {
+				continue
+			}
+			fmt.Fprintf(w, "vmtest: [%s] %s failed; the output of its failed tests:\n", r.label(), c.Name)
+			for _, l := range c.Failures {
+				fmt.Fprintf(w, "vmtest: [%s] ! %s\n", r.label(), l)
+			}
+		}
 		if len(r.ConsoleTail) > 0 {
 			fmt.Fprintf(w, "vmtest: [%s] the console's last %d lines:\n", r.label(), len(r.ConsoleTail))
 			for _, l := range r.ConsoleTail {

@@ -334,6 +334,8 @@ func TestWriteSummary(t *testing.T) {
 		{"nothing ran", nil, false, "0 passed, 0 failed"},
 		{"panic shows the console's tail", []KernelReport{{Kernel: k, Errors: []string{"kernel panic: x"}, ConsoleTail: []string{"RIP: bpf_prog_x", "Kernel panic"}}}, false,
 			"[6.1] | RIP: bpf_prog_x\nvmtest: [6.1] | Kernel panic\nvmtest: 0 passed, 1 failed"},
+		{"a failed command shows its failed tests' output", []KernelReport{{Kernel: k, Results: []CommandResult{{Name: "r", Status: Fail, Exit: 1, Failures: []string{"--- FAIL: TestX/y", "    x_test.go:3: wrong"}}}}}, false,
+			"[6.1] r failed; the output of its failed tests:\nvmtest: [6.1] ! --- FAIL: TestX/y\nvmtest: [6.1] !     x_test.go:3: wrong\nvmtest: 0 passed, 1 failed"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
