@@ -36,6 +36,16 @@ func init() {
 // capsChild opens the probe and prints one line per capability warning
 // ("warn: CAP_X") and then "error: ..." or "ok".
 func capsChild(mode string, dnsOn bool) {
+	// Start from the kernel's default RLIMIT_MEMLOCK (64 KiB before 5.16),
+	// not from the parent's: a test before this one may have lifted the
+	// test binary's limit (opening a probe does, on kernels that charge BPF
+	// memory to it), and a lifted limit is inherited. Lowering needs no
+	// capability.
+	lim := unix.Rlimit{Cur: 64 << 10, Max: 64 << 10}
+	if err := unix.Setrlimit(unix.RLIMIT_MEMLOCK, &lim); err != nil {
+		fmt.Println("error: setrlimit(RLIMIT_MEMLOCK):", err)
+		return
+	}
 	cfg := createDefaultConfig()
 	cfg.Attach = mode
 	cfg.DNS.Enabled = dnsOn
