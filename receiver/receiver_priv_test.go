@@ -96,11 +96,6 @@ type seen struct {
 	outcome      string
 }
 
-// records returns the records in sink whose network.peer.port is port.
-func records(sink *consumertest.LogsSink, port uint16) []seen {
-	return recordsWhere(sink, func(s seen) bool { return s.port == int64(port) })
-}
-
 // recordsWhere returns the records in sink that keep accepts, in the order
 // they reached the sink.
 func recordsWhere(sink *consumertest.LogsSink, keep func(seen) bool) []seen {
@@ -198,18 +193,33 @@ func TestReceiverPrivileged(t *testing.T) {
 	self := int64(os.Getpid())
 	exe, _ := os.Executable()
 
-	// waitOne waits until port has a record, then a little longer for
-	// duplicates, and checks there is exactly one.
-	waitOne := func(t *testing.T, port uint16) seen {
+	// mark is how many records the sink holds: a subtest takes it before
+	// its connect, and looks only at the records after it. An earlier
+	// subtest's listener port may be handed out again once it is closed,
+	// and its record is not this subtest's.
+	mark := func() int { return len(recordsWhere(sink, func(seen) bool { return true })) }
+	// since returns the records after mark from whose port is port.
+	since := func(from int, port uint16) []seen {
+		var out []seen
+		for _, s := range recordsWhere(sink, func(seen) bool { return true })[from:] {
+			if s.port == int64(port) {
+				out = append(out, s)
+			}
+		}
+		return out
+	}
+	// waitOne waits until port has a record after mark from, then a little
+	// longer for duplicates, and checks there is exactly one.
+	waitOne := func(t *testing.T, from int, port uint16) seen {
 		t.Helper()
 		var got []seen
 		for end := time.Now().Add(5 * time.Second); time.Now().Before(end); time.Sleep(10 * time.Millisecond) {
-			if got = records(sink, port); len(got) > 0 {
+			if got = since(from, port); len(got) > 0 {
 				break
 			}
 		}
 		time.Sleep(3 * cfg.Batch.Timeout)
-		got = records(sink, port)
+		got = since(from, port)
 		if len(got) != 1 {
 			t.Fatalf("port %d: %d records, want exactly 1: %+v", port, len(got), got)
 		}
@@ -243,30 +253,33 @@ func TestReceiverPrivileged(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			_, ap := listen(t, tt.network, tt.addr)
+			from := mark()
 			if err := privtest.Connect(ap, unix.SOCK_STREAM, tt.nonblocking); err != nil {
 				t.Fatalf("connect %s: %v", ap, err)
 			}
-			checkSelf(t, waitOne(t, ap.Port()), ap.Addr().String())
+			checkSelf(t, waitOne(t, from, ap.Port()), ap.Addr().String())
 		})
 	}
 
 	t.Run("refused", func(t *testing.T) {
 		ln, ap := listen(t, "tcp4", "127.0.0.1:0")
 		ln.Close()
+		from := mark()
 		if err := privtest.Connect(ap, unix.SOCK_STREAM, false); err != unix.ECONNREFUSED {
 			t.Fatalf("connect to closed port: %v, want ECONNREFUSED", err)
 		}
-		checkSelf(t, waitOne(t, ap.Port()), "127.0.0.1")
+		checkSelf(t, waitOne(t, from, ap.Port()), "127.0.0.1")
 	})
 
 	t.Run("child process", func(t *testing.T) {
 		_, ap := listen(t, "tcp4", "127.0.0.1:0")
 		cmd := exec.Command(exe, "-test.run=^$")
 		cmd.Env = append(os.Environ(), envChildConnect+"="+ap.String())
+		from := mark()
 		if out, err := cmd.CombinedOutput(); err != nil {
 			t.Fatalf("child: %v: %s", err, out)
 		}
-		s := waitOne(t, ap.Port())
+		s := waitOne(t, from, ap.Port())
 		if s.pid != int64(cmd.Process.Pid) || s.ppid != self || s.exeName != filepath.Base(exe) {
 			t.Errorf("record %+v, want pid %d ppid %d exe %s", s, cmd.Process.Pid, self, filepath.Base(exe))
 		}
@@ -280,11 +293,12 @@ func TestReceiverPrivileged(t *testing.T) {
 			privtest.SkipOrFail(t, "no curl, wget or busybox here (Debian packages curl, wget, busybox-static)")
 		}
 		cmd := exec.Command(argv[0], argv[1:]...)
+		from := mark()
 		if out, err := cmd.CombinedOutput(); err != nil {
 			t.Fatalf("%s: %v: %s", strings.Join(argv, " "), err, out)
 		}
 		ap := netip.MustParseAddrPort(srv.Listener.Addr().String())
-		s := waitOne(t, ap.Port())
+		s := waitOne(t, from, ap.Port())
 		real, _ := filepath.EvalSymlinks(bin)
 		if s.pid != int64(cmd.Process.Pid) || s.exeName != filepath.Base(real) || s.peer != "127.0.0.1" {
 			t.Errorf("record %+v, want pid %d exe %s peer 127.0.0.1", s, cmd.Process.Pid, filepath.Base(real))
@@ -322,10 +336,11 @@ func TestReceiverPrivileged(t *testing.T) {
 		c.Close()
 		// The ring keeps order: once the marker's record is in, the
 		// earlier connects' would be too.
+		from := mark()
 		if err := privtest.Connect(marker, unix.SOCK_STREAM, false); err != nil {
 			t.Fatal(err)
 		}
-		waitOne(t, marker.Port())
+		waitOne(t, from, marker.Port())
 		if got := own()[before:]; len(got) != 1 || got[0].port != int64(marker.Port()) {
 			t.Errorf("records of this process for a udp connect to %s, a unix connect and the marker: %+v, want only the marker's (port %d)", udp, got, marker.Port())
 		}
