@@ -255,7 +255,7 @@ static __always_inline void tc_emit(__u8 hook, __u8 family, __u16 dport, const _
 			 * its window instead, and its record kept there for the
 			 * summary. Not a loss.
 			 */
-			skey = tc_fill_connect(&first->first, hook, family, dport, addr, sk);
+			tc_fill_connect(&first->first, hook, family, dport, addr, sk); /* skey: tc_agg_count's */
 			first->first.ts_ns = first_ts;
 			if (first_ts > first->last_ts_ns)
 				first->last_ts_ns = first_ts;

@@ -44,6 +44,12 @@ struct {
 	__type(value, struct tc_outcome_track);
 } outcome_socks SEC(".maps");
 
+/* sk_err_soft as the record carries it: an errno that fits its byte, else 0. */
+static __always_inline __s32 tc_err_soft(__s32 err_soft)
+{
+	return err_soft > 0 && err_soft < 256 ? err_soft : 0;
+}
+
 /* Reserve, fill and submit one outcome record; count it when the ring is full. */
 static __always_inline void tc_outcome_emit(const struct tc_outcome_track *t, __u8 why,
 					    __u8 oldstate, __u8 newstate, __u8 sock_state,
@@ -61,7 +67,7 @@ static __always_inline void tc_outcome_emit(const struct tc_outcome_track *t, __
 	o->oldstate = oldstate;
 	o->newstate = newstate;
 	o->sock_state = sock_state;
-	o->err_soft = err_soft > 0 && err_soft < 256 ? err_soft : 0;
+	o->err_soft = tc_err_soft(err_soft);
 	o->_pad0[0] = 0;
 	o->_pad0[1] = 0;
 	o->err = err;
@@ -94,7 +100,7 @@ static __always_inline __u8 tc_outcome_kind(__u8 why, __u8 newstate, __u8 sock_s
 	if (newstate != TCP_CLOSE)
 		return TC_KIND_PENDING;
 	if (err <= 0)
-		err = err_soft > 0 && err_soft < 256 ? err_soft : 0;
+		err = tc_err_soft(err_soft);
 	switch (err) {
 	case 0:
 		return sock_state == TC_SS_UNCONNECTED ? TC_KIND_DENIED : TC_KIND_CLOSED;
