@@ -59,7 +59,15 @@ func uringConnect(dst netip.AddrPort) error {
 	binary.BigEndian.PutUint16(sa[2:], dst.Port())
 	a4 := dst.Addr().As4()
 	copy(sa[4:], a4[:])
-	_ = ioURingConnect(fd, sa) // refused, unreachable: the outcome says it
+	// refused, unreachable: the outcome says it. EALREADY: io_uring took
+	// a wakeup of the socket for the connect's end (the SYN's buffer
+	// freed when ARP gave up wakes writers, before the ICMP error that
+	// follows is processed) and retried the connect while it was still in
+	// progress; the socket is still connecting, so wait for its end as a
+	// careful application would, instead of closing it mid-connect.
+	if err := ioURingConnect(fd, sa); err == unix.EALREADY {
+		return waitConnect(fd, dst)
+	}
 	return nil
 }
 
@@ -75,6 +83,12 @@ func connectNonblocking(dst netip.AddrPort) error {
 	if err != unix.EINPROGRESS {
 		return nil // done already (refused on loopback)
 	}
+	return waitConnect(fd, dst)
+}
+
+// waitConnect polls fd, whose connect to dst is in progress, until the
+// connect is done (through signals), for at most 15 s.
+func waitConnect(fd int, dst netip.AddrPort) error {
 	end := time.Now().Add(15 * time.Second)
 	for time.Now().Before(end) {
 		pfd := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLOUT}}
