@@ -197,12 +197,13 @@ func TestReceiverPrivileged(t *testing.T) {
 	// its connect, and looks only at the records after it. An earlier
 	// subtest's listener port may be handed out again once it is closed,
 	// and its record is not this subtest's.
-	mark := func() int { return len(recordsWhere(sink, func(seen) bool { return true })) }
-	// since returns the records after mark from whose port is port.
-	since := func(from int, port uint16) []seen {
+	all := func() []seen { return recordsWhere(sink, func(seen) bool { return true }) }
+	mark := func() int { return len(all()) }
+	// since returns the records after mark from that keep accepts.
+	since := func(from int, keep func(seen) bool) []seen {
 		var out []seen
-		for _, s := range recordsWhere(sink, func(seen) bool { return true })[from:] {
-			if s.port == int64(port) {
+		for _, s := range all()[from:] {
+			if keep(s) {
 				out = append(out, s)
 			}
 		}
@@ -212,14 +213,15 @@ func TestReceiverPrivileged(t *testing.T) {
 	// longer for duplicates, and checks there is exactly one.
 	waitOne := func(t *testing.T, from int, port uint16) seen {
 		t.Helper()
+		onPort := func(s seen) bool { return s.port == int64(port) }
 		var got []seen
 		for end := time.Now().Add(5 * time.Second); time.Now().Before(end); time.Sleep(10 * time.Millisecond) {
-			if got = since(from, port); len(got) > 0 {
+			if got = since(from, onPort); len(got) > 0 {
 				break
 			}
 		}
 		time.Sleep(3 * cfg.Batch.Timeout)
-		got = since(from, port)
+		got = since(from, onPort)
 		if len(got) != 1 {
 			t.Fatalf("port %d: %d records, want exactly 1: %+v", port, len(got), got)
 		}
@@ -309,7 +311,6 @@ func TestReceiverPrivileged(t *testing.T) {
 	t.Run("udp and unix give none", func(t *testing.T) {
 		// Only this process's records count: every other process on the
 		// host connects too, and the receiver reports them all.
-		own := func() []seen { return recordsWhere(sink, func(s seen) bool { return s.pid == self }) }
 		_, marker := listen(t, "tcp4", "127.0.0.1:0")
 		uc, err := net.ListenPacket("udp4", "127.0.0.1:0")
 		if err != nil {
@@ -324,7 +325,7 @@ func TestReceiverPrivileged(t *testing.T) {
 		defer ul.Close()
 		// The earlier subtests waited for their records: what comes after
 		// this is the udp connect's, the unix connect's and the marker's.
-		before := len(own())
+		from := mark()
 		udp := uc.LocalAddr().(*net.UDPAddr).AddrPort()
 		if err := privtest.Connect(udp, unix.SOCK_DGRAM, false); err != nil {
 			t.Fatalf("udp connect: %v", err)
@@ -336,12 +337,11 @@ func TestReceiverPrivileged(t *testing.T) {
 		c.Close()
 		// The ring keeps order: once the marker's record is in, the
 		// earlier connects' would be too.
-		from := mark()
 		if err := privtest.Connect(marker, unix.SOCK_STREAM, false); err != nil {
 			t.Fatal(err)
 		}
 		waitOne(t, from, marker.Port())
-		if got := own()[before:]; len(got) != 1 || got[0].port != int64(marker.Port()) {
+		if got := since(from, func(s seen) bool { return s.pid == self }); len(got) != 1 || got[0].port != int64(marker.Port()) {
 			t.Errorf("records of this process for a udp connect to %s, a unix connect and the marker: %+v, want only the marker's (port %d)", udp, got, marker.Port())
 		}
 	})
