@@ -22,7 +22,7 @@ CONTAINER_PACKAGES := podman runc libcap2-bin
 APT_PACKAGES := clang-19 llvm-19 libbpf-dev bpftool linux-libc-dev-arm64-cross qemu-system-x86 qemu-system-arm cpio xz-utils $(TEST_PACKAGES) $(CONTAINER_PACKAGES)
 # Every file `go generate` writes: bpf2go's objects and bindings, mdatagen's
 # code, generated tests and documentation (git pathspecs).
-GENERATED := 'bpf/*_bpfel.*' 'bpf/*_bpfeb.*' receiver/documentation.md 'receiver/generated_*' receiver/internal
+GENERATED := 'bpf/*_bpfel.*' 'bpf/*_bpfeb.*' tcpconnectreceiver/documentation.md 'tcpconnectreceiver/generated_*' tcpconnectreceiver/internal
 # The linux/arm64 distribution, built from ocb's generated sources.
 ARM64_COLLECTOR := $(BUILD)/linux-arm64/otelcol-tcpconnect
 # Every package but e2e (make e2e, after the build) and the VM-only guest
@@ -47,15 +47,15 @@ VM_ARM64_NOTRAMPOLINE := 6.1-arm64
 # whose subject does not depend on the attach mode (DNS capture is
 # cgroup_skb in every mode; the LSM list, the kprobe load check and the
 # all-modes comparison attach what they need themselves) run once per boot,
-# in auto, as bpf-once and receiver-once (the same binaries under a second
-# name); the rest run in every mode of the boot.
+# in auto, as bpf-once and tcpconnectreceiver-once (the same binaries under
+# a second name); the rest run in every mode of the boot.
 VM_BPF_MODE_TESTS := TestProbeConnects,TestProbeProof,TestCheckFeatures,TestProbeFilters,TestProbeProcessFilterMatchesProcess,TestProbeIOURingConnect,TestProbeNetnsVeth,TestProbeConnectSocketNetns,TestProbeOutcome,TestOutcomeLossAccounted,TestProbeOutcomeOff,TestAggregateExact,TestAggregateOutcomes,TestProbeOutcomeReconnect
 VM_BPF_ONCE_TESTS := TestReadLSMState,TestProbeLSMExpectation,TestProbeKprobeLoads,TestProbeModesAgree,TestProbeCgroupSubtreeUnproven,TestProbeDNSCapture,TestProbeDNSSocketNetns,TestLostCounters,TestProbeDNSMarkedSocket,TestAggregateLateOutcome,TestAggregateFullWindow,TestAggregateDrain,TestAggregateOutcomesSkipped
 VM_RECEIVER_MODE_TESTS := TestReceiverPrivileged,TestOpenNamesMissingCapability,TestReceiverPrivilegedHostileStrings
 VM_RECEIVER_ONCE_TESTS := TestDNSPrivileged,TestDNSPrivilegedNetnsScope,TestDNSPrivilegedRestart,TestDNSPrivilegedTCPSegments,TestDNSPrivilegedIPv6ExtHeaders,TestDNSPrivilegedDockerNAT,TestDNSPrivilegedServiceIP,TestAggregationPrivileged,TestAggregationPrivilegedNames
 VM_TESTS ?= \
 	-tests bpf.test=$(VM_BPF_MODE_TESTS) -tests bpf-once=$(VM_BPF_ONCE_TESTS) \
-	-tests receiver.test=$(VM_RECEIVER_MODE_TESTS) -tests receiver-once=$(VM_RECEIVER_ONCE_TESTS) \
+	-tests tcpconnectreceiver.test=$(VM_RECEIVER_MODE_TESTS) -tests tcpconnectreceiver-once=$(VM_RECEIVER_ONCE_TESTS) \
 	-tests e2e.test=TestPipelineOverOTLP,TestAggregationCountsAddUp
 # arm64 (TCG, about as fast as amd64 here: README, "Testing"): the kernel
 # tests in every mode but fentry (on arm64 the same BPF trampoline as lsm,
@@ -63,7 +63,7 @@ VM_TESTS ?= \
 # Without trampolines (6.1) lsm and fentry cannot attach: kprobe, cgroup and
 # auto, without the two tests that need every mode to attach.
 VM_ARM64_MODES ?= lsm,kprobe,cgroup,auto
-VM_ARM64_TESTS ?= $(VM_TESTS) -modes receiver.test=auto -modes e2e.test=auto
+VM_ARM64_TESTS ?= $(VM_TESTS) -modes tcpconnectreceiver.test=auto -modes e2e.test=auto
 VM_ARM64_NOTRAMPOLINE_MODES ?= kprobe,cgroup,auto
 VM_ARM64_NOTRAMPOLINE_TESTS ?= $(subst TestProbeModesAgree,,$(subst TestProbeLSMExpectation,,$(VM_ARM64_TESTS)))
 # A second boot of each kernel leaves bpf out of the active LSM list, as
@@ -78,7 +78,7 @@ VM_ONLY_TESTS := TestProbeModesAgree|TestProbeLSMExpectation
 # The receiver and e2e tests (the whole pipeline) run in lsm, cgroup and
 # auto on the all-mode boots: fentry and kprobe hook the same function as
 # lsm, and the bpf tests run in every mode. Keeps .ci/run near 45 minutes.
-VM_PIPELINE_MODES := -modes receiver.test=lsm,cgroup,auto -modes e2e.test=lsm,cgroup,auto
+VM_PIPELINE_MODES := -modes tcpconnectreceiver.test=lsm,cgroup,auto -modes e2e.test=lsm,cgroup,auto
 # vmtest-quick: one kernel, one mode, for the edit-test loop.
 VM_QUICK_KERNEL ?= 6.12
 VM_QUICK_MODE ?= lsm
@@ -257,7 +257,7 @@ vm-binaries-arm64:
 	mkdir -p $(BUILD)/vm/arm64
 	$(call vmbins,arm64)
 
-vmbins = for p in internal/vmtest/guestcheck bpf receiver e2e; do \
+vmbins = for p in internal/vmtest/guestcheck bpf tcpconnectreceiver e2e; do \
 		CGO_ENABLED=0 GOOS=linux GOARCH=$(1) $(GO) test -c -o $(BUILD)/vm/$(1)/$$(basename $$p).test ./$$p || exit 1; done
 
 # vmtest boots the pinned kernels under qemu (TCG) and runs the privileged
@@ -324,7 +324,7 @@ vmrun = $(if $(call vmkernels,$(1)),\
 		-run 'guestcheck=/tests/guestcheck.test -test.v' \
 		-test-args '-test.v -test.timeout=8m' $(if $(4),$(4),$(if $(filter arm64,$(2)),$(VM_ARM64_TESTS),$(VM_TESTS))) $(3) \
 		-test $(BUILD)/vm/$(2)/bpf.test -test bpf-once=$(BUILD)/vm/$(2)/bpf.test -modes bpf-once=auto \
-		-test $(BUILD)/vm/$(2)/receiver.test -test receiver-once=$(BUILD)/vm/$(2)/receiver.test -modes receiver-once=auto \
+		-test $(BUILD)/vm/$(2)/tcpconnectreceiver.test -test tcpconnectreceiver-once=$(BUILD)/vm/$(2)/tcpconnectreceiver.test -modes tcpconnectreceiver-once=auto \
 		-test $(BUILD)/vm/$(2)/e2e.test)
 
 # fuzz is the brief run of the DNS fuzz targets that `make test` (CI) does;
@@ -353,7 +353,7 @@ bench-vm: build
 	bench/vm.sh --pairs 7 --seconds 5
 
 bench-go:
-	$(GO) test -run '^$$' -bench . -benchmem ./internal/event ./dns ./receiver/
+	$(GO) test -run '^$$' -bench . -benchmem ./internal/event ./dns ./tcpconnectreceiver/
 
 test: deps lint check-generate unit fuzz e2e container-test deploy-test vmtest
 

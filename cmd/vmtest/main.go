@@ -3,7 +3,7 @@
 // kernel, and fails unless every command reported exit 0.
 //
 //	go run ./cmd/vmtest -kernels all -mode-matrix lsm,fentry,kprobe,cgroup,auto \
-//	    -test _build/vm/bpf.test -test _build/vm/receiver.test \
+//	    -test _build/vm/bpf.test -test _build/vm/tcpconnectreceiver.test \
 //	    -file _build/otelcol-tcpconnect:/bin/otelcol-tcpconnect -module veth
 //
 // A JSON plan (-plan) holds the same settings; flags add to it.

@@ -1,0 +1,126 @@
+package tcpconnectreceiver
+
+import (
+	"net/netip"
+	"testing"
+	"time"
+
+	"go.opentelemetry.io/collector/pdata/pcommon"
+	"go.opentelemetry.io/collector/pdata/plog"
+	"go.opentelemetry.io/collector/receiver/receivertest"
+
+	"github.com/tcpconnect/tcpconnect/dns"
+	"github.com/tcpconnect/tcpconnect/internal/event"
+	"github.com/tcpconnect/tcpconnect/internal/procinfo"
+	"github.com/tcpconnect/tcpconnect/tcpconnectreceiver/internal/metadata"
+)
+
+// benchDNS is a dnsSink that names every destination with two names.
+type benchDNS struct{}
+
+func (benchDNS) HandleDNS(*event.DNS, time.Time) {}
+func (benchDNS) Lookup(_ netip.Addr, _ dns.Scope, _ time.Time, dst []string) ([]string, string, time.Duration, dns.Source) {
+	dst = append(dst, "www.example.com", "example.com-v4.edgesuite.net")
+	return dst, dst[0], 1500 * time.Millisecond, dns.SourceProcess
+}
+func (benchDNS) Stats() dnsStats   { return dnsStats{} }
+func (benchDNS) Sweep(_ time.Time) {}
+
+// benchmarkHandle measures the reader's whole per-connect path, raw record to
+// plog record: decode, process cache, DNS lookup, record build. The records
+// come from two threads of one process to eight destinations, like a busy
+// client; the batch is taken every 1024 records.
+// With outcome, each connect is tracked and followed by its outcome record
+// (established), as the kernel writes them; one iteration handles both.
+func benchmarkHandle(b *testing.B, sink dnsSink, outcome bool) {
+	var raws [][]byte
+	for i := range 8 {
+		dst := netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 0, 1, byte(i)}), 443)
+		tid := 4243 + uint32(i%2)
+		raws = append(raws, connectRec{hook: event.HookCgroup, dst: dst, bootNs: uint64(i + 1), startNs: 1, tgid: 4242, tid: tid, ppid: 1, comm: []string{"curl", "worker"}[i%2], exe: "curl", tracked: outcome}.raw())
+		if outcome {
+			raws = append(raws, outcomeRaw(tid, uint64(i+1), uint64(i+2), 1, 0))
+		}
+	}
+	cfg := createDefaultConfig()
+	cfg.Outcome.Enabled = outcome
+	r := &tcpconnectReceiver{cfg: cfg, set: receivertest.NewNopSettings(metadata.Type), dns: sink}
+	rd := &reader{
+		r:     r,
+		procs: procinfo.New(procinfo.Config{ProcRoot: b.TempDir()}),
+		batch: newBatcher("host-1", "v1", createDefaultConfig()),
+		mode:  "cgroup",
+		names: make([]string, 0, maxNames),
+	}
+	if outcome {
+		rd.wait = newOutcomeWait(cfg.Outcome.MaxWaiting, cfg.Outcome.MaxWait)
+	}
+	now := time.Now()
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		rd.handle(raws[i%len(raws)], now)
+		if outcome {
+			i++
+			rd.handle(raws[i%len(raws)], now)
+		}
+		if rd.batch.len() == 1024 {
+			rd.batch.take()
+		}
+	}
+	if outcome && (rd.c.outcomeUnmatched != 0 || rd.wait.len() != 0) {
+		b.Fatalf("%d outcomes unmatched, %d records waiting", rd.c.outcomeUnmatched, rd.wait.len())
+	}
+	if rd.c.decodeErrors != 0 {
+		b.Fatalf("%d decode errors", rd.c.decodeErrors)
+	}
+}
+
+func BenchmarkHandle(b *testing.B) {
+	b.Run("no_dns", func(b *testing.B) { benchmarkHandle(b, nil, false) })
+	b.Run("names", func(b *testing.B) { benchmarkHandle(b, benchDNS{}, false) })
+	b.Run("names_outcome", func(b *testing.B) { benchmarkHandle(b, benchDNS{}, true) })
+}
+
+// BenchmarkRecordFloor builds the record of BenchmarkHandle/names_outcome
+// (the default mode: outcome on, two DNS names) from constants through the
+// public pdata API and nothing else: no decoding, no caches, no outcome
+// queue. It is the floor the receiver's per-record cost cannot go below
+// while it builds plog records with that API: one allocation per attribute
+// value, three for the names slice, one per log record and one for its
+// attribute slice, and the garbage collection they cause.
+func BenchmarkRecordFloor(b *testing.B) {
+	ld := plog.NewLogs()
+	recs := ld.ResourceLogs().AppendEmpty().ScopeLogs().AppendEmpty().LogRecords()
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		lr := recs.AppendEmpty()
+		lr.SetEventName(EventName)
+		lr.SetSeverityNumber(plog.SeverityNumberInfo)
+		lr.SetSeverityText(severityText)
+		lr.SetTimestamp(pcommon.Timestamp(i))
+		lr.SetObservedTimestamp(pcommon.Timestamp(i))
+		attrs := lr.Attributes()
+		attrs.EnsureCapacity(15)
+		attrs.PutStr(attrNetTransport, "tcp")
+		attrs.PutStr(attrNetType, "ipv4")
+		attrs.PutStr(attrNetPeerAddress, "10.0.1.3")
+		attrs.PutInt(attrNetPeerPort, 443)
+		attrs.PutStr(attrServerAddress, "www.example.com")
+		attrs.PutInt(attrServerPort, 443)
+		attrs.PutInt(attrThreadID, 4243)
+		attrs.PutStr(attrThreadName, "worker")
+		names := attrs.PutEmptySlice(attrDNSNames)
+		names.EnsureCapacity(2)
+		names.AppendEmpty().SetStr("www.example.com")
+		names.AppendEmpty().SetStr("example.com-v4.edgesuite.net")
+		attrs.PutDouble(attrDNSNameAge, 1.5)
+		attrs.PutStr(attrDNSSource, "process")
+		attrs.PutStr(attrAttachMode, "cgroup")
+		attrs.PutStr(attrOutcome, "established")
+		attrs.PutDouble(attrConnectTime, 0.001)
+		if recs.Len() == 1024 {
+			ld = plog.NewLogs()
+			recs = ld.ResourceLogs().AppendEmpty().ScopeLogs().AppendEmpty().LogRecords()
+		}
+	}
+}

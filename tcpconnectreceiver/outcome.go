@@ -1,0 +1,130 @@
+package tcpconnectreceiver
+
+import (
+	"strings"
+	"time"
+
+	"github.com/tcpconnect/tcpconnect/internal/event"
+	"github.com/tcpconnect/tcpconnect/internal/procinfo"
+)
+
+// outcomeResult is what a log record says about its connect's outcome.
+type outcomeResult struct {
+	kind     event.Kind    // event.KindNone: outcome tracking is off
+	errType  string        // error.type; "" unless the connect failed
+	duration time.Duration // connect to outcome; 0 when pending
+}
+
+// pendingResult is the result of a record that went out without an outcome.
+func pendingResult() outcomeResult { return outcomeResult{kind: event.KindPending} }
+
+// maxErrorTypeBytes bounds error.type: errno names are at most 15 bytes
+// (ENOTRECOVERABLE, EPROTONOSUPPORT).
+const maxErrorTypeBytes = 32
+
+// maxOutcomeResult is the result with the longest attributes, for the
+// record size bound (batch_size.go).
+func maxOutcomeResult() outcomeResult {
+	return outcomeResult{kind: event.KindUnreachable, errType: strings.Repeat("E", maxErrorTypeBytes), duration: time.Second}
+}
+
+// resultOf is the result of connect c whose outcome is o.
+func resultOf(c *event.Connect, o *event.Outcome) outcomeResult {
+	r := outcomeResult{kind: o.Kind(), errType: o.ErrorType()}
+	if o.BootTimeNs > c.BootTimeNs {
+		r.duration = time.Duration(o.BootTimeNs - c.BootTimeNs)
+	}
+	return r
+}
+
+// waitKey names a connect record the way its outcome record does.
+type waitKey struct {
+	tid    uint32
+	bootNs uint64
+}
+
+// waitingRecord is a connect record waiting for its outcome, with what the
+// reader learnt about it when it was read (its process is looked up then:
+// a short-lived client may be gone by the time the outcome comes).
+type waitingRecord struct {
+	conn event.Connect
+	info *procinfo.Info
+	ts   time.Time // the connect's kernel time, wall clock
+	read time.Time // when it was read: its wait starts here
+	done bool      // its outcome came and it was sent; the slot waits to be popped
+}
+
+// outcomeWait is the bounded queue of connect records waiting for their
+// outcome, used by the reader goroutine only. Records are queued in read
+// order in a ring of fixed slots (allocated once) and found by their key in
+// index. A record whose outcome comes is sent at once and its slot marked
+// done; the reader pops the front once per poll tick, sending a record that
+// waited max_wait as pending. No timers and no goroutines.
+type outcomeWait struct {
+	slots   []waitingRecord
+	head, n int
+	index   *waitIndex
+	maxWait time.Duration
+}
+
+func newOutcomeWait(size int, maxWait time.Duration) *outcomeWait {
+	return &outcomeWait{
+		slots:   make([]waitingRecord, size),
+		index:   newWaitIndex(size),
+		maxWait: maxWait,
+	}
+}
+
+// full reports whether every slot is taken.
+func (q *outcomeWait) full() bool { return q.n == len(q.slots) }
+
+// len returns the number of slots taken (waiting or done, not yet popped).
+func (q *outcomeWait) len() int { return q.n }
+
+// push queues connect c; the queue must not be full.
+func (q *outcomeWait) push(c *event.Connect, info *procinfo.Info, ts, now time.Time) {
+	i := (q.head + q.n) % len(q.slots)
+	s := &q.slots[i]
+	s.conn, s.info, s.ts, s.read, s.done = *c, info, ts, now, false
+	q.index.put(waitKey{c.TID, c.BootTimeNs}, i)
+	q.n++
+}
+
+// take returns the waiting record of outcome o and marks it done, or nil
+// when none waits (it was sent as pending, or its connect record was lost).
+func (q *outcomeWait) take(o *event.Outcome) *waitingRecord {
+	i, ok := q.index.remove(waitKey{o.TID, o.ConnectBootNs})
+	if !ok {
+		return nil
+	}
+	s := &q.slots[i]
+	s.done = true
+	return s
+}
+
+// front returns the oldest slot taken, or nil when the queue is empty.
+func (q *outcomeWait) front() *waitingRecord {
+	if q.n == 0 {
+		return nil
+	}
+	return &q.slots[q.head]
+}
+
+// pop frees the oldest slot (after the caller sent it, if it was waiting).
+func (q *outcomeWait) pop() {
+	s := &q.slots[q.head]
+	if !s.done {
+		k := waitKey{s.conn.TID, s.conn.BootTimeNs}
+		if i, ok := q.index.get(k); ok && i == q.head {
+			q.index.remove(k)
+		}
+	}
+	s.info = nil // let the process info go
+	q.head = (q.head + 1) % len(q.slots)
+	q.n--
+}
+
+// expired reports whether s has waited its time at now.
+func (q *outcomeWait) expired(s *waitingRecord, now time.Time) bool {
+	return now.Sub(s.read) >= q.maxWait
+}

@@ -1,0 +1,464 @@
+package tcpconnectreceiver
+
+import (
+	"context"
+	"errors"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"go.opentelemetry.io/collector/component/componenttest"
+	"go.opentelemetry.io/collector/consumer"
+	"go.opentelemetry.io/collector/consumer/consumererror"
+	"go.opentelemetry.io/collector/consumer/consumertest"
+	"go.opentelemetry.io/collector/pdata/plog"
+	"go.opentelemetry.io/collector/receiver/receivertest"
+	"go.opentelemetry.io/otel/sdk/metric/metricdata"
+	"go.opentelemetry.io/otel/sdk/metric/metricdata/metricdatatest"
+	"go.uber.org/zap"
+
+	"github.com/tcpconnect/tcpconnect/bpf"
+	"github.com/tcpconnect/tcpconnect/internal/event"
+	"github.com/tcpconnect/tcpconnect/tcpconnectreceiver/internal/metadata"
+	"github.com/tcpconnect/tcpconnect/tcpconnectreceiver/internal/metadatatest"
+)
+
+// testRecord returns the raw record of a connect from pid to port.
+func testRecord(pid uint32, port uint16) []byte {
+	return connectRec{hook: event.HookCgroup, dst: netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), port),
+		bootNs: 1, startNs: 1, tgid: pid, tid: pid, ppid: 1, comm: "replay", exe: "replay"}.raw()
+}
+
+// testConfig is a default config with short timers for tests.
+func testConfig() *Config {
+	cfg := createDefaultConfig()
+	cfg.PollInterval = 5 * time.Millisecond
+	cfg.Batch = BatchConfig{MaxSize: 3, Timeout: time.Hour}
+	cfg.Retry.InitialInterval = time.Millisecond
+	cfg.Retry.MaxInterval = 4 * time.Millisecond
+	cfg.Retry.MaxElapsedTime = 50 * time.Millisecond
+	return cfg
+}
+
+// startReplay starts a receiver on a replay source with telemetry tt.
+func startReplay(t *testing.T, cfg *Config, next consumer.Logs, tt *componenttest.Telemetry) (*tcpconnectReceiver, *replaySource) {
+	t.Helper()
+	src := newReplaySource()
+	set := metadatatest.NewSettings(tt)
+	rcv, err := newFactory(src.opener()).CreateLogs(context.Background(), set, cfg, next)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := rcv.Start(context.Background(), componenttest.NewNopHost()); err != nil {
+		t.Fatal(err)
+	}
+	return rcv.(*tcpconnectReceiver), src
+}
+
+// counter returns the sum of the int64 counter name's data points (0 when
+// it was never recorded).
+func counter(t *testing.T, tt *componenttest.Telemetry, name string) int64 {
+	t.Helper()
+	m, err := tt.GetMetric("otelcol_" + name)
+	if err != nil {
+		return 0
+	}
+	var n int64
+	switch d := m.Data.(type) {
+	case metricdata.Sum[int64]:
+		for _, dp := range d.DataPoints {
+			n += dp.Value
+		}
+	case metricdata.Gauge[int64]:
+		for _, dp := range d.DataPoints {
+			n += dp.Value
+		}
+	}
+	return n
+}
+
+// waitFor polls cond for up to 5 s.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for end := time.Now().Add(5 * time.Second); time.Now().Before(end); time.Sleep(5 * time.Millisecond) {
+		if cond() {
+			return
+		}
+	}
+	t.Fatalf("timed out waiting for %s", what)
+}
+
+func batchSizes(logs []plog.Logs) []int {
+	var n []int
+	for _, l := range logs {
+		n = append(n, l.LogRecordCount())
+	}
+	return n
+}
+
+// TestLifecycle is the lifecycle that mdatagen's generated test would run
+// (Start, Shutdown, twice, and Shutdown without Start), on a replay source.
+func TestLifecycle(t *testing.T) {
+	f := newFactory(newReplaySource().opener())
+	set := receivertest.NewNopSettings(metadata.Type)
+	cfg := f.CreateDefaultConfig()
+	r, err := f.CreateLogs(context.Background(), set, cfg, consumertest.NewNop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Shutdown(context.Background()); err != nil {
+		t.Fatalf("Shutdown without Start: %v", err)
+	}
+	for i := range 2 {
+		src := newReplaySource()
+		r, err := newFactory(src.opener()).CreateLogs(context.Background(), set, cfg, consumertest.NewNop())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := r.Start(context.Background(), componenttest.NewNopHost()); err != nil {
+			t.Fatalf("Start %d: %v", i, err)
+		}
+		if err := r.Shutdown(context.Background()); err != nil {
+			t.Fatalf("Shutdown %d: %v", i, err)
+		}
+		if !src.isClosed() {
+			t.Errorf("Shutdown %d left the source open", i)
+		}
+	}
+}
+
+func TestStartError(t *testing.T) {
+	open := func(*Config, *zap.Logger) (source, error) {
+		return nil, errors.New("attach mode lsm: load programs: operation not permitted")
+	}
+	r, err := newFactory(open).CreateLogs(context.Background(), receivertest.NewNopSettings(metadata.Type), createDefaultConfig(), consumertest.NewNop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = r.Start(context.Background(), componenttest.NewNopHost())
+	if err == nil || !strings.Contains(err.Error(), "attach mode lsm") {
+		t.Fatalf("Start = %v, want the source's error naming the mode", err)
+	}
+	if err := r.Shutdown(context.Background()); err != nil {
+		t.Fatalf("Shutdown after failed Start: %v", err)
+	}
+}
+
+func TestBatchBySizeAndFlushOnShutdown(t *testing.T) {
+	tt := componenttest.NewTelemetry()
+	defer tt.Shutdown(context.Background())
+	sink := new(consumertest.LogsSink)
+	rcv, src := startReplay(t, testConfig(), sink, tt)
+	for i := range 7 {
+		src.feed(testRecord(uint32(100+i%2), uint16(1000+i)))
+	}
+	waitFor(t, "two full batches", func() bool { return len(sink.AllLogs()) == 2 })
+	if err := rcv.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if got := batchSizes(sink.AllLogs()); len(got) != 3 || got[0] != 3 || got[1] != 3 || got[2] != 1 {
+		t.Fatalf("batch sizes %v, want [3 3 1] (the last flushed by Shutdown)", got)
+	}
+	// Two processes in the first batch: two ResourceLogs.
+	if n := sink.AllLogs()[0].ResourceLogs().Len(); n != 2 {
+		t.Errorf("first batch has %d ResourceLogs, want 2 (one per process)", n)
+	}
+	if n := counter(t, tt, "receiver_tcpconnect_connects_received"); n != 7 {
+		t.Errorf("connects_received = %d, want 7", n)
+	}
+	if n := counter(t, tt, "receiver_tcpconnect_connects_unnamed"); n != 7 {
+		t.Errorf("connects_unnamed = %d, want 7", n)
+	}
+	metadatatest.AssertEqualReceiverTcpconnectConnectsReceived(t, tt,
+		[]metricdata.DataPoint[int64]{{Value: 7}}, metricdatatest.IgnoreTimestamp())
+}
+
+func TestBatchTimeout(t *testing.T) {
+	tt := componenttest.NewTelemetry()
+	defer tt.Shutdown(context.Background())
+	cfg := testConfig()
+	cfg.Batch = BatchConfig{MaxSize: 1000, Timeout: 20 * time.Millisecond}
+	sink := new(consumertest.LogsSink)
+	rcv, src := startReplay(t, cfg, sink, tt)
+	defer rcv.Shutdown(context.Background())
+	src.feed(testRecord(1, 1), testRecord(1, 2))
+	waitFor(t, "the timed-out batch", func() bool { return sink.LogRecordCount() == 2 })
+	if got := batchSizes(sink.AllLogs()); len(got) != 1 {
+		t.Errorf("batch sizes %v, want one batch of 2", got)
+	}
+}
+
+// flakyLogs fails its first n calls with err, then delegates to next.
+type flakyLogs struct {
+	consumertest.Consumer
+	mu    sync.Mutex
+	n     int
+	err   error
+	calls int
+	next  *consumertest.LogsSink
+}
+
+func (f *flakyLogs) ConsumeLogs(ctx context.Context, ld plog.Logs) error {
+	f.mu.Lock()
+	f.calls++
+	fail := f.calls <= f.n
+	f.mu.Unlock()
+	if fail {
+		return f.err
+	}
+	return f.next.ConsumeLogs(ctx, ld)
+}
+
+func TestConsumerErrors(t *testing.T) {
+	tests := []struct {
+		name        string
+		next        func(sink *consumertest.LogsSink) consumer.Logs
+		retry       bool
+		wantRecords int
+		wantDropped int64
+		wantRetries int64 // -1: at least one
+	}{
+		{"transient error retried", func(s *consumertest.LogsSink) consumer.Logs {
+			return &flakyLogs{n: 2, err: errors.New("memory limiter: try later"), next: s}
+		}, true, 3, 0, 2},
+		{"permanent error dropped at once", func(*consumertest.LogsSink) consumer.Logs {
+			return consumertest.NewErr(consumererror.NewPermanent(errors.New("bad data")))
+		}, true, 0, 3, 0},
+		{"retries exhausted", func(*consumertest.LogsSink) consumer.Logs {
+			return consumertest.NewErr(errors.New("down"))
+		}, true, 0, 3, -1},
+		{"retry disabled", func(*consumertest.LogsSink) consumer.Logs {
+			return consumertest.NewErr(errors.New("down"))
+		}, false, 0, 3, 0},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			tt := componenttest.NewTelemetry()
+			defer tt.Shutdown(context.Background())
+			sink := new(consumertest.LogsSink)
+			cfg := testConfig()
+			cfg.Retry.Enabled = tc.retry
+			rcv, src := startReplay(t, cfg, tc.next(sink), tt)
+			src.feed(testRecord(1, 1), testRecord(1, 2), testRecord(1, 3))
+			waitFor(t, "the batch to be consumed or dropped", func() bool {
+				return sink.LogRecordCount() == tc.wantRecords &&
+					counter(t, tt, "receiver_tcpconnect_records_dropped") == tc.wantDropped
+			})
+			if err := rcv.Shutdown(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			retries := counter(t, tt, "receiver_tcpconnect_send_retries")
+			if (tc.wantRetries < 0 && retries == 0) || (tc.wantRetries >= 0 && retries != tc.wantRetries) {
+				t.Errorf("send_retries = %d, want %d (-1: some)", retries, tc.wantRetries)
+			}
+			if sink.LogRecordCount() != tc.wantRecords {
+				t.Errorf("delivered %d records, want %d", sink.LogRecordCount(), tc.wantRecords)
+			}
+			if d := counter(t, tt, "receiver_tcpconnect_records_dropped"); d != tc.wantDropped {
+				t.Errorf("records_dropped = %d, want %d", d, tc.wantDropped)
+			}
+		})
+	}
+}
+
+// TestBackpressure: a consumer that blocks stops the reader (the replay's
+// queue, standing in for the kernel ring, keeps the rest), and nothing is
+// dropped; Shutdown with an expired context abandons the blocked send.
+func TestBackpressure(t *testing.T) {
+	tt := componenttest.NewTelemetry()
+	defer tt.Shutdown(context.Background())
+	release := make(chan struct{})
+	blocking := &blockingLogs{release: release, sink: new(consumertest.LogsSink)}
+	cfg := testConfig()
+	cfg.Batch.MaxSize = 1
+	rcv, src := startReplay(t, cfg, blocking, tt)
+	for i := range 20 {
+		src.feed(testRecord(1, uint16(i+1)))
+	}
+	// 1 in ConsumeLogs, pendingBatches in the channel, 1 in the reader's hand.
+	waitFor(t, "the reader to block", func() bool { return len(src.recs) == 20-(2+pendingBatches) })
+	time.Sleep(20 * time.Millisecond)
+	if n := len(src.recs); n != 20-(2+pendingBatches) {
+		t.Fatalf("reader kept reading while the sender was blocked: %d records left, want %d", n, 20-(2+pendingBatches))
+	}
+	close(release)
+	waitFor(t, "every record", func() bool { return blocking.sink.LogRecordCount() == 20 })
+	if err := rcv.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if d := counter(t, tt, "receiver_tcpconnect_records_dropped"); d != 0 {
+		t.Errorf("records_dropped = %d, want 0", d)
+	}
+}
+
+type blockingLogs struct {
+	consumertest.Consumer
+	release chan struct{}
+	sink    *consumertest.LogsSink
+}
+
+func (b *blockingLogs) ConsumeLogs(ctx context.Context, ld plog.Logs) error {
+	select {
+	case <-b.release:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	return b.sink.ConsumeLogs(ctx, ld)
+}
+
+func (b *blockingLogs) Capabilities() consumer.Capabilities { return consumer.Capabilities{} }
+
+func TestShutdownTimeoutAbandonsRetries(t *testing.T) {
+	tt := componenttest.NewTelemetry()
+	defer tt.Shutdown(context.Background())
+	cfg := testConfig()
+	cfg.Retry.InitialInterval = time.Hour
+	cfg.Retry.MaxInterval = time.Hour
+	cfg.Retry.MaxElapsedTime = 10 * time.Hour
+	rcv, src := startReplay(t, cfg, consumertest.NewErr(errors.New("down")), tt)
+	src.feed(testRecord(1, 1), testRecord(1, 2), testRecord(1, 3))
+	waitFor(t, "the first attempt", func() bool { return counter(t, tt, "receiver_refused_log_records") > 0 || len(src.recs) == 0 })
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	if err := rcv.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Errorf("Shutdown took %s despite its context's 50ms deadline", d)
+	}
+	if d := counter(t, tt, "receiver_tcpconnect_records_dropped"); d != 3 {
+		t.Errorf("records_dropped = %d, want 3", d)
+	}
+}
+
+// TestShutdownBounded: with the next hop down and the default retry budget
+// (5 minutes), Shutdown with a context that never ends returns within
+// shutdown_timeout and counts every record it could not deliver: those
+// waiting for a retry, those the reader still held, and those of an attempt
+// that blocks until it is cancelled.
+func TestShutdownBounded(t *testing.T) {
+	tests := []struct {
+		name string
+		next consumer.Logs
+	}{
+		{"next hop refuses", consumertest.NewErr(errors.New("connection refused"))},
+		{"next hop hangs", &blockingLogs{release: make(chan struct{}), sink: new(consumertest.LogsSink)}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			tt := componenttest.NewTelemetry()
+			defer tt.Shutdown(context.Background())
+			cfg := testConfig()
+			cfg.Retry = createDefaultConfig().Retry // 1s, doubling, for 5 minutes
+			cfg.ShutdownTimeout = 500 * time.Millisecond
+			rcv, src := startReplay(t, cfg, tc.next, tt)
+			for i := range 7 { // two full batches of 3, one record left in the reader
+				src.feed(testRecord(1, uint16(i+1)))
+			}
+			waitFor(t, "the reader to take every record", func() bool { return len(src.recs) == 0 })
+			time.Sleep(20 * time.Millisecond)
+			start := time.Now()
+			if err := rcv.Shutdown(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			if d := time.Since(start); d > cfg.ShutdownTimeout+time.Second {
+				t.Errorf("Shutdown took %s, want at most shutdown_timeout %s (and a little)", d, cfg.ShutdownTimeout)
+			}
+			if d := counter(t, tt, "receiver_tcpconnect_records_dropped"); d != 7 {
+				t.Errorf("records_dropped = %d, want 7", d)
+			}
+		})
+	}
+}
+
+func TestDecodeErrorsLossAndDNS(t *testing.T) {
+	tt := componenttest.NewTelemetry()
+	defer tt.Shutdown(context.Background())
+	sink := new(consumertest.LogsSink)
+	rcv, src := startReplay(t, testConfig(), sink, tt)
+	short := testRecord(1, 1)[:40]
+	badFamily := testRecord(1, 1)
+	badFamily[1] = 99
+	src.feed(short, badFamily, []byte{0x7f, 1, 2}, dnsRaw([]byte{1, 2, 3, 4}), testRecord(1, 1))
+	src.setLost(bpf.Lost{Connect: 5, DNS: 2})
+	waitFor(t, "the counters", func() bool {
+		return counter(t, tt, "receiver_tcpconnect_decode_errors") == 3 && counter(t, tt, "receiver_tcpconnect_connects_lost") == 5 &&
+			counter(t, tt, "receiver_tcpconnect_dns_parse_errors") == 1
+	})
+	src.setLost(bpf.Lost{Connect: 7, DNS: 2})
+	waitFor(t, "the loss delta", func() bool { return counter(t, tt, "receiver_tcpconnect_connects_lost") == 7 })
+	if err := rcv.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	for name, want := range map[string]int64{
+		"receiver_tcpconnect_dns_packets_lost":     2,
+		"receiver_tcpconnect_dns_packets_received": 1,
+		"receiver_tcpconnect_connects_received":    1,
+	} {
+		if got := counter(t, tt, name); got != want {
+			t.Errorf("%s = %d, want %d", name, got, want)
+		}
+	}
+	if sink.LogRecordCount() != 1 {
+		t.Errorf("%d records delivered, want 1", sink.LogRecordCount())
+	}
+}
+
+// TestProcPathPIDNamespace: a proc_path that shows another PID namespace (a
+// container without host PID and without the host's /proc) is not read, so
+// pid 1000 of that namespace never lends its executable to the kernel's
+// pid 1000; the host's procfs (pid 2 a kernel thread) is read.
+func TestProcPathPIDNamespace(t *testing.T) {
+	const kthread, user = "2129984", "4194560"
+	tests := []struct {
+		name     string
+		pid2     string // stat flags of pid 2
+		wantPath bool
+	}{
+		{"host PID namespace", kthread, true},
+		{"container PID namespace", user, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			root := t.TempDir()
+			for pid, stat := range map[string]string{
+				"2":    "2 (kthreadd) S 0 0 0 0 -1 " + tc.pid2 + " 0 0 0 0 0 0 0 0 20 0 1 0 0 0 0\n",
+				"1000": "1000 (curl) S 1 1 1 0 -1 4194560 0 0 0 0 0 0 0 0 20 0 1 0 500 0 0\n",
+			} {
+				if err := os.Mkdir(filepath.Join(root, pid), 0o755); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.WriteFile(filepath.Join(root, pid, "stat"), []byte(stat), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := os.Symlink("/usr/bin/curl", filepath.Join(root, "1000", "exe")); err != nil {
+				t.Fatal(err)
+			}
+			tt := componenttest.NewTelemetry()
+			defer tt.Shutdown(context.Background())
+			sink := new(consumertest.LogsSink)
+			cfg := testConfig()
+			cfg.Batch.MaxSize = 1
+			cfg.ProcPath = root
+			rcv, src := startReplay(t, cfg, sink, tt)
+			defer rcv.Shutdown(context.Background())
+			src.feed(connectRec{hook: event.HookCgroup, dst: netip.MustParseAddrPort("10.0.0.1:443"), startNs: 5e9,
+				tgid: 1000, tid: 1000, ppid: 1, comm: "curl", exe: "curl"}.raw())
+			waitFor(t, "the record", func() bool { return sink.LogRecordCount() == 1 })
+			res := sink.AllLogs()[0].ResourceLogs().At(0).Resource().Attributes()
+			p, ok := res.Get("process.executable.path")
+			if ok != tc.wantPath || (ok && p.Str() != "/usr/bin/curl") {
+				t.Errorf("process.executable.path = %v (present %t), want present %t", p.AsString(), ok, tc.wantPath)
+			}
+			if n, _ := res.Get("process.executable.name"); n.Str() != "curl" {
+				t.Errorf("process.executable.name = %q, want the kernel's curl", n.Str())
+			}
+		})
+	}
+}
