@@ -190,9 +190,7 @@ func (rd *reader) endWindow(ctx context.Context, now time.Time, stop bool) {
 			continue
 		}
 		rd.emitSummary(&c, s, now)
-		if rd.batch.len() >= rd.r.cfg.Batch.MaxSize || rd.batch.full() {
-			rd.flush(ctx)
-		}
+		rd.flushIfFull(ctx)
 	}
 	// The names of the window just ended are no longer needed.
 	if stop {
@@ -216,9 +214,7 @@ func (rd *reader) readRing(ctx context.Context, maxRecords int) {
 			return
 		}
 		rd.handle(rd.rec.RawSample, rd.readTime())
-		if rd.batch.len() >= r.cfg.Batch.MaxSize || rd.batch.full() {
-			rd.flush(ctx)
-		}
+		rd.flushIfFull(ctx)
 	}
 }
 

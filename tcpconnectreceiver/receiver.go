@@ -333,9 +333,7 @@ func (rd *reader) run(ctx context.Context) {
 			}
 			now := rd.readTime()
 			rd.handle(rd.rec.RawSample, now)
-			if rd.batch.len() >= r.cfg.Batch.MaxSize || rd.batch.full() {
-				rd.flush(ctx)
-			}
+			rd.flushIfFull(ctx)
 			if now.After(rd.next) {
 				if rd.tick(ctx, now) {
 					return
@@ -425,14 +423,21 @@ func (rd *reader) drain(ctx context.Context) {
 			return
 		}
 		rd.handle(rd.rec.RawSample, rd.readTime())
-		if rd.batch.len() >= r.cfg.Batch.MaxSize {
-			rd.flush(ctx)
-		}
+		rd.flushIfFull(ctx)
 		if n%256 == 0 && (time.Now().After(end) || ctx.Err() != nil) {
 			r.set.Logger.Warn("Shutdown: the ring buffer still held records after draining it; the rest are not sent",
 				zap.Int("drained", n), zap.Duration("budget", drainBudget))
 			return
 		}
+	}
+}
+
+// flushIfFull sends the batch when it holds batch.max_size records or could
+// not take one more within batch.max_bytes. Every site that adds records
+// calls it after each one.
+func (rd *reader) flushIfFull(ctx context.Context) {
+	if rd.batch.len() >= rd.r.cfg.Batch.MaxSize || rd.batch.full() {
+		rd.flush(ctx)
 	}
 }
 
@@ -652,9 +657,7 @@ func (rd *reader) expireWaiting(ctx context.Context, now time.Time, all bool) {
 			rd.emit(&s.conn, s.info, pendingResult(), s.ts, now)
 		}
 		q.pop()
-		if rd.batch.len() >= rd.r.cfg.Batch.MaxSize || rd.batch.full() {
-			rd.flush(ctx)
-		}
+		rd.flushIfFull(ctx)
 	}
 }
 
