@@ -6,11 +6,13 @@ import (
 	"io/fs"
 	"os"
 	"strings"
+	"sync"
 	"time"
 
 	"go.uber.org/zap"
 
 	"github.com/tcpconnect/tcpconnect/dns"
+	"github.com/tcpconnect/tcpconnect/tcpconnectreceiver/internal/metadata"
 )
 
 // bootIDPath holds the kernel's boot id: a state file is only valid in the
@@ -22,8 +24,9 @@ const bootIDPath = "/proc/sys/kernel/random/boot_id"
 // the cache (it owns the correlator); a writer goroutine writes the bytes,
 // so that the reader never waits for the disk.
 type dnsState struct {
-	r      *tcpconnectReceiver
 	c      *dns.Correlator
+	log    *zap.Logger // with the path
+	tel    *metadata.TelemetryBuilder
 	path   string
 	boot   string
 	every  time.Duration
@@ -31,33 +34,37 @@ type dnsState struct {
 	writes chan []byte // one deep: a save while the last is written waits for the next interval
 }
 
-// startDNSState loads the state file into c, logging (never failing) when
-// it is missing or refused, and starts the writer goroutine, which ends
-// when the reader's final save closes writes.
-func startDNSState(r *tcpconnectReceiver, c *dns.Correlator, now time.Time) *dnsState {
-	s := &dnsState{r: r, c: c, path: r.cfg.DNS.StateFile, every: r.cfg.DNS.StateInterval,
+// loadDNSState loads the state file at path into c, logging (never
+// failing) when it is missing or refused; the cache is saved every
+// interval once start started the writer.
+func loadDNSState(c *dns.Correlator, path string, every time.Duration, log *zap.Logger, tel *metadata.TelemetryBuilder, now time.Time) *dnsState {
+	s := &dnsState{c: c, log: log.With(zap.String("path", path)), tel: tel, path: path, every: every,
 		writes: make(chan []byte, 1)}
 	s.next = now.Add(s.every)
-	log := r.set.Logger.With(zap.String("path", s.path))
 	if b, err := os.ReadFile(bootIDPath); err == nil {
 		s.boot = strings.TrimSpace(string(b))
 	} else {
-		log.Warn("No boot id: the DNS state file cannot tell a reboot", zap.Error(err))
+		s.log.Warn("No boot id: the DNS state file cannot tell a reboot", zap.Error(err))
 	}
-	s.load(log, now)
-	r.wg.Add(1)
+	s.load(now)
+	return s
+}
+
+// start starts the writer goroutine, counted in wg, which ends when the
+// reader's final save closes writes.
+func (s *dnsState) start(wg *sync.WaitGroup) {
+	wg.Add(1)
 	go func() {
-		defer r.wg.Done()
+		defer wg.Done()
 		for data := range s.writes {
 			s.write(data)
 		}
 	}()
-	return s
 }
 
 // load restores the state file into the cache.
-func (s *dnsState) load(log *zap.Logger, now time.Time) {
-	ctx := context.Background()
+func (s *dnsState) load(now time.Time) {
+	ctx, log := context.Background(), s.log
 	data, err := dns.ReadStateFile(s.path)
 	if errors.Is(err, fs.ErrNotExist) {
 		log.Info("No DNS state file yet: the cache starts empty")
@@ -68,11 +75,11 @@ func (s *dnsState) load(log *zap.Logger, now time.Time) {
 		st, err = s.c.LoadState(data, s.boot, now)
 	}
 	if err != nil {
-		s.r.telemetry.ReceiverTcpconnectDNSStateFilesRefused.Add(ctx, 1)
+		s.tel.ReceiverTcpconnectDNSStateFilesRefused.Add(ctx, 1)
 		log.Warn("DNS state file ignored: the cache starts empty", zap.Error(err))
 		return
 	}
-	s.r.telemetry.ReceiverTcpconnectDNSStateNamesSkipped.Add(ctx, int64(st.Skipped))
+	s.tel.ReceiverTcpconnectDNSStateNamesSkipped.Add(ctx, int64(st.Skipped))
 	log.Info("DNS cache restored from the state file",
 		zap.Int("entries", st.Entries), zap.Int("names", st.Names), zap.Int("skipped", st.Skipped))
 }
@@ -99,7 +106,7 @@ func (s *dnsState) final(now time.Time) {
 // write replaces the state file with data, counting and logging a failure.
 func (s *dnsState) write(data []byte) {
 	if err := dns.WriteStateFile(s.path, data); err != nil {
-		s.r.telemetry.ReceiverTcpconnectDNSStateWritesFailed.Add(context.Background(), 1)
-		s.r.set.Logger.Warn("Writing the DNS state file failed", zap.Error(err))
+		s.tel.ReceiverTcpconnectDNSStateWritesFailed.Add(context.Background(), 1)
+		s.log.Warn("Writing the DNS state file failed", zap.Error(err))
 	}
 }

@@ -23,7 +23,7 @@ func (benchDNS) Lookup(_ netip.Addr, _ dns.Scope, _ time.Time, dst []string) ([]
 	dst = append(dst, "www.example.com", "example.com-v4.edgesuite.net")
 	return dst, dst[0], 1500 * time.Millisecond, dns.SourceProcess
 }
-func (benchDNS) Stats() dnsStats   { return dnsStats{} }
+func (benchDNS) Stats() dns.Stats  { return dns.Stats{} }
 func (benchDNS) Sweep(_ time.Time) {}
 
 // benchmarkHandle measures the reader's whole per-connect path, raw record to
@@ -44,17 +44,14 @@ func benchmarkHandle(b *testing.B, sink dnsSink, outcome bool) {
 	}
 	cfg := createDefaultConfig()
 	cfg.Outcome.Enabled = outcome
-	r := &tcpconnectReceiver{cfg: cfg, set: receivertest.NewNopSettings(metadata.Type), dns: sink}
-	rd := &reader{
-		r:     r,
-		procs: procinfo.New(procinfo.Config{ProcRoot: b.TempDir()}),
-		batch: newBatcher("host-1", "v1", createDefaultConfig()),
-		mode:  "cgroup",
-		names: make([]string, 0, maxNames),
+	set := receivertest.NewNopSettings(metadata.Type)
+	tel, err := metadata.NewTelemetryBuilder(set.TelemetrySettings)
+	if err != nil {
+		b.Fatal(err)
 	}
-	if outcome {
-		rd.wait = newOutcomeWait(cfg.Outcome.MaxWaiting, cfg.Outcome.MaxWait)
-	}
+	batch := newBatcher("host-1", "v1", createDefaultConfig())
+	rd := newReader(readerDeps{cfg: cfg, log: set.Logger, tel: tel, dns: sink, batch: batch,
+		procs: procinfo.New(procinfo.Config{ProcRoot: b.TempDir()})})
 	now := time.Now()
 	b.ReportAllocs()
 	for i := 0; b.Loop(); i++ {
@@ -63,12 +60,12 @@ func benchmarkHandle(b *testing.B, sink dnsSink, outcome bool) {
 			i++
 			rd.handle(raws[i%len(raws)], now)
 		}
-		if rd.batch.len() == 1024 {
-			rd.batch.take()
+		if batch.len() == 1024 {
+			batch.take()
 		}
 	}
-	if outcome && (rd.c.outcomeUnmatched != 0 || rd.wait.len() != 0) {
-		b.Fatalf("%d outcomes unmatched, %d records waiting", rd.c.outcomeUnmatched, rd.wait.len())
+	if outcome && (rd.c.outcomeUnmatched != 0 || rd.join.q.len() != 0) {
+		b.Fatalf("%d outcomes unmatched, %d records waiting", rd.c.outcomeUnmatched, rd.join.q.len())
 	}
 	if rd.c.decodeErrors != 0 {
 		b.Fatalf("%d decode errors", rd.c.decodeErrors)

@@ -37,12 +37,6 @@ func resultOf(c *event.Connect, o *event.Outcome) outcomeResult {
 	return r
 }
 
-// waitKey names a connect record the way its outcome record does.
-type waitKey struct {
-	tid    uint32
-	bootNs uint64
-}
-
 // waitingRecord is a connect record waiting for its outcome, with what the
 // reader learnt about it when it was read (its process is looked up then:
 // a short-lived client may be gone by the time the outcome comes).

@@ -15,6 +15,12 @@ type waitIndex struct {
 	n       int
 }
 
+// waitKey names a connect record the way its outcome record does.
+type waitKey struct {
+	tid    uint32
+	bootNs uint64
+}
+
 // indexEntry is one entry of a waitIndex; slot+1 is stored so that the zero
 // entry is empty.
 type indexEntry struct {
