@@ -191,8 +191,13 @@ func TestOutcomeWait(t *testing.T) {
 			if !tt.shutdown {
 				waitFor(t, "the records", func() bool { return sink.LogRecordCount() == len(tt.want) })
 			} else {
-				time.Sleep(50 * time.Millisecond)
-				if n := sink.LogRecordCount(); n != 0 {
+				// Once the reader reported the connects read, and then
+				// reported again, any record it sent would be counted.
+				waitFor(t, "the connects to be read", func() bool {
+					return counter(t, tel, "receiver_tcpconnect_connects_received") == int64(len(tt.want))
+				})
+				src.waitReport(t)
+				if n := counter(t, tel, "receiver_tcpconnect_connects_unnamed"); n != 0 {
 					t.Fatalf("%d records sent before shutdown, want them waiting", n)
 				}
 			}

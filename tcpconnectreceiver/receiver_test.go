@@ -6,8 +6,10 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -279,9 +281,10 @@ func TestBackpressure(t *testing.T) {
 	for i := range 20 {
 		src.feed(testRecord(1, uint16(i+1)))
 	}
-	// 1 in ConsumeLogs, pendingBatches in the channel, 1 in the reader's hand.
-	waitFor(t, "the reader to block", func() bool { return len(src.recs) == 20-(2+pendingBatches) })
-	time.Sleep(20 * time.Millisecond)
+	// 1 in ConsumeLogs, pendingBatches in the channel, 1 in the reader's
+	// hand: the reader waits in flush until the sender takes a batch, and
+	// reads nothing meanwhile.
+	waitFor(t, "the reader to wait for the sender", func() bool { return parkedIn("(*flusher).flush") })
 	if n := len(src.recs); n != 20-(2+pendingBatches) {
 		t.Fatalf("reader kept reading while the sender was blocked: %d records left, want %d", n, 20-(2+pendingBatches))
 	}
@@ -293,6 +296,33 @@ func TestBackpressure(t *testing.T) {
 	if d := counter(t, tt, "receiver_tcpconnect_records_dropped"); d != 0 {
 		t.Errorf("records_dropped = %d, want 0", d)
 	}
+}
+
+// countingLogs counts the calls of ConsumeLogs.
+type countingLogs struct {
+	consumer.Logs
+	calls atomic.Int64
+}
+
+func (c *countingLogs) ConsumeLogs(ctx context.Context, ld plog.Logs) error {
+	c.calls.Add(1)
+	return c.Logs.ConsumeLogs(ctx, ld)
+}
+
+// parkedIn reports whether a goroutine waits in a select statement of
+// function fn, as runtime stacks name it ("(*flusher).flush").
+func parkedIn(fn string) bool {
+	buf := make([]byte, 1<<20)
+	buf = buf[:runtime.Stack(buf, true)]
+	for _, g := range strings.Split(string(buf), "\n\n") {
+		lines := strings.Split(g, "\n")
+		// "goroutine N [select]:", then the innermost frame shown (the
+		// runtime's own are left out).
+		if len(lines) >= 2 && strings.Contains(lines[0], " [select") && strings.Contains(lines[1], fn+"(") {
+			return true
+		}
+	}
+	return false
 }
 
 type blockingLogs struct {
@@ -356,12 +386,14 @@ func TestShutdownBounded(t *testing.T) {
 			cfg := testConfig()
 			cfg.Retry = createDefaultConfig().Retry // 1s, doubling, for 5 minutes
 			cfg.ShutdownTimeout = 500 * time.Millisecond
-			rcv, src := startReplay(t, cfg, tc.next, tt)
+			next := &countingLogs{Logs: tc.next}
+			rcv, src := startReplay(t, cfg, next, tt)
 			for i := range 7 { // two full batches of 3, one record left in the reader
 				src.feed(testRecord(1, uint16(i+1)))
 			}
-			waitFor(t, "the reader to take every record", func() bool { return len(src.recs) == 0 })
-			time.Sleep(20 * time.Millisecond)
+			waitFor(t, "the reader to read every record and the sender to try the first batch", func() bool {
+				return counter(t, tt, "receiver_tcpconnect_connects_received") == 7 && next.calls.Load() > 0
+			})
 			start := time.Now()
 			if err := rcv.Shutdown(context.Background()); err != nil {
 				t.Fatal(err)

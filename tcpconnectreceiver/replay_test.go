@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"os"
 	"sync"
+	"testing"
 	"time"
 
 	"github.com/cilium/ebpf/ringbuf"
@@ -25,6 +26,9 @@ type replaySource struct {
 
 	mu   sync.Mutex
 	lost bpf.Lost
+	// reports counts the reader's calls of Lost: one per report of its
+	// counters, made after it added its own counts to the metrics.
+	reports int
 }
 
 func newReplaySource() *replaySource {
@@ -88,7 +92,20 @@ func (s *replaySource) ReadInto(rec *ringbuf.Record) error {
 func (s *replaySource) Lost() (bpf.Lost, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.reports++
 	return s.lost, nil
+}
+
+// reported returns how many times the reader reported its counters.
+func (s *replaySource) reported() int { s.mu.Lock(); defer s.mu.Unlock(); return s.reports }
+
+// waitReport waits until the reader completed a report of its counters that
+// started after this call: every count it gathered before then is in the
+// metrics.
+func (s *replaySource) waitReport(t *testing.T) {
+	t.Helper()
+	n := s.reported()
+	waitFor(t, "two reports", func() bool { return s.reported() >= n+2 })
 }
 
 func (s *replaySource) Close() error { s.once.Do(func() { close(s.closed) }); return nil }
