@@ -6,6 +6,7 @@ import (
 
 	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/plog"
+	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
 
 	"github.com/tcpconnect/tcpconnect/dns"
 	"github.com/tcpconnect/tcpconnect/internal/event"
@@ -16,33 +17,33 @@ import (
 // EventName is the event name of every log record the receiver emits.
 const EventName = "net_tcp_connect"
 
-// Attribute names. Standard ones are OpenTelemetry semantic conventions;
-// tcpconnect.* are this receiver's own.
+// Attribute names: OpenTelemetry semantic conventions (semconv) where they
+// have the attribute; tcpconnect.* are this receiver's own.
 const (
-	attrHostName       = "host.name"
-	attrProcessPID     = "process.pid"
-	attrProcessPPID    = "process.parent_pid"
-	attrProcessExeName = "process.executable.name"
-	attrProcessExePath = "process.executable.path"
-	attrProcessOwner   = "process.owner"
-	attrProcessRealUID = "process.real_user.id"
-	attrProcessCmdLine = "process.command_line"
-	attrContainerID    = "container.id"
-	attrK8sPodUID      = "k8s.pod.uid"
-	attrNetTransport   = "network.transport"
-	attrNetType        = "network.type"
-	attrNetPeerAddress = "network.peer.address"
-	attrNetPeerPort    = "network.peer.port"
-	attrServerAddress  = "server.address"
-	attrServerPort     = "server.port"
-	attrThreadID       = "thread.id"
-	attrThreadName     = "thread.name"
+	attrHostName       = string(semconv.HostNameKey)
+	attrProcessPID     = string(semconv.ProcessPIDKey)
+	attrProcessPPID    = string(semconv.ProcessParentPIDKey)
+	attrProcessExeName = string(semconv.ProcessExecutableNameKey)
+	attrProcessExePath = string(semconv.ProcessExecutablePathKey)
+	attrProcessOwner   = string(semconv.ProcessOwnerKey)
+	attrProcessRealUID = string(semconv.ProcessRealUserIDKey)
+	attrProcessCmdLine = string(semconv.ProcessCommandLineKey)
+	attrContainerID    = string(semconv.ContainerIDKey)
+	attrK8sPodUID      = string(semconv.K8SPodUIDKey)
+	attrNetTransport   = string(semconv.NetworkTransportKey)
+	attrNetType        = string(semconv.NetworkTypeKey)
+	attrNetPeerAddress = string(semconv.NetworkPeerAddressKey)
+	attrNetPeerPort    = string(semconv.NetworkPeerPortKey)
+	attrServerAddress  = string(semconv.ServerAddressKey)
+	attrServerPort     = string(semconv.ServerPortKey)
+	attrThreadID       = string(semconv.ThreadIDKey)
+	attrThreadName     = string(semconv.ThreadNameKey)
+	attrErrorType      = string(semconv.ErrorTypeKey)
 	attrDNSNames       = "tcpconnect.dns.names"
 	attrDNSNameAge     = "tcpconnect.dns.age"
 	attrDNSSource      = "tcpconnect.dns.source"
 	attrAttachMode     = "tcpconnect.attach_mode"
 	attrOutcome        = "tcpconnect.outcome"
-	attrErrorType      = "error.type"
 	attrConnectTime    = "tcpconnect.connect.duration"
 	severityText       = "INFO"
 	// recordAttributes is how many attributes every record has; thread.name,
