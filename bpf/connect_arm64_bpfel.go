@@ -80,10 +80,10 @@ const (
 	connectMapAggWin1           = "agg_win1"
 	connectMapAggWindows        = "agg_windows"
 	connectMapComms             = "comms"
+	connectMapCounters          = "counters"
 	connectMapEvents            = "events"
 	connectMapExcludeCidr       = "exclude_cidr"
 	connectMapIncludeCidr       = "include_cidr"
-	connectMapLost              = "lost"
 	connectMapOutcomeSocks      = "outcome_socks"
 	connectMapPorts             = "ports"
 	connectProgTcCgroupConnect4 = "tc_cgroup_connect4"
@@ -163,10 +163,10 @@ type connectMapSpecs struct {
 	AggWin1      *ebpf.MapSpec `ebpf:"agg_win1"`
 	AggWindows   *ebpf.MapSpec `ebpf:"agg_windows"`
 	Comms        *ebpf.MapSpec `ebpf:"comms"`
+	Counters     *ebpf.MapSpec `ebpf:"counters"`
 	Events       *ebpf.MapSpec `ebpf:"events"`
 	ExcludeCidr  *ebpf.MapSpec `ebpf:"exclude_cidr"`
 	IncludeCidr  *ebpf.MapSpec `ebpf:"include_cidr"`
-	Lost         *ebpf.MapSpec `ebpf:"lost"`
 	OutcomeSocks *ebpf.MapSpec `ebpf:"outcome_socks"`
 	Ports        *ebpf.MapSpec `ebpf:"ports"`
 }
@@ -214,10 +214,10 @@ type connectMaps struct {
 	AggWin1      *ebpf.Map `ebpf:"agg_win1"`
 	AggWindows   *ebpf.Map `ebpf:"agg_windows"`
 	Comms        *ebpf.Map `ebpf:"comms"`
+	Counters     *ebpf.Map `ebpf:"counters"`
 	Events       *ebpf.Map `ebpf:"events"`
 	ExcludeCidr  *ebpf.Map `ebpf:"exclude_cidr"`
 	IncludeCidr  *ebpf.Map `ebpf:"include_cidr"`
-	Lost         *ebpf.Map `ebpf:"lost"`
 	OutcomeSocks *ebpf.Map `ebpf:"outcome_socks"`
 	Ports        *ebpf.Map `ebpf:"ports"`
 }
@@ -230,10 +230,10 @@ func (m *connectMaps) Close() error {
 		m.AggWin1,
 		m.AggWindows,
 		m.Comms,
+		m.Counters,
 		m.Events,
 		m.ExcludeCidr,
 		m.IncludeCidr,
-		m.Lost,
 		m.OutcomeSocks,
 		m.Ports,
 	)

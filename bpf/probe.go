@@ -85,13 +85,13 @@ type Probe struct {
 	mode     Mode
 	attempts []Attempt
 	events   *ebpf.Map
-	lost     *ebpf.Map
+	counters *ebpf.Map
 	// outcomeSocks is the connect object's outcome_socks map, shared
 	// with the outcome object; wakeupBytes the ring's wakeup threshold.
 	outcomeSocks *ebpf.Map
 	wakeupBytes  uint64
-	// outcomeProgs are the outcome programs, whose recursion misses Lost
-	// reports.
+	// outcomeProgs are the outcome programs, whose recursion misses
+	// Counters reports.
 	outcomeProgs []*ebpf.Program
 	vars         proofVars
 	agg          *aggregator // nil unless Options.Aggregate
@@ -221,7 +221,7 @@ func (a *probeAttacher) prove(m Mode) (time.Duration, string, error) {
 // connectSet is what one attach mode needs from the connect object.
 type connectSet struct {
 	Events      *ebpf.Map `ebpf:"events"`
-	Lost        *ebpf.Map `ebpf:"lost"`
+	Counters    *ebpf.Map `ebpf:"counters"`
 	IncludeCIDR *ebpf.Map `ebpf:"include_cidr"`
 	ExcludeCIDR *ebpf.Map `ebpf:"exclude_cidr"`
 	Ports       *ebpf.Map `ebpf:"ports"`
@@ -302,9 +302,9 @@ func (p *Probe) attachConnect(m Mode, opts Options) error {
 	// Assign gave us the maps; the programs hold their own references to the
 	// filter maps, so those are closed right after filling.
 	coll.Close()
-	p.events, p.lost, p.outcomeSocks = set.Events, set.Lost, set.OutcomeSocks
+	p.events, p.counters, p.outcomeSocks = set.Events, set.Counters, set.OutcomeSocks
 	p.wakeupBytes = uint64(opts.WakeupBytes)
-	p.closers = append(p.closers, set.Events, set.Lost, set.OutcomeSocks)
+	p.closers = append(p.closers, set.Events, set.Counters, set.OutcomeSocks)
 	if opts.Aggregate {
 		p.agg = &aggregator{windows: set.AggWindows, maps: [2]*ebpf.Map{set.AggWin0, set.AggWin1}, state: set.AggState}
 		p.closers = append(p.closers, set.AggWindows, set.AggWin0, set.AggWin1, set.AggState)
@@ -393,59 +393,6 @@ func (p *Probe) SetDeadline(t time.Time) { p.reader.SetDeadline(t) }
 // an error wrapping ringbuf.ErrClosed after Close.
 func (p *Probe) ReadInto(rec *ringbuf.Record) error { return p.reader.ReadInto(rec) }
 
-// Lost is the number of records that found the ring full, summed over CPUs.
-type Lost struct {
-	Connect uint64
-	DNS     uint64
-	// Filtered counts connects the user's filters left out: not a loss.
-	Filtered uint64
-	// DNSCopy counts DNS records dropped because copying the packet's
-	// payload into the record failed.
-	DNSCopy uint64
-	// Outcome counts outcome records lost: their connects go out pending.
-	Outcome uint64
-	// AggregateOverflow counts connects that found the aggregation window
-	// map full and were reported one by one, flagged: not a loss.
-	AggregateOverflow uint64
-	// AggregateLateOutcome counts outcomes of connects that aggregation
-	// counted, which came after their window had ended: those connects
-	// went out in their summary as pending, and the late outcome is only
-	// counted here.
-	AggregateLateOutcome uint64
-	// OutcomeMissed counts runs of the outcome programs that the kernel
-	// skipped because the program was already running on that CPU (a
-	// softirq's state change while it ran for another socket): state
-	// changes not reported. Kernels before 5.12 do not count them.
-	OutcomeMissed uint64
-}
-
-// Lost reads the kernel's loss counters.
-func (p *Probe) Lost() (Lost, error) {
-	var l Lost
-	// Indexes as enum tc_lost_index: 0 connect, 1 DNS, 2 filtered, 3 outcome,
-	// 4 DNS payload copy, 5 aggregation overflow, 6 late aggregated outcome.
-	for _, c := range [...]struct {
-		i   uint32
-		dst *uint64
-	}{{0, &l.Connect}, {1, &l.DNS}, {2, &l.Filtered}, {3, &l.Outcome}, {4, &l.DNSCopy}, {5, &l.AggregateOverflow}, {6, &l.AggregateLateOutcome}} {
-		var perCPU []uint64
-		if err := p.lost.Lookup(c.i, &perCPU); err != nil {
-			return Lost{}, fmt.Errorf("read loss counter %d: %w", c.i, err)
-		}
-		for _, v := range perCPU {
-			*c.dst += v
-		}
-	}
-	for _, prog := range p.outcomeProgs {
-		s, err := prog.Stats()
-		if err != nil {
-			return Lost{}, fmt.Errorf("read outcome program stats: %w", err)
-		}
-		l.OutcomeMissed += s.RecursionMisses
-	}
-	return l, nil
-}
-
 // Close detaches every program and frees every map and the reader. It also
 // interrupts a blocked ReadInto.
 func (p *Probe) Close() error {
@@ -469,6 +416,6 @@ func (p *Probe) closeAll() error {
 			errs = append(errs, err)
 		}
 	}
-	p.closers, p.progs, p.events, p.lost, p.outcomeSocks, p.outcomeProgs, p.vars, p.agg = nil, nil, nil, nil, nil, nil, proofVars{}, nil
+	p.closers, p.progs, p.events, p.counters, p.outcomeSocks, p.outcomeProgs, p.vars, p.agg = nil, nil, nil, nil, nil, nil, proofVars{}, nil
 	return errors.Join(errs...)
 }

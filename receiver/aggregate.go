@@ -284,7 +284,7 @@ func putSummary(lr plog.LogRecord, s *bpf.AggregateSummary, keys *outcomeCountKe
 
 // reportAggregation adds the aggregation counters to the metrics: the
 // reader's own, and the kernel's since prev, its last reading (l now).
-func (rd *reader) reportAggregation(ctx context.Context, l, prev bpf.Lost) {
+func (rd *reader) reportAggregation(ctx context.Context, l, prev bpf.Counters) {
 	a := rd.agg
 	if a == nil {
 		return
@@ -292,11 +292,11 @@ func (rd *reader) reportAggregation(ctx context.Context, l, prev bpf.Lost) {
 	t := rd.r.telemetry
 	addIf(ctx, t.ReceiverTcpconnectAggregationSummaries, a.summaries)
 	addIf(ctx, t.ReceiverTcpconnectConnectsAggregated, a.aggregated)
-	if l.AggregateOverflow > prev.AggregateOverflow {
-		t.ReceiverTcpconnectAggregationOverflows.Add(ctx, int64(l.AggregateOverflow-prev.AggregateOverflow))
+	if l.AggOverflow > prev.AggOverflow {
+		t.ReceiverTcpconnectAggregationOverflows.Add(ctx, int64(l.AggOverflow-prev.AggOverflow))
 	}
-	if l.AggregateLateOutcome > prev.AggregateLateOutcome {
-		t.ReceiverTcpconnectAggregationLateOutcomes.Add(ctx, int64(l.AggregateLateOutcome-prev.AggregateLateOutcome))
+	if l.AggLateOutcomes > prev.AggLateOutcomes {
+		t.ReceiverTcpconnectAggregationLateOutcomes.Add(ctx, int64(l.AggLateOutcomes-prev.AggLateOutcomes))
 	}
 	a.summaries, a.aggregated = 0, 0
 }

@@ -298,7 +298,7 @@ type reader struct {
 	next     time.Time
 	sweep    time.Time // next DNS cache sweep
 	c        counts
-	lost     bpf.Lost
+	kernel   bpf.Counters // the kernel counters at the last tick
 	dnsPrev  dnsStats
 }
 
@@ -469,31 +469,32 @@ func (rd *reader) report(ctx context.Context) {
 	addIf(ctx, t.ReceiverTcpconnectOutcomeWaitFull, c.outcomeWaitFull)
 	addIf(ctx, t.ReceiverTcpconnectOutcomesUnmatched, c.outcomeUnmatched)
 
-	if l, err := rd.r.src.Lost(); err != nil {
-		rd.r.set.Logger.Debug("Reading the kernel loss counters failed", zap.Error(err))
+	if k, err := rd.r.src.Counters(); err != nil {
+		rd.r.set.Logger.Debug("Reading the kernel counters failed", zap.Error(err))
 	} else {
-		if l.Connect > rd.lost.Connect {
-			n := l.Connect - rd.lost.Connect
+		l, prev := k.Lost, rd.kernel.Lost
+		if l.Connect > prev.Connect {
+			n := l.Connect - prev.Connect
 			t.ReceiverTcpconnectConnectsLost.Add(ctx, int64(n))
 			rd.r.set.Logger.Warn("Kernel ring buffer full: connect records lost", zap.Uint64("lost", n), zap.Uint64("lost_total", l.Connect))
 		}
-		if l.DNS > rd.lost.DNS {
-			t.ReceiverTcpconnectDNSPacketsLost.Add(ctx, int64(l.DNS-rd.lost.DNS))
+		if l.DNS > prev.DNS {
+			t.ReceiverTcpconnectDNSPacketsLost.Add(ctx, int64(l.DNS-prev.DNS))
 		}
-		if l.DNSCopy > rd.lost.DNSCopy {
-			t.ReceiverTcpconnectDNSPacketsCopyFailed.Add(ctx, int64(l.DNSCopy-rd.lost.DNSCopy))
+		if l.DNSCopy > prev.DNSCopy {
+			t.ReceiverTcpconnectDNSPacketsCopyFailed.Add(ctx, int64(l.DNSCopy-prev.DNSCopy))
 		}
-		if l.Filtered > rd.lost.Filtered {
-			t.ReceiverTcpconnectConnectsFiltered.Add(ctx, int64(l.Filtered-rd.lost.Filtered))
+		if k.Filtered > rd.kernel.Filtered {
+			t.ReceiverTcpconnectConnectsFiltered.Add(ctx, int64(k.Filtered-rd.kernel.Filtered))
 		}
-		if l.Outcome > rd.lost.Outcome {
-			t.ReceiverTcpconnectOutcomesLost.Add(ctx, int64(l.Outcome-rd.lost.Outcome))
+		if l.Outcome > prev.Outcome {
+			t.ReceiverTcpconnectOutcomesLost.Add(ctx, int64(l.Outcome-prev.Outcome))
 		}
-		if l.OutcomeMissed > rd.lost.OutcomeMissed {
-			t.ReceiverTcpconnectOutcomesMissed.Add(ctx, int64(l.OutcomeMissed-rd.lost.OutcomeMissed))
+		if l.OutcomeMissed > prev.OutcomeMissed {
+			t.ReceiverTcpconnectOutcomesMissed.Add(ctx, int64(l.OutcomeMissed-prev.OutcomeMissed))
 		}
-		rd.reportAggregation(ctx, l, rd.lost)
-		rd.lost = l
+		rd.reportAggregation(ctx, k, rd.kernel)
+		rd.kernel = k
 	}
 
 	if rd.r.dns != nil {

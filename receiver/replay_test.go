@@ -23,8 +23,8 @@ type replaySource struct {
 	once     sync.Once
 	deadline time.Time // reader goroutine only
 
-	mu   sync.Mutex
-	lost bpf.Lost
+	mu       sync.Mutex
+	counters bpf.Counters
 }
 
 func newReplaySource() *replaySource {
@@ -42,7 +42,7 @@ func (s *replaySource) feed(raw ...[]byte) {
 	}
 }
 
-func (s *replaySource) setLost(l bpf.Lost) { s.mu.Lock(); s.lost = l; s.mu.Unlock() }
+func (s *replaySource) setCounters(c bpf.Counters) { s.mu.Lock(); s.counters = c; s.mu.Unlock() }
 
 func (s *replaySource) isClosed() bool {
 	select {
@@ -85,10 +85,10 @@ func (s *replaySource) ReadInto(rec *ringbuf.Record) error {
 	}
 }
 
-func (s *replaySource) Lost() (bpf.Lost, error) {
+func (s *replaySource) Counters() (bpf.Counters, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.lost, nil
+	return s.counters, nil
 }
 
 func (s *replaySource) Close() error { s.once.Do(func() { close(s.closed) }); return nil }

@@ -27,8 +27,8 @@ type source interface {
 	// returns os.ErrDeadlineExceeded when the deadline passed with nothing
 	// to read.
 	ReadInto(rec *ringbuf.Record) error
-	// Lost returns the kernel's cumulative loss counters.
-	Lost() (bpf.Lost, error)
+	// Counters returns the kernel's cumulative counters.
+	Counters() (bpf.Counters, error)
 	// SelfTGID is the collector's tgid as the kernel sees it (host PID
 	// namespace), 0 when the attach mode was not proven.
 	SelfTGID() uint32
