@@ -19,8 +19,9 @@
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
-/* Puts the record type into BTF (bpf2go -type); lives in .rodata, never read. */
+/* Put the record type and the counters into BTF (bpf2go -type); in .rodata, never read. */
 const struct tc_connect_event *const tc_connect_event_btf = 0;
+const enum tc_counter *const tc_counter_btf = 0;
 
 /* Set by the loader: enum tc_filter_flag bits of the filters in use. */
 const volatile __u32 filter_flags = 0;

@@ -60,6 +60,19 @@ type connectTcConnectEvent struct {
 	Exe         [64]int8
 }
 
+type connectTcCounter uint32
+
+const (
+	connectTcCounterTC_LOST_CONNECT           connectTcCounter = 0
+	connectTcCounterTC_LOST_DNS               connectTcCounter = 1
+	connectTcCounterTC_COUNT_FILTERED         connectTcCounter = 2
+	connectTcCounterTC_LOST_OUTCOME           connectTcCounter = 3
+	connectTcCounterTC_LOST_DNS_COPY          connectTcCounter = 4
+	connectTcCounterTC_COUNT_AGG_OVERFLOW     connectTcCounter = 5
+	connectTcCounterTC_COUNT_AGG_LATE_OUTCOME connectTcCounter = 6
+	connectTcCounterTC_COUNTERS_MAX           connectTcCounter = 8
+)
+
 type connectTcOutcomeTrack struct {
 	_           structs.HostLayout
 	ConnectTsNs uint64
@@ -101,6 +114,7 @@ const (
 	connectVarProofTgid         = "proof_tgid"
 	connectVarSelfTgid          = "self_tgid"
 	connectVarTcConnectEventBtf = "tc_connect_event_btf"
+	connectVarTcCounterBtf      = "tc_counter_btf"
 	connectVarWakeupBytes       = "wakeup_bytes"
 )
 
@@ -185,6 +199,7 @@ type connectVariableSpecs struct {
 	ProofTgid         *ebpf.VariableSpec `ebpf:"proof_tgid"`
 	SelfTgid          *ebpf.VariableSpec `ebpf:"self_tgid"`
 	TcConnectEventBtf *ebpf.VariableSpec `ebpf:"tc_connect_event_btf"`
+	TcCounterBtf      *ebpf.VariableSpec `ebpf:"tc_counter_btf"`
 	WakeupBytes       *ebpf.VariableSpec `ebpf:"wakeup_bytes"`
 }
 
@@ -253,6 +268,7 @@ type connectVariables struct {
 	ProofTgid         *ebpf.Variable `ebpf:"proof_tgid"`
 	SelfTgid          *ebpf.Variable `ebpf:"self_tgid"`
 	TcConnectEventBtf *ebpf.Variable `ebpf:"tc_connect_event_btf"`
+	TcCounterBtf      *ebpf.Variable `ebpf:"tc_counter_btf"`
 	WakeupBytes       *ebpf.Variable `ebpf:"wakeup_bytes"`
 }
 

@@ -41,16 +41,20 @@ type Lost struct {
 // Counters reads the kernel's counters.
 func (p *Probe) Counters() (Counters, error) {
 	var c Counters
-	// Indexes as enum tc_counter (bpf/tcpconnect.h).
 	for _, f := range [...]struct {
-		i   uint32
+		i   connectTcCounter // enum tc_counter, as bpf2go generated it
 		dst *uint64
 	}{
-		{0, &c.Lost.Connect}, {1, &c.Lost.DNS}, {2, &c.Filtered}, {3, &c.Lost.Outcome},
-		{4, &c.Lost.DNSCopy}, {5, &c.AggOverflow}, {6, &c.AggLateOutcomes},
+		{connectTcCounterTC_LOST_CONNECT, &c.Lost.Connect},
+		{connectTcCounterTC_LOST_DNS, &c.Lost.DNS},
+		{connectTcCounterTC_LOST_DNS_COPY, &c.Lost.DNSCopy},
+		{connectTcCounterTC_LOST_OUTCOME, &c.Lost.Outcome},
+		{connectTcCounterTC_COUNT_FILTERED, &c.Filtered},
+		{connectTcCounterTC_COUNT_AGG_OVERFLOW, &c.AggOverflow},
+		{connectTcCounterTC_COUNT_AGG_LATE_OUTCOME, &c.AggLateOutcomes},
 	} {
 		var perCPU []uint64
-		if err := p.counters.Lookup(f.i, &perCPU); err != nil {
+		if err := p.counters.Lookup(uint32(f.i), &perCPU); err != nil {
 			return Counters{}, fmt.Errorf("read kernel counter %d: %w", f.i, err)
 		}
 		for _, v := range perCPU {
