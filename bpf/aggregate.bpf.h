@@ -11,7 +11,7 @@
  * every program here runs inside an RCU read section, so once the update
  * returns no program still uses the old map. User space reads and empties
  * it and reports one summary per key with a count. A key that finds the map
- * full is reported on its own, flagged and counted (TC_AGG_OVERFLOW).
+ * full is reported on its own, flagged and counted (TC_COUNT_AGG_OVERFLOW).
  * TC_AGG_STOPPED stops aggregating (at shutdown), so nothing is counted
  * after the last flush.
  *
@@ -19,7 +19,7 @@
  * (outcome.bpf.h) with its key and generation, and its outcome is counted in
  * the entry by kind (tc_agg_outcome) if it comes while that generation is
  * still the current one, under the same RCU argument; else it is counted as
- * late (TC_AGG_LATE_OUTCOME). The outcome object shares these maps.
+ * late (TC_COUNT_AGG_LATE_OUTCOME). The outcome object shares these maps.
  */
 #ifndef TCPCONNECT_AGGREGATE_BPF_H
 #define TCPCONNECT_AGGREGATE_BPF_H
@@ -78,10 +78,10 @@ static const struct tc_agg_value agg_zero;
 
 /* Results of tc_agg_count. */
 enum tc_agg_result {
-	TC_AGG_NONE = 0,    /* not aggregating: report the connect as usual */
-	TC_AGG_COUNTED = 1, /* a repeat: counted in the window, nothing to report */
-	TC_AGG_FIRST = 2,   /* the key's first: report it and fill *first */
-	TC_AGG_FULL = 3,    /* the window map is full: report it on its own */
+	TC_AGG_NONE = 0,     /* not aggregating: report the connect as usual */
+	TC_AGG_COUNTED = 1,  /* a repeat: counted in the window, nothing to report */
+	TC_AGG_FIRST = 2,    /* the key's first: report it and fill *first */
+	TC_AGG_OVERFLOW = 3, /* the window map is full: report it on its own, flagged */
 };
 
 /* The current window generation, or TC_AGG_STOPPED. */
@@ -143,8 +143,8 @@ static __always_inline int tc_agg_count(__u8 family, __u16 dport, const __u32 ad
 		__u32 fi = TC_AGG_STATE_FULL0 + idx, *full = bpf_map_lookup_elem(&agg_state, &fi);
 
 		if (full && *(volatile __u32 *)full) {
-			tc_count_lost(TC_AGG_OVERFLOW);
-			return TC_AGG_FULL;
+			tc_count(TC_COUNT_AGG_OVERFLOW);
+			return TC_AGG_OVERFLOW;
 		}
 		*first_ts = bpf_ktime_get_boot_ns();
 		err = bpf_map_update_elem(inner, key, &agg_zero, BPF_NOEXIST);
@@ -152,8 +152,8 @@ static __always_inline int tc_agg_count(__u8 family, __u16 dport, const __u32 ad
 		if (!v) {
 			if (full)
 				*full = 1;
-			tc_count_lost(TC_AGG_OVERFLOW);
-			return TC_AGG_FULL;
+			tc_count(TC_COUNT_AGG_OVERFLOW);
+			return TC_AGG_OVERFLOW;
 		}
 		if (err == 0) {
 			*first = v;
@@ -181,10 +181,10 @@ static __always_inline int tc_agg_count(__u8 family, __u16 dport, const __u32 ad
 static __always_inline void tc_agg_outcome(const struct tc_agg_key *key, __u32 gen, __u8 kind)
 {
 	struct tc_agg_value *v;
-	__u32 idx = gen & 1, i = kind - 1;
+	__u32 idx = gen & 1, i;
 	void *inner;
 
-	if (tc_agg_generation() != gen || i >= TC_OUTCOME_KINDS)
+	if (tc_agg_generation() != gen)
 		goto late;
 	inner = bpf_map_lookup_elem(&agg_windows, &idx);
 	if (!inner)
@@ -192,10 +192,19 @@ static __always_inline void tc_agg_outcome(const struct tc_agg_key *key, __u32 g
 	v = bpf_map_lookup_elem(inner, key);
 	if (!v)
 		goto late;
+	/*
+	 * The compiler knows kind's values and would drop this bound, while
+	 * the verifier may not (kind may be the TCP state's register): the
+	 * barrier keeps the check.
+	 */
+	i = kind - 1;
+	barrier_var(i);
+	if (i >= TC_OUTCOME_KINDS)
+		goto late;
 	__sync_fetch_and_add(&v->outcomes[i], 1);
 	return;
 late:
-	tc_count_lost(TC_AGG_LATE_OUTCOME);
+	tc_count(TC_COUNT_AGG_LATE_OUTCOME);
 }
 
 #endif

@@ -20,11 +20,11 @@ func TestAggregateFullWindow(t *testing.T) {
 		a.ports[port] = true
 	}
 	overflows := func() uint64 {
-		l, err := p.Lost()
+		l, err := p.Counters()
 		if err != nil {
 			t.Fatal(err)
 		}
-		return l.AggregateOverflow
+		return l.AggOverflow
 	}
 	var made int64
 	for w := range 4 { // maps 0, 1, 0, 1

@@ -145,7 +145,7 @@ func TestAggregateExact(t *testing.T) {
 				Filter: Filter{IncludePorts: ports, IncludeCIDRs: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}},
 			})
 			defer p.Close()
-			lost0, err := p.Lost()
+			counts0, err := p.Counters()
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -182,13 +182,13 @@ func TestAggregateExact(t *testing.T) {
 				t.Fatal(err)
 			}
 			drainRound(t, p, 100*time.Millisecond, onRecord)
-			lost, err := p.Lost()
+			counts, err := p.Counters()
 			if err != nil {
 				t.Fatal(err)
 			}
-			overflowed := lost.AggregateOverflow - lost0.AggregateOverflow
+			overflowed := counts.AggOverflow - counts0.AggOverflow
 			t.Logf("%d connects, %d windows: %d first records, %d overflow, %d plain, %d summaries counting %d; kernel overflow counter %d, lost %d",
-				made, windows, a.firsts, a.overflows, a.plain, a.summaries, a.summed, overflowed, lost.Connect-lost0.Connect)
+				made, windows, a.firsts, a.overflows, a.plain, a.summaries, a.summed, overflowed, counts.Lost.Connect-counts0.Lost.Connect)
 
 			if got := uint64(a.firsts+a.overflows+a.plain) + a.summed; got != uint64(made) {
 				t.Errorf("records %d + summary counts %d = %d, want the %d connects made", a.firsts+a.overflows+a.plain, a.summed, got, made)
@@ -205,8 +205,8 @@ func TestAggregateExact(t *testing.T) {
 			if a.plain != 0 {
 				t.Errorf("%d records neither first nor overflow while aggregating", a.plain)
 			}
-			if lost.Connect != lost0.Connect {
-				t.Errorf("%d connects lost: with room in the window map none may be", lost.Connect-lost0.Connect)
+			if counts.Lost.Connect != counts0.Lost.Connect {
+				t.Errorf("%d connects lost: with room in the window map none may be", counts.Lost.Connect-counts0.Lost.Connect)
 			}
 			if tt.ringPage && a.firsts >= tt.ports {
 				t.Errorf("%d first records in a one-page ring: the ring never filled", a.firsts)

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /*
  * Maps and helpers shared by every object. The Go loader loads the connect
- * object first and hands its "events" and "lost" maps to the DNS object
+ * object first and hands its "events" and "counters" maps to the DNS object
  * (MapReplacements), so all records meet in one ring, in kernel order.
  */
 #ifndef TCPCONNECT_COMMON_BPF_H
@@ -18,17 +18,17 @@ struct {
 	__uint(max_entries, 1 << 23);
 } events SEC(".maps");
 
-/* Records that found no room in the ring, per CPU, by enum tc_lost_index. */
+/* Records dropped and other events counted, per CPU, by enum tc_counter. */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, TC_LOST_MAX);
+	__uint(max_entries, TC_COUNTERS_MAX);
 	__type(key, __u32);
 	__type(value, __u64);
-} lost SEC(".maps");
+} counters SEC(".maps");
 
-static __always_inline void tc_count_lost(__u32 index)
+static __always_inline void tc_count(__u32 index)
 {
-	__u64 *v = bpf_map_lookup_elem(&lost, &index);
+	__u64 *v = bpf_map_lookup_elem(&counters, &index);
 
 	if (v)
 		*v += 1; /* per-CPU slot: no atomic needed */

@@ -19,8 +19,9 @@
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
-/* Puts the record type into BTF (bpf2go -type); lives in .rodata, never read. */
+/* Put the record type and the counters into BTF (bpf2go -type); in .rodata, never read. */
 const struct tc_connect_event *const tc_connect_event_btf = 0;
+const enum tc_counter *const tc_counter_btf = 0;
 
 /* Set by the loader: enum tc_filter_flag bits of the filters in use. */
 const volatile __u32 filter_flags = 0;
@@ -234,7 +235,7 @@ static __always_inline void tc_emit(__u8 hook, __u8 family, __u16 dport, const _
 	if (tc_proof(hook, family, dport, addr) || tc_is_self())
 		return;
 	if (!tc_keep(dport, addr)) {
-		tc_count_lost(TC_FILTERED);
+		tc_count(TC_COUNT_FILTERED);
 		return;
 	}
 	if (agg_enabled) {
@@ -264,7 +265,7 @@ static __always_inline void tc_emit(__u8 hook, __u8 family, __u16 dport, const _
 				tc_outcome_track_agg(skey, &key, gen);
 			return;
 		}
-		tc_count_lost(TC_LOST_CONNECT);
+		tc_count(TC_LOST_CONNECT);
 		return;
 	}
 	skey = tc_fill_connect(e, hook, family, dport, addr, sk);
@@ -276,7 +277,7 @@ static __always_inline void tc_emit(__u8 hook, __u8 family, __u16 dport, const _
 	if (agg == TC_AGG_FIRST && first) {
 		e->flags |= TC_CONNECT_AGG_FIRST | ((gen & 1) ? TC_CONNECT_AGG_WINDOW1 : 0);
 		__builtin_memcpy(&first->first, e, sizeof(*e));
-	} else if (agg == TC_AGG_FULL) {
+	} else if (agg == TC_AGG_OVERFLOW) {
 		e->flags |= TC_CONNECT_AGG_OVERFLOW;
 	}
 	tc_submit(e);

@@ -60,6 +60,19 @@ type connectTcConnectEvent struct {
 	Exe         [64]int8
 }
 
+type connectTcCounter uint32
+
+const (
+	connectTcCounterTC_LOST_CONNECT           connectTcCounter = 0
+	connectTcCounterTC_LOST_DNS               connectTcCounter = 1
+	connectTcCounterTC_COUNT_FILTERED         connectTcCounter = 2
+	connectTcCounterTC_LOST_OUTCOME           connectTcCounter = 3
+	connectTcCounterTC_LOST_DNS_COPY          connectTcCounter = 4
+	connectTcCounterTC_COUNT_AGG_OVERFLOW     connectTcCounter = 5
+	connectTcCounterTC_COUNT_AGG_LATE_OUTCOME connectTcCounter = 6
+	connectTcCounterTC_COUNTERS_MAX           connectTcCounter = 8
+)
+
 type connectTcOutcomeTrack struct {
 	_           structs.HostLayout
 	ConnectTsNs uint64
@@ -80,10 +93,10 @@ const (
 	connectMapAggWin1           = "agg_win1"
 	connectMapAggWindows        = "agg_windows"
 	connectMapComms             = "comms"
+	connectMapCounters          = "counters"
 	connectMapEvents            = "events"
 	connectMapExcludeCidr       = "exclude_cidr"
 	connectMapIncludeCidr       = "include_cidr"
-	connectMapLost              = "lost"
 	connectMapOutcomeSocks      = "outcome_socks"
 	connectMapPorts             = "ports"
 	connectProgTcCgroupConnect4 = "tc_cgroup_connect4"
@@ -101,6 +114,7 @@ const (
 	connectVarProofTgid         = "proof_tgid"
 	connectVarSelfTgid          = "self_tgid"
 	connectVarTcConnectEventBtf = "tc_connect_event_btf"
+	connectVarTcCounterBtf      = "tc_counter_btf"
 	connectVarWakeupBytes       = "wakeup_bytes"
 )
 
@@ -163,10 +177,10 @@ type connectMapSpecs struct {
 	AggWin1      *ebpf.MapSpec `ebpf:"agg_win1"`
 	AggWindows   *ebpf.MapSpec `ebpf:"agg_windows"`
 	Comms        *ebpf.MapSpec `ebpf:"comms"`
+	Counters     *ebpf.MapSpec `ebpf:"counters"`
 	Events       *ebpf.MapSpec `ebpf:"events"`
 	ExcludeCidr  *ebpf.MapSpec `ebpf:"exclude_cidr"`
 	IncludeCidr  *ebpf.MapSpec `ebpf:"include_cidr"`
-	Lost         *ebpf.MapSpec `ebpf:"lost"`
 	OutcomeSocks *ebpf.MapSpec `ebpf:"outcome_socks"`
 	Ports        *ebpf.MapSpec `ebpf:"ports"`
 }
@@ -185,6 +199,7 @@ type connectVariableSpecs struct {
 	ProofTgid         *ebpf.VariableSpec `ebpf:"proof_tgid"`
 	SelfTgid          *ebpf.VariableSpec `ebpf:"self_tgid"`
 	TcConnectEventBtf *ebpf.VariableSpec `ebpf:"tc_connect_event_btf"`
+	TcCounterBtf      *ebpf.VariableSpec `ebpf:"tc_counter_btf"`
 	WakeupBytes       *ebpf.VariableSpec `ebpf:"wakeup_bytes"`
 }
 
@@ -214,10 +229,10 @@ type connectMaps struct {
 	AggWin1      *ebpf.Map `ebpf:"agg_win1"`
 	AggWindows   *ebpf.Map `ebpf:"agg_windows"`
 	Comms        *ebpf.Map `ebpf:"comms"`
+	Counters     *ebpf.Map `ebpf:"counters"`
 	Events       *ebpf.Map `ebpf:"events"`
 	ExcludeCidr  *ebpf.Map `ebpf:"exclude_cidr"`
 	IncludeCidr  *ebpf.Map `ebpf:"include_cidr"`
-	Lost         *ebpf.Map `ebpf:"lost"`
 	OutcomeSocks *ebpf.Map `ebpf:"outcome_socks"`
 	Ports        *ebpf.Map `ebpf:"ports"`
 }
@@ -230,10 +245,10 @@ func (m *connectMaps) Close() error {
 		m.AggWin1,
 		m.AggWindows,
 		m.Comms,
+		m.Counters,
 		m.Events,
 		m.ExcludeCidr,
 		m.IncludeCidr,
-		m.Lost,
 		m.OutcomeSocks,
 		m.Ports,
 	)
@@ -253,6 +268,7 @@ type connectVariables struct {
 	ProofTgid         *ebpf.Variable `ebpf:"proof_tgid"`
 	SelfTgid          *ebpf.Variable `ebpf:"self_tgid"`
 	TcConnectEventBtf *ebpf.Variable `ebpf:"tc_connect_event_btf"`
+	TcCounterBtf      *ebpf.Variable `ebpf:"tc_counter_btf"`
 	WakeupBytes       *ebpf.Variable `ebpf:"wakeup_bytes"`
 }
 

@@ -223,7 +223,7 @@ static __always_inline void tc_dns_capture(struct __sk_buff *skb, int egress)
 		return;
 	e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
 	if (!e) {
-		tc_count_lost(TC_LOST_DNS);
+		tc_count(TC_LOST_DNS);
 		return;
 	}
 	e->type = TC_EVENT_DNS;
@@ -261,7 +261,7 @@ static __always_inline void tc_dns_capture(struct __sk_buff *skb, int egress)
 	n += 1;
 	if (bpf_skb_load_bytes(skb, off, e->payload, n)) {
 		bpf_ringbuf_discard(e, BPF_RB_NO_WAKEUP);
-		tc_count_lost(TC_LOST_DNS_COPY);
+		tc_count(TC_LOST_DNS_COPY);
 		return;
 	}
 	e->payload_len = n;

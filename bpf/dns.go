@@ -8,7 +8,7 @@ import (
 )
 
 // attachDNS loads the cgroup_skb programs that copy DNS packets into the
-// shared ring (the connect object's "events" and "lost" maps) and the cgroup
+// shared ring (the connect object's "events" and "counters" maps) and the cgroup
 // sock_addr programs that mark the sockets an application points at port 53
 // (connect4/6, sendmsg4/6), and attaches them to the cgroup v2 root. The
 // sock_addr programs attach first, so that a socket is marked before its
@@ -24,7 +24,7 @@ func (p *Probe) attachDNS(opts Options) error {
 	// The DNS programs write into the connect object's ring and counters.
 	// Their spec's maps take the sizes of the maps they replace, so the
 	// replacement holds whatever ring size the loader chose.
-	shared := map[string]*ebpf.Map{"events": p.events, "lost": p.lost}
+	shared := map[string]*ebpf.Map{"events": p.events, "counters": p.counters}
 	for name, m := range shared {
 		ms, ok := spec.Maps[name]
 		if !ok {

@@ -38,9 +38,9 @@ type dnsTcDnsEvent struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
+	dnsMapCounters       = "counters"
 	dnsMapDnsSocks       = "dns_socks"
 	dnsMapEvents         = "events"
-	dnsMapLost           = "lost"
 	dnsProgTcDnsConnect4 = "tc_dns_connect4"
 	dnsProgTcDnsConnect6 = "tc_dns_connect6"
 	dnsProgTcDnsEgress   = "tc_dns_egress"
@@ -105,9 +105,9 @@ type dnsProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type dnsMapSpecs struct {
+	Counters *ebpf.MapSpec `ebpf:"counters"`
 	DnsSocks *ebpf.MapSpec `ebpf:"dns_socks"`
 	Events   *ebpf.MapSpec `ebpf:"events"`
-	Lost     *ebpf.MapSpec `ebpf:"lost"`
 }
 
 // dnsVariableSpecs contains global variables before they are loaded into the kernel.
@@ -138,16 +138,16 @@ func (o *dnsObjects) Close() error {
 //
 // It can be passed to loadDnsObjects or ebpf.CollectionSpec.LoadAndAssign.
 type dnsMaps struct {
+	Counters *ebpf.Map `ebpf:"counters"`
 	DnsSocks *ebpf.Map `ebpf:"dns_socks"`
 	Events   *ebpf.Map `ebpf:"events"`
-	Lost     *ebpf.Map `ebpf:"lost"`
 }
 
 func (m *dnsMaps) Close() error {
 	return _DnsClose(
+		m.Counters,
 		m.DnsSocks,
 		m.Events,
-		m.Lost,
 	)
 }
 

@@ -254,43 +254,45 @@ func TestProbeDNSSocketNetns(t *testing.T) {
 	}
 }
 
-// TestLostCounters: each index of the kernel's loss map (enum
-// tc_lost_index) is read into its field of Lost, summed over CPUs; the DNS
-// payload copy failures of dns.bpf.c included.
-func TestLostCounters(t *testing.T) {
+// TestCounters: each index of the kernel's counters map (enum tc_counter)
+// is read into its field of Counters, summed over CPUs; the DNS payload copy
+// failures of dns.bpf.c included.
+func TestCounters(t *testing.T) {
 	p := openForTest(t, Options{DNS: true})
 	defer p.Close()
 	cpus, err := ebpf.PossibleCPU()
 	if err != nil {
 		t.Fatal(err)
 	}
-	before, err := p.Lost()
+	before, err := p.Counters()
 	if err != nil {
 		t.Fatal(err)
 	}
 	adds := map[uint32]uint64{0: 1, 1: 10, 2: 100, 3: 10000, 4: 1000, 5: 100000, 6: 1000000}
 	for i, n := range adds {
 		var perCPU []uint64
-		if err := p.lost.Lookup(i, &perCPU); err != nil {
+		if err := p.counters.Lookup(i, &perCPU); err != nil {
 			t.Fatal(err)
 		}
 		for c := range cpus {
 			perCPU[c] += n
 		}
-		if err := p.lost.Put(i, perCPU); err != nil {
+		if err := p.counters.Put(i, perCPU); err != nil {
 			t.Fatal(err)
 		}
 	}
-	got, err := p.Lost()
+	got, err := p.Counters()
 	if err != nil {
 		t.Fatal(err)
 	}
-	n := uint64(cpus)
-	want := Lost{Connect: before.Connect + n, DNS: before.DNS + 10*n, Filtered: before.Filtered + 100*n, Outcome: before.Outcome + 10000*n,
-		DNSCopy: before.DNSCopy + 1000*n, AggregateOverflow: before.AggregateOverflow + 100000*n, AggregateLateOutcome: before.AggregateLateOutcome + 1000000*n,
-		OutcomeMissed: before.OutcomeMissed}
+	n, b := uint64(cpus), before.Lost
+	want := Counters{
+		Lost: Lost{Connect: b.Connect + n, DNS: b.DNS + 10*n, Outcome: b.Outcome + 10000*n, DNSCopy: b.DNSCopy + 1000*n,
+			OutcomeMissed: b.OutcomeMissed},
+		Filtered: before.Filtered + 100*n, AggOverflow: before.AggOverflow + 100000*n, AggLateOutcomes: before.AggLateOutcomes + 1000000*n,
+	}
 	if got != want {
-		t.Fatalf("Lost() = %+v, want %+v", got, want)
+		t.Fatalf("Counters() = %+v, want %+v", got, want)
 	}
 }
 

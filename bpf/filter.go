@@ -8,7 +8,7 @@ import (
 )
 
 // Filter selects connects in the kernel. Empty include lists keep everything;
-// an exclude match always drops. Filtered connects are counted (Lost.Filtered).
+// an exclude match always drops. Filtered connects are counted (Counters.Filtered).
 type Filter struct {
 	IncludeCIDRs []netip.Prefix
 	ExcludeCIDRs []netip.Prefix

@@ -12,7 +12,8 @@
  *   (or sk_err_soft: an ICMP error that arrived while the socket was locked,
  *   as a local reject rule's does, is only a soft error until a retransmit
  *   meets it again) and the socket's SS_* state, which tells a close by the application
- *   (SS_CONNECTING) from a failure inside connect() (SS_UNCONNECTED).
+ *   (SS_CONNECTING) from a failure inside connect() (SS_UNCONNECTED). The
+ *   record carries the outcome's kind, decided here (tc_outcome_kind).
  * - tcp:tcp_destroy_sock: a socket destroyed while still followed never left
  *   TCP_CLOSE after its connect was reported: the connect was denied before
  *   a SYN left (another LSM, a cgroup program, no route); its write_seq,
@@ -35,8 +36,9 @@
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
-/* Puts the record type into BTF (bpf2go -type); lives in .rodata, never read. */
+/* Put the record type and the kinds into BTF (bpf2go -type); in .rodata, never read. */
 const struct tc_outcome_event *const tc_outcome_event_btf = 0;
+const enum tc_outcome_kind *const tc_outcome_kind_btf = 0;
 
 #define TCP_SYN_SENT 2
 #define TCP_SYN_RECV 3

@@ -44,39 +44,6 @@ struct {
 	__type(value, struct tc_outcome_track);
 } outcome_socks SEC(".maps");
 
-/* sk_err_soft as the record carries it: an errno that fits its byte, else 0. */
-static __always_inline __s32 tc_err_soft(__s32 err_soft)
-{
-	return err_soft > 0 && err_soft < 256 ? err_soft : 0;
-}
-
-/* Reserve, fill and submit one outcome record; count it when the ring is full. */
-static __always_inline void tc_outcome_emit(const struct tc_outcome_track *t, __u8 why,
-					    __u8 oldstate, __u8 newstate, __u8 sock_state,
-					    __s32 err, __s32 err_soft)
-{
-	struct tc_outcome_event *o;
-
-	o = bpf_ringbuf_reserve(&events, sizeof(*o), 0);
-	if (!o) {
-		tc_count_lost(TC_LOST_OUTCOME);
-		return;
-	}
-	o->type = TC_EVENT_OUTCOME;
-	o->why = why;
-	o->oldstate = oldstate;
-	o->newstate = newstate;
-	o->sock_state = sock_state;
-	o->err_soft = tc_err_soft(err_soft);
-	o->_pad0[0] = 0;
-	o->_pad0[1] = 0;
-	o->err = err;
-	o->tid = t->tid;
-	o->connect_ts_ns = t->connect_ts_ns;
-	o->ts_ns = bpf_ktime_get_boot_ns();
-	tc_submit(o);
-}
-
 #define TC_ECONNRESET 104
 #define TC_ETIMEDOUT 110
 #define TC_ECONNREFUSED 111
@@ -84,12 +51,21 @@ static __always_inline void tc_outcome_emit(const struct tc_outcome_track *t, __
 #define TCP_ESTABLISHED 1
 
 /*
- * The kind of an outcome, as event.Outcome.Kind classifies the same facts
- * in user space (a test checks the two agree). Used only to count the
- * outcomes of aggregated connects.
+ * The kind of an outcome (the one place it is decided; user space only
+ * decodes it), from why the outcome was reported, the socket's new TCP
+ * state and SS_* state, and its error (tc_outcome_err):
+ * - never left CLOSE (destroyed or connected again): denied;
+ * - left CLOSE but the change was not reported: pending (unknown);
+ * - ESTABLISHED: established;
+ * - CLOSE with ECONNREFUSED: refused, ETIMEDOUT: timeout, ECONNRESET:
+ *   reset, any other error (an ICMP error, or the timeout after ICMP soft
+ *   errors): unreachable;
+ * - CLOSE without an error: closed by the application (the socket is
+ *   connecting), or, when the socket is still unconnected, a failure
+ *   inside connect() after the SYN_SENT state was set (no free local
+ *   port): denied.
  */
-static __always_inline __u8 tc_outcome_kind(__u8 why, __u8 newstate, __u8 sock_state,
-					     __s32 err, __s32 err_soft)
+static __always_inline __u8 tc_outcome_kind(__u8 why, __u8 newstate, __u8 sock_state, __s32 err)
 {
 	if (why == TC_OUTCOME_DESTROYED || why == TC_OUTCOME_RECONNECT)
 		return TC_KIND_DENIED;
@@ -99,8 +75,6 @@ static __always_inline __u8 tc_outcome_kind(__u8 why, __u8 newstate, __u8 sock_s
 		return TC_KIND_ESTABLISHED;
 	if (newstate != TCP_CLOSE)
 		return TC_KIND_PENDING;
-	if (err <= 0)
-		err = tc_err_soft(err_soft);
 	switch (err) {
 	case 0:
 		return sock_state == TC_SS_UNCONNECTED ? TC_KIND_DENIED : TC_KIND_CLOSED;
@@ -114,17 +88,58 @@ static __always_inline __u8 tc_outcome_kind(__u8 why, __u8 newstate, __u8 sock_s
 	return TC_KIND_UNREACHABLE;
 }
 
+/*
+ * The socket's error: sk_err, else the soft error (an application that gave
+ * up on a connect an ICMP error answered while the socket was locked,
+ * before a retransmit made the error hard). A positive errno, or 0.
+ */
+static __always_inline __s32 tc_outcome_err(__s32 err, __s32 err_soft)
+{
+	if (err > 0)
+		return err;
+	return err_soft > 0 ? err_soft : 0;
+}
+
+/* Reserve, fill and submit one outcome record; count it when the ring is full. */
+static __always_inline void tc_outcome_emit(const struct tc_outcome_track *t, __u8 why,
+					    __u8 oldstate, __u8 newstate, __u8 sock_state,
+					    __u8 kind, __s32 err)
+{
+	struct tc_outcome_event *o;
+
+	o = bpf_ringbuf_reserve(&events, sizeof(*o), 0);
+	if (!o) {
+		tc_count(TC_LOST_OUTCOME);
+		return;
+	}
+	o->type = TC_EVENT_OUTCOME;
+	o->why = why;
+	o->oldstate = oldstate;
+	o->newstate = newstate;
+	o->sock_state = sock_state;
+	o->kind = kind;
+	o->_pad0[0] = 0;
+	o->_pad0[1] = 0;
+	o->err = err;
+	o->tid = t->tid;
+	o->connect_ts_ns = t->connect_ts_ns;
+	o->ts_ns = bpf_ktime_get_boot_ns();
+	tc_submit(o);
+}
+
 /* Report what became of followed connect t: its outcome record, or its count when aggregated. */
 static __always_inline void tc_outcome_report(const struct tc_outcome_track *t, __u8 why,
 					      __u8 oldstate, __u8 newstate, __u8 sock_state,
 					      __s32 err, __s32 err_soft)
 {
+	__s32 e = tc_outcome_err(err, err_soft);
+	__u8 kind = tc_outcome_kind(why, newstate, sock_state, e);
+
 	if (agg_enabled && t->agg) {
-		tc_agg_outcome(&t->key, t->agg_gen,
-			       tc_outcome_kind(why, newstate, sock_state, err, err_soft));
+		tc_agg_outcome(&t->key, t->agg_gen, kind);
 		return;
 	}
-	tc_outcome_emit(t, why, oldstate, newstate, sock_state, err, err_soft);
+	tc_outcome_emit(t, why, oldstate, newstate, sock_state, kind, e);
 }
 
 /*

@@ -49,7 +49,7 @@ func (p *Probe) attachOutcome(opts Options) error {
 	if err := setAggregateSpec(spec, opts); err != nil {
 		return err
 	}
-	replace := map[string]*ebpf.Map{"events": p.events, "lost": p.lost, "outcome_socks": p.outcomeSocks}
+	replace := map[string]*ebpf.Map{"events": p.events, "counters": p.counters, "outcome_socks": p.outcomeSocks}
 	if a := p.agg; a != nil {
 		replace["agg_windows"], replace["agg_win0"], replace["agg_win1"], replace["agg_state"] = a.windows, a.maps[0], a.maps[1], a.state
 	}

@@ -84,8 +84,8 @@ func TestOutcomeLossAccounted(t *testing.T) {
 				if !connects[key{o.TID, o.ConnectBootNs}] {
 					unmatched++
 				}
-				if o.Kind() != event.KindClosed {
-					t.Errorf("outcome %s, want closed", o.Kind())
+				if o.Kind != event.KindClosed {
+					t.Errorf("outcome %s, want closed", o.Kind)
 				}
 				outcomes++
 			}
@@ -94,19 +94,19 @@ func TestOutcomeLossAccounted(t *testing.T) {
 			break
 		}
 	}
-	lost, err := p.Lost()
+	counts, err := p.Counters()
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("made %d: connects delivered %d, lost %d; outcomes delivered %d, lost %d", sockets, len(connects), lost.Connect, outcomes, lost.Outcome)
-	if got := uint64(len(connects)) + lost.Connect; got != sockets {
-		t.Errorf("connects delivered %d + lost %d = %d, want %d", len(connects), lost.Connect, got, sockets)
+	t.Logf("made %d: connects delivered %d, lost %d; outcomes delivered %d, lost %d", sockets, len(connects), counts.Lost.Connect, outcomes, counts.Lost.Outcome)
+	if got := uint64(len(connects)) + counts.Lost.Connect; got != sockets {
+		t.Errorf("connects delivered %d + lost %d = %d, want %d", len(connects), counts.Lost.Connect, got, sockets)
 	}
-	if lost.Outcome == 0 || outcomes == 0 {
-		t.Errorf("outcomes delivered %d, lost %d: a one-page ring holds some and loses some", outcomes, lost.Outcome)
+	if counts.Lost.Outcome == 0 || outcomes == 0 {
+		t.Errorf("outcomes delivered %d, lost %d: a one-page ring holds some and loses some", outcomes, counts.Lost.Outcome)
 	}
-	if got := uint64(outcomes) + lost.Outcome; got != uint64(len(connects)) {
-		t.Errorf("outcomes delivered %d + lost %d = %d, want one per delivered connect (%d)", outcomes, lost.Outcome, got, len(connects))
+	if got := uint64(outcomes) + counts.Lost.Outcome; got != uint64(len(connects)) {
+		t.Errorf("outcomes delivered %d + lost %d = %d, want one per delivered connect (%d)", outcomes, counts.Lost.Outcome, got, len(connects))
 	}
 	if untracked != 0 || unmatched != 0 {
 		t.Errorf("%d delivered connects not followed, %d outcomes without their connect", untracked, unmatched)

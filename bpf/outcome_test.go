@@ -298,7 +298,7 @@ func TestProbeOutcome(t *testing.T) {
 				}
 				took := time.Since(start)
 				c, o := readOutcome(t, p, dst, 10*time.Second)
-				if got := o.Kind(); got != tt.want {
+				if got := o.Kind; got != tt.want {
 					t.Errorf("outcome %s (%+v), want %s", got, o, tt.want)
 				}
 				if got := o.ErrorType(); got != tt.errType {
@@ -308,7 +308,7 @@ func TestProbeOutcome(t *testing.T) {
 				if o.BootTimeNs < c.BootTimeNs || d > took+time.Second {
 					t.Errorf("handshake time %s, client took %s", d, took)
 				}
-				t.Logf("%s -> %s: %s %s after %s (comm %s)", cl.name, dst, o.Kind(), o.ErrorType(), d, c.Comm())
+				t.Logf("%s -> %s: %s %s after %s (comm %s)", cl.name, dst, o.Kind, o.ErrorType(), d, c.Comm())
 			})
 		}
 	}

@@ -59,13 +59,26 @@ type outcomeTcOutcomeEvent struct {
 	Oldstate    uint8
 	Newstate    uint8
 	SockState   uint8
-	ErrSoft     uint8
+	Kind        uint8
 	Pad0        [2]uint8
 	Err         int32
 	Tid         uint32
 	ConnectTsNs uint64
 	TsNs        uint64
 }
+
+type outcomeTcOutcomeKind uint32
+
+const (
+	outcomeTcOutcomeKindTC_KIND_ESTABLISHED outcomeTcOutcomeKind = 1
+	outcomeTcOutcomeKindTC_KIND_REFUSED     outcomeTcOutcomeKind = 2
+	outcomeTcOutcomeKindTC_KIND_TIMEOUT     outcomeTcOutcomeKind = 3
+	outcomeTcOutcomeKindTC_KIND_UNREACHABLE outcomeTcOutcomeKind = 4
+	outcomeTcOutcomeKindTC_KIND_RESET       outcomeTcOutcomeKind = 5
+	outcomeTcOutcomeKindTC_KIND_DENIED      outcomeTcOutcomeKind = 6
+	outcomeTcOutcomeKindTC_KIND_CLOSED      outcomeTcOutcomeKind = 7
+	outcomeTcOutcomeKindTC_KIND_PENDING     outcomeTcOutcomeKind = 8
+)
 
 type outcomeTcOutcomeTrack struct {
 	_           structs.HostLayout
@@ -86,14 +99,15 @@ const (
 	outcomeMapAggWin0           = "agg_win0"
 	outcomeMapAggWin1           = "agg_win1"
 	outcomeMapAggWindows        = "agg_windows"
+	outcomeMapCounters          = "counters"
 	outcomeMapEvents            = "events"
-	outcomeMapLost              = "lost"
 	outcomeMapOutcomeSocks      = "outcome_socks"
 	outcomeProgTcOutcomeDestroy = "tc_outcome_destroy"
 	outcomeProgTcOutcomeState   = "tc_outcome_state"
 	outcomeVarAggEnabled        = "agg_enabled"
 	outcomeVarAggOutcomes       = "agg_outcomes"
 	outcomeVarTcOutcomeEventBtf = "tc_outcome_event_btf"
+	outcomeVarTcOutcomeKindBtf  = "tc_outcome_kind_btf"
 	outcomeVarWakeupBytes       = "wakeup_bytes"
 )
 
@@ -152,8 +166,8 @@ type outcomeMapSpecs struct {
 	AggWin0      *ebpf.MapSpec `ebpf:"agg_win0"`
 	AggWin1      *ebpf.MapSpec `ebpf:"agg_win1"`
 	AggWindows   *ebpf.MapSpec `ebpf:"agg_windows"`
+	Counters     *ebpf.MapSpec `ebpf:"counters"`
 	Events       *ebpf.MapSpec `ebpf:"events"`
-	Lost         *ebpf.MapSpec `ebpf:"lost"`
 	OutcomeSocks *ebpf.MapSpec `ebpf:"outcome_socks"`
 }
 
@@ -164,6 +178,7 @@ type outcomeVariableSpecs struct {
 	AggEnabled        *ebpf.VariableSpec `ebpf:"agg_enabled"`
 	AggOutcomes       *ebpf.VariableSpec `ebpf:"agg_outcomes"`
 	TcOutcomeEventBtf *ebpf.VariableSpec `ebpf:"tc_outcome_event_btf"`
+	TcOutcomeKindBtf  *ebpf.VariableSpec `ebpf:"tc_outcome_kind_btf"`
 	WakeupBytes       *ebpf.VariableSpec `ebpf:"wakeup_bytes"`
 }
 
@@ -192,8 +207,8 @@ type outcomeMaps struct {
 	AggWin0      *ebpf.Map `ebpf:"agg_win0"`
 	AggWin1      *ebpf.Map `ebpf:"agg_win1"`
 	AggWindows   *ebpf.Map `ebpf:"agg_windows"`
+	Counters     *ebpf.Map `ebpf:"counters"`
 	Events       *ebpf.Map `ebpf:"events"`
-	Lost         *ebpf.Map `ebpf:"lost"`
 	OutcomeSocks *ebpf.Map `ebpf:"outcome_socks"`
 }
 
@@ -204,8 +219,8 @@ func (m *outcomeMaps) Close() error {
 		m.AggWin0,
 		m.AggWin1,
 		m.AggWindows,
+		m.Counters,
 		m.Events,
-		m.Lost,
 		m.OutcomeSocks,
 	)
 }
@@ -217,6 +232,7 @@ type outcomeVariables struct {
 	AggEnabled        *ebpf.Variable `ebpf:"agg_enabled"`
 	AggOutcomes       *ebpf.Variable `ebpf:"agg_outcomes"`
 	TcOutcomeEventBtf *ebpf.Variable `ebpf:"tc_outcome_event_btf"`
+	TcOutcomeKindBtf  *ebpf.Variable `ebpf:"tc_outcome_kind_btf"`
 	WakeupBytes       *ebpf.Variable `ebpf:"wakeup_bytes"`
 }
 

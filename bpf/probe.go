@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/cilium/ebpf"
-	"github.com/cilium/ebpf/link"
 	"github.com/cilium/ebpf/ringbuf"
 
 	"github.com/tcpconnect/tcpconnect/internal/event"
@@ -85,13 +84,13 @@ type Probe struct {
 	mode     Mode
 	attempts []Attempt
 	events   *ebpf.Map
-	lost     *ebpf.Map
+	counters *ebpf.Map
 	// outcomeSocks is the connect object's outcome_socks map, shared
 	// with the outcome object; wakeupBytes the ring's wakeup threshold.
 	outcomeSocks *ebpf.Map
 	wakeupBytes  uint64
-	// outcomeProgs are the outcome programs, whose recursion misses Lost
-	// reports.
+	// outcomeProgs are the outcome programs, whose recursion misses
+	// Counters reports.
 	outcomeProgs []*ebpf.Program
 	vars         proofVars
 	agg          *aggregator // nil unless Options.Aggregate
@@ -218,144 +217,6 @@ func (a *probeAttacher) prove(m Mode) (time.Duration, string, error) {
 	return took, "", nil
 }
 
-// connectSet is what one attach mode needs from the connect object.
-type connectSet struct {
-	Events      *ebpf.Map `ebpf:"events"`
-	Lost        *ebpf.Map `ebpf:"lost"`
-	IncludeCIDR *ebpf.Map `ebpf:"include_cidr"`
-	ExcludeCIDR *ebpf.Map `ebpf:"exclude_cidr"`
-	Ports       *ebpf.Map `ebpf:"ports"`
-	Comms       *ebpf.Map `ebpf:"comms"`
-	// OutcomeSocks is shared with the outcome object (outcome.go).
-	OutcomeSocks *ebpf.Map `ebpf:"outcome_socks"`
-	// The aggregation window maps (aggregate.go).
-	AggWindows *ebpf.Map `ebpf:"agg_windows"`
-	AggWin0    *ebpf.Map `ebpf:"agg_win0"`
-	AggWin1    *ebpf.Map `ebpf:"agg_win1"`
-	AggState   *ebpf.Map `ebpf:"agg_state"`
-}
-
-func (p *Probe) attachConnect(m Mode, opts Options) error {
-	spec, err := loadConnect()
-	if err != nil {
-		return fmt.Errorf("load spec: %w", err)
-	}
-	spec.Maps["events"].MaxEntries = uint32(opts.RingBytes)
-	if err := spec.Variables["wakeup_bytes"].Set(uint64(opts.WakeupBytes)); err != nil {
-		return fmt.Errorf("set wakeup_bytes: %w", err)
-	}
-	if err := spec.Variables["filter_flags"].Set(opts.Filter.flags()); err != nil {
-		return fmt.Errorf("set filter_flags: %w", err)
-	}
-	// Off, the tracking code is dead and the verifier drops it; the map
-	// still exists (the programs name it) but holds one entry.
-	outcome, sockets := uint32(0), uint32(1)
-	if opts.Outcome {
-		outcome, sockets = 1, uint32(outcomeMapSize(opts.OutcomeSockets))
-	}
-	if err := spec.Variables["outcome_enabled"].Set(outcome); err != nil {
-		return fmt.Errorf("set outcome_enabled: %w", err)
-	}
-	spec.Maps["outcome_socks"].MaxEntries = sockets
-	if err := setAggregateSpec(spec, opts); err != nil {
-		return err
-	}
-	var names []string
-	switch m {
-	case ModeLSM:
-		names = []string{"tc_lsm_connect"}
-	case ModeFentry:
-		names = []string{"tc_fentry_connect"}
-	case ModeKprobe:
-		names = []string{"tc_kprobe_connect"}
-	case ModeCgroup:
-		if opts.CgroupPath == "" {
-			return errors.New("no cgroup v2 mount found (mount cgroup2 or set cgroup_path)")
-		}
-		names = []string{"tc_cgroup_connect4", "tc_cgroup_connect6"}
-	default:
-		return fmt.Errorf("unknown mode %q", m)
-	}
-	// Load only the programs this mode needs: the others may be refused here.
-	keep := make(map[string]*ebpf.ProgramSpec, len(names))
-	for _, n := range names {
-		keep[n] = spec.Programs[n]
-	}
-	spec.Programs = keep
-	coll, err := ebpf.NewCollection(spec)
-	if err != nil {
-		return fmt.Errorf("load programs: %w", err)
-	}
-	var set connectSet
-	if err := coll.Assign(&set); err != nil {
-		coll.Close()
-		return fmt.Errorf("assign maps: %w", err)
-	}
-	if err := p.vars.assign(coll.Variables); err != nil {
-		coll.Close()
-		return err
-	}
-	progs := make([]*ebpf.Program, len(names))
-	for i, n := range names {
-		progs[i] = coll.DetachProgram(n)
-	}
-	// Assign gave us the maps; the programs hold their own references to the
-	// filter maps, so those are closed right after filling.
-	coll.Close()
-	p.events, p.lost, p.outcomeSocks = set.Events, set.Lost, set.OutcomeSocks
-	p.wakeupBytes = uint64(opts.WakeupBytes)
-	p.closers = append(p.closers, set.Events, set.Lost, set.OutcomeSocks)
-	if opts.Aggregate {
-		p.agg = &aggregator{windows: set.AggWindows, maps: [2]*ebpf.Map{set.AggWin0, set.AggWin1}, state: set.AggState}
-		p.closers = append(p.closers, set.AggWindows, set.AggWin0, set.AggWin1, set.AggState)
-	} else {
-		for _, m := range []*ebpf.Map{set.AggWindows, set.AggWin0, set.AggWin1, set.AggState} {
-			m.Close()
-		}
-	}
-	for _, prog := range progs {
-		p.progs = append(p.progs, prog)
-		p.closers = append(p.closers, prog)
-	}
-	err = opts.Filter.fill(&set)
-	for _, m := range []*ebpf.Map{set.IncludeCIDR, set.ExcludeCIDR, set.Ports, set.Comms} {
-		m.Close()
-	}
-	if err != nil {
-		return err
-	}
-
-	switch m {
-	case ModeLSM:
-		l, err := link.AttachLSM(link.LSMOptions{Program: progs[0]})
-		if err != nil {
-			return fmt.Errorf("attach lsm/socket_connect: %w", err)
-		}
-		p.closers = append(p.closers, l)
-	case ModeFentry:
-		l, err := link.AttachTracing(link.TracingOptions{Program: progs[0]})
-		if err != nil {
-			return fmt.Errorf("attach fentry/security_socket_connect: %w", err)
-		}
-		p.closers = append(p.closers, l)
-	case ModeKprobe:
-		l, err := link.Kprobe("security_socket_connect", progs[0], nil)
-		if err != nil {
-			return fmt.Errorf("attach kprobe/security_socket_connect: %w", err)
-		}
-		p.closers = append(p.closers, l)
-	case ModeCgroup:
-		for i, at := range []ebpf.AttachType{ebpf.AttachCGroupInet4Connect, ebpf.AttachCGroupInet6Connect} {
-			l, err := link.AttachCgroup(link.CgroupOptions{Path: opts.CgroupPath, Attach: at, Program: progs[i]})
-			if err != nil {
-				return fmt.Errorf("attach %s to %s: %w", names[i], opts.CgroupPath, err)
-			}
-			p.closers = append(p.closers, l)
-		}
-	}
-	return nil
-}
-
 // Mode returns the attach mode in use.
 func (p *Probe) Mode() Mode { return p.mode }
 
@@ -393,59 +254,6 @@ func (p *Probe) SetDeadline(t time.Time) { p.reader.SetDeadline(t) }
 // an error wrapping ringbuf.ErrClosed after Close.
 func (p *Probe) ReadInto(rec *ringbuf.Record) error { return p.reader.ReadInto(rec) }
 
-// Lost is the number of records that found the ring full, summed over CPUs.
-type Lost struct {
-	Connect uint64
-	DNS     uint64
-	// Filtered counts connects the user's filters left out: not a loss.
-	Filtered uint64
-	// DNSCopy counts DNS records dropped because copying the packet's
-	// payload into the record failed.
-	DNSCopy uint64
-	// Outcome counts outcome records lost: their connects go out pending.
-	Outcome uint64
-	// AggregateOverflow counts connects that found the aggregation window
-	// map full and were reported one by one, flagged: not a loss.
-	AggregateOverflow uint64
-	// AggregateLateOutcome counts outcomes of connects that aggregation
-	// counted, which came after their window had ended: those connects
-	// went out in their summary as pending, and the late outcome is only
-	// counted here.
-	AggregateLateOutcome uint64
-	// OutcomeMissed counts runs of the outcome programs that the kernel
-	// skipped because the program was already running on that CPU (a
-	// softirq's state change while it ran for another socket): state
-	// changes not reported. Kernels before 5.12 do not count them.
-	OutcomeMissed uint64
-}
-
-// Lost reads the kernel's loss counters.
-func (p *Probe) Lost() (Lost, error) {
-	var l Lost
-	// Indexes as enum tc_lost_index: 0 connect, 1 DNS, 2 filtered, 3 outcome,
-	// 4 DNS payload copy, 5 aggregation overflow, 6 late aggregated outcome.
-	for _, c := range [...]struct {
-		i   uint32
-		dst *uint64
-	}{{0, &l.Connect}, {1, &l.DNS}, {2, &l.Filtered}, {3, &l.Outcome}, {4, &l.DNSCopy}, {5, &l.AggregateOverflow}, {6, &l.AggregateLateOutcome}} {
-		var perCPU []uint64
-		if err := p.lost.Lookup(c.i, &perCPU); err != nil {
-			return Lost{}, fmt.Errorf("read loss counter %d: %w", c.i, err)
-		}
-		for _, v := range perCPU {
-			*c.dst += v
-		}
-	}
-	for _, prog := range p.outcomeProgs {
-		s, err := prog.Stats()
-		if err != nil {
-			return Lost{}, fmt.Errorf("read outcome program stats: %w", err)
-		}
-		l.OutcomeMissed += s.RecursionMisses
-	}
-	return l, nil
-}
-
 // Close detaches every program and frees every map and the reader. It also
 // interrupts a blocked ReadInto.
 func (p *Probe) Close() error {
@@ -469,6 +277,6 @@ func (p *Probe) closeAll() error {
 			errs = append(errs, err)
 		}
 	}
-	p.closers, p.progs, p.events, p.lost, p.outcomeSocks, p.outcomeProgs, p.vars, p.agg = nil, nil, nil, nil, nil, nil, proofVars{}, nil
+	p.closers, p.progs, p.events, p.counters, p.outcomeSocks, p.outcomeProgs, p.vars, p.agg = nil, nil, nil, nil, nil, nil, proofVars{}, nil
 	return errors.Join(errs...)
 }

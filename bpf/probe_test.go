@@ -101,14 +101,14 @@ func TestOutcomeLayout(t *testing.T) {
 		t.Fatalf("sizeof(tc_outcome_event) = %d, decoder wants %d", got, event.OutcomeSize)
 	}
 	o = outcomeTcOutcomeEvent{Type: event.TypeOutcome, Why: event.WhyState, Oldstate: 2, Newstate: 7,
-		SockState: 3, ErrSoft: 113, Err: 111, Tid: 45, ConnectTsNs: 11, TsNs: 12}
+		SockState: 3, Kind: uint8(event.KindRefused), Err: 111, Tid: 45, ConnectTsNs: 11, TsNs: 12}
 	var b bytes.Buffer
 	_ = binary.Write(&b, binary.LittleEndian, &o)
 	var got event.Outcome
 	if err := event.DecodeOutcome(b.Bytes(), &got); err != nil {
 		t.Fatal(err)
 	}
-	want := event.Outcome{Why: event.WhyState, OldState: 2, NewState: 7, SockState: 3, ErrSoft: 113, Err: 111, TID: 45, ConnectBootNs: 11, BootTimeNs: 12}
+	want := event.Outcome{Why: event.WhyState, OldState: 2, NewState: 7, SockState: 3, Kind: event.KindRefused, Err: 111, TID: 45, ConnectBootNs: 11, BootTimeNs: 12}
 	if got != want {
 		t.Fatalf("decoded %+v, want %+v", got, want)
 	}

@@ -28,16 +28,19 @@ enum tc_hook {
 	TC_HOOK_CGROUP = 4,
 };
 
-/* Indexes of the per-CPU loss counters (map "lost"). */
-enum tc_lost_index {
-	TC_LOST_CONNECT = 0,
-	TC_LOST_DNS = 1,
-	TC_FILTERED = 2, /* not a loss: connects the user's filters left out */
-	TC_LOST_OUTCOME = 3, /* outcome records: their connects go out as pending */
+/*
+ * Indexes of the per-CPU counters (map "counters", read by bpf.Counters).
+ * TC_LOST_*: records dropped; TC_COUNT_*: events that are no loss.
+ */
+enum tc_counter {
+	TC_LOST_CONNECT = 0,  /* connect records that found the ring full */
+	TC_LOST_DNS = 1,      /* DNS records that found the ring full */
+	TC_COUNT_FILTERED = 2, /* connects the user's filters left out */
+	TC_LOST_OUTCOME = 3,  /* outcome records that found the ring full: their connects go out as pending */
 	TC_LOST_DNS_COPY = 4, /* DNS records dropped: copying the payload failed */
-	TC_AGG_OVERFLOW = 5, /* not a loss: connects that found the aggregation window full, reported one by one */
-	TC_AGG_LATE_OUTCOME = 6, /* outcomes of counted connects that came after their window ended */
-	TC_LOST_MAX = 8,
+	TC_COUNT_AGG_OVERFLOW = 5, /* connects that found the aggregation window full, reported one by one */
+	TC_COUNT_AGG_LATE_OUTCOME = 6, /* outcomes of counted connects that came after their window ended */
+	TC_COUNTERS_MAX = 8,
 };
 
 /* Bits of the filter_flags variable: which optional filters are active. */
@@ -86,8 +89,8 @@ enum tc_connect_flag {
 	/* Aggregation: the first connect of its key in the window; the key's
 	 * repeats are counted in the window map (aggregate.bpf.h). */
 	TC_CONNECT_AGG_FIRST = 1 << 1,
-	/* Aggregation: the window map was full, so this connect is reported
-	 * on its own (and counted in TC_AGG_OVERFLOW). */
+	/* Aggregation overflow: the window map was full, so this connect is
+	 * reported on its own (and counted in TC_COUNT_AGG_OVERFLOW). */
 	TC_CONNECT_AGG_OVERFLOW = 1 << 2,
 	/* Aggregation: the window the connect was counted in (0 or 1). */
 	TC_CONNECT_AGG_WINDOW1 = 1 << 3,
@@ -108,9 +111,9 @@ enum tc_agg_state_index {
 };
 
 /*
- * What became of a connect, as the log record says it (internal/event Kind):
- * classified in the kernel only to count the outcomes of aggregated connects
- * (outcome.bpf.h tc_outcome_kind). Values as event.Kind.
+ * What became of a connect, as the log record says it: classified here
+ * only (outcome.bpf.h tc_outcome_kind), carried in tc_outcome_event.kind
+ * and counted by kind for aggregated connects. Values as event.Kind.
  */
 enum tc_outcome_kind {
 	TC_KIND_ESTABLISHED = 1,
@@ -164,8 +167,8 @@ enum tc_outcome_why {
 };
 
 /*
- * What became of a reported connect: the raw facts, classified in user space
- * (internal/event). 32 bytes.
+ * What became of a reported connect: its kind, and the facts the kind was
+ * decided by. 32 bytes.
  */
 struct tc_outcome_event {
 	__u8 type;            /* TC_EVENT_OUTCOME */
@@ -173,9 +176,12 @@ struct tc_outcome_event {
 	__u8 oldstate;        /* TCP state before the change (TC_OUTCOME_STATE) */
 	__u8 newstate;        /* TCP state after it */
 	__u8 sock_state;      /* socket->state (SS_*) at the change; 0xff: no socket */
-	__u8 err_soft;        /* sk->sk_err_soft: an ICMP error that came while the socket was busy */
+	__u8 kind;            /* enum tc_outcome_kind */
 	__u8 _pad0[2];
-	__s32 err;            /* sk->sk_err at the change (positive errno, 0 none) */
+	/* The socket's error (positive errno, 0 none): sk->sk_err at the
+	 * change, else sk->sk_err_soft (an ICMP error that came while the
+	 * socket was busy). */
+	__s32 err;
 	__u32 tid;            /* tid of the connect record */
 	__u64 connect_ts_ns;  /* ts_ns of the connect record */
 	__u64 ts_ns;          /* CLOCK_BOOTTIME of the change */

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"golang.org/x/net/dns/dnsmessage"
+
+	"github.com/tcpconnect/tcpconnect/internal/event"
 )
 
 // Transport protocol numbers of Packet.L4Proto.
@@ -15,47 +17,10 @@ const (
 	ProtoUDP = 17
 )
 
-// Packet is one captured DNS packet: the fields of struct tc_dns_event
-// (bpf/tcpconnect.h) with the addresses decoded and the payload cut to
-// payload_len. Its fields mirror internal/event.DNS one for one, in the same
-// order and with the same types, so that the receiver converts with
-// (*dns.Packet)(&d) and copies nothing.
-type Packet struct {
-	// Egress is true for a packet leaving a local socket (a query), false
-	// for one arriving (an answer).
-	Egress bool
-	// IPVersion is 4 or 6; informational, Src and Dst carry the addresses.
-	IPVersion uint8
-	// L4Proto is ProtoUDP or ProtoTCP.
-	L4Proto uint8
-	// SrcPort and DstPort are the ports, host byte order.
-	SrcPort, DstPort uint16
-	// OrigLen is the L4 payload length in the packet; more than
-	// len(Payload) when the capture was cut.
-	OrigLen uint16
-	// TGID is the sending process of a UDP query, 0 otherwise (a TCP
-	// segment may leave in softirq, on no process of its socket).
-	TGID uint32
-	// NetNS is the network namespace inode of the packet's socket, 0 when
-	// unknown.
-	NetNS uint32
-	// TCPSeq is a TCP segment's sequence number (0 for UDP): DNS over TCP
-	// is reassembled by it, per socket.
-	TCPSeq uint32
-	// BootTimeNs is the kernel timestamp (CLOCK_BOOTTIME); not used here:
-	// the caller passes it, converted, as Handle's now.
-	BootTimeNs uint64
-	// CgroupID is the cgroup v2 id of the socket.
-	CgroupID uint64
-	// SockCookie is the socket cookie, 0 when unknown.
-	SockCookie uint64
-	// Src and Dst are the source and destination addresses; IPv4-mapped
-	// IPv6 is taken as IPv4.
-	Src, Dst netip.Addr
-	// Payload is the captured L4 payload (payload_len bytes). For TCP it
-	// starts with the 2-byte length prefix of a DNS message.
-	Payload []byte
-}
+// Packet is one captured DNS packet, as the kernel's record decodes
+// (internal/event.DNS: the one type for it). BootTimeNs is not used here:
+// the caller passes it, converted, as Handle's now.
+type Packet = event.DNS
 
 // Stats are the Correlator's counters, for the receiver to export.
 type Stats struct {
@@ -167,10 +132,10 @@ func New(cfg Config) (*Correlator, error) {
 // counted in Stats.ParseErrors and is meant for debug logging.
 func (c *Correlator) Handle(p *Packet, now time.Time) error {
 	c.stats.Packets++
-	src, dst, err := p.addrs()
+	src, dst, err := packetAddrs(p)
 	if err != nil {
 		c.stats.ParseErrors++
-		return p.errorf(src, dst, err)
+		return packetError(p, src, dst, err)
 	}
 	payload := p.Payload
 	truncated := int(p.OrigLen) > len(payload)
@@ -181,7 +146,7 @@ func (c *Correlator) Handle(p *Packet, now time.Time) error {
 		return c.tcp(p, src, dst, now)
 	default:
 		c.stats.ParseErrors++
-		return p.errorf(src, dst, errors.New("dns: not UDP or TCP"))
+		return packetError(p, src, dst, errors.New("dns: not UDP or TCP"))
 	}
 }
 
@@ -190,7 +155,7 @@ func (c *Correlator) message(p *Packet, src, dst netip.AddrPort, msg []byte, tru
 	m, err := c.parser.Parse(msg, truncated)
 	if err != nil {
 		c.stats.ParseErrors++
-		return p.errorf(src, dst, err)
+		return packetError(p, src, dst, err)
 	}
 	if m.Truncated {
 		c.stats.Truncated++
@@ -251,16 +216,16 @@ func (c *Correlator) Stats() Stats {
 	return s
 }
 
-// addrs returns the source and destination of p.
-func (p *Packet) addrs() (src, dst netip.AddrPort, err error) {
+// packetAddrs returns the source and destination of p.
+func packetAddrs(p *Packet) (src, dst netip.AddrPort, err error) {
 	if !p.Src.IsValid() || !p.Dst.IsValid() {
 		return src, dst, fmt.Errorf("dns: packet without addresses (IP version %d)", p.IPVersion)
 	}
 	return netip.AddrPortFrom(p.Src.Unmap(), p.SrcPort), netip.AddrPortFrom(p.Dst.Unmap(), p.DstPort), nil
 }
 
-// errorf wraps err with the packet's direction and flow.
-func (p *Packet) errorf(src, dst netip.AddrPort, err error) error {
+// packetError wraps err with packet p's direction and flow.
+func packetError(p *Packet, src, dst netip.AddrPort, err error) error {
 	dir := "ingress"
 	if p.Egress {
 		dir = "egress"

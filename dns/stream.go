@@ -118,7 +118,7 @@ func (c *Correlator) frames(p *Packet, src, dst netip.AddrPort, data []byte, cut
 			}
 			if !cut {
 				c.stats.ParseErrors++
-				errs = errors.Join(errs, p.errorf(src, dst, errors.New("dns: tcp: 1 byte left for a 2-byte length prefix")))
+				errs = errors.Join(errs, packetError(p, src, dst, errors.New("dns: tcp: 1 byte left for a 2-byte length prefix")))
 			}
 			return nil, true, errs
 		}

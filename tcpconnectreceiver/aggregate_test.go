@@ -231,7 +231,7 @@ func TestAggregationReplay(t *testing.T) {
 				bootNs: 1000, startNs: 7, tgid: 4242, tid: 4243, ppid: 1, comm: "client", exe: "client"}.raw()
 			first[3] |= 2 // TC_CONNECT_AGG_FIRST
 			src.add(first, 41, 5000)
-			src.setLost(bpf.Lost{AggregateOverflow: 7})
+			src.setCounters(bpf.Counters{AggOverflow: 7})
 			src.feed(first)
 			if tt.window < time.Hour {
 				waitFor(t, "the summary", func() bool { return sink.LogRecordCount() == 2 })

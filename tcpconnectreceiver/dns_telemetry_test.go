@@ -100,7 +100,7 @@ func TestDNSTelemetry(t *testing.T) {
 		tcpSegment(dnsFlowRaw(false, client, server, 11, append([]byte{0, 100}, make([]byte, 50)...)), 1000),
 		tcpSegment(dnsFlowRaw(false, client, server, 11, []byte{0}), 1100),
 	)
-	src.setLost(bpf.Lost{DNSCopy: 3})
+	src.setCounters(bpf.Counters{Lost: bpf.Lost{DNSCopy: 3}})
 	want := map[string]int64{
 		"receiver_tcpconnect_dns_packets_received":      10,
 		"receiver_tcpconnect_dns_answers_parsed":        4,

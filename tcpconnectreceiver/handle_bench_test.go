@@ -39,7 +39,7 @@ func benchmarkHandle(b *testing.B, sink dnsSink, outcome bool) {
 		tid := 4243 + uint32(i%2)
 		raws = append(raws, connectRec{hook: event.HookCgroup, dst: dst, bootNs: uint64(i + 1), startNs: 1, tgid: 4242, tid: tid, ppid: 1, comm: []string{"curl", "worker"}[i%2], exe: "curl", tracked: outcome}.raw())
 		if outcome {
-			raws = append(raws, outcomeRaw(tid, uint64(i+1), uint64(i+2), 1, 0))
+			raws = append(raws, outcomeRaw(tid, uint64(i+1), uint64(i+2), event.KindEstablished, 0))
 		}
 	}
 	cfg := createDefaultConfig()

@@ -30,7 +30,7 @@ func maxOutcomeResult() outcomeResult {
 
 // resultOf is the result of connect c whose outcome is o.
 func resultOf(c *event.Connect, o *event.Outcome) outcomeResult {
-	r := outcomeResult{kind: o.Kind(), errType: o.ErrorType()}
+	r := outcomeResult{kind: o.Kind, errType: o.ErrorType()}
 	if o.BootTimeNs > c.BootTimeNs {
 		r.duration = time.Duration(o.BootTimeNs - c.BootTimeNs)
 	}

@@ -17,10 +17,15 @@ import (
 )
 
 // outcomeRaw encodes an outcome record (struct tc_outcome_event) for the
-// connect (tid, bootNs): a state change to newState with sk_err err.
-func outcomeRaw(tid uint32, bootNs, atNs uint64, newState uint8, err int32) []byte {
+// connect (tid, bootNs): a state change that the kernel classified as kind,
+// with the socket's error err.
+func outcomeRaw(tid uint32, bootNs, atNs uint64, kind event.Kind, err int32) []byte {
+	newState := uint8(7) // TCP_CLOSE
+	if kind == event.KindEstablished {
+		newState = 1
+	}
 	b := make([]byte, event.OutcomeSize)
-	b[0], b[1], b[2], b[3], b[4] = event.TypeOutcome, event.WhyState, 2, newState, 3
+	b[0], b[1], b[2], b[3], b[4], b[5] = event.TypeOutcome, event.WhyState, 2, newState, 3, uint8(kind)
 	le := binary.LittleEndian
 	le.PutUint32(b[8:], uint32(err))
 	le.PutUint32(b[12:], tid)
@@ -32,7 +37,7 @@ func outcomeRaw(tid uint32, bootNs, atNs uint64, newState uint8, err int32) []by
 // missedRaw encodes the outcome record of a socket destroyed after its state
 // change went unreported (TC_OUTCOME_MISSED).
 func missedRaw(tid uint32, bootNs, atNs uint64) []byte {
-	b := outcomeRaw(tid, bootNs, atNs, 7, 0)
+	b := outcomeRaw(tid, bootNs, atNs, event.KindPending, 0)
 	b[1], b[2], b[4] = event.WhyMissed, 7, 0xff
 	return b
 }
@@ -98,14 +103,14 @@ func TestOutcomeWait(t *testing.T) {
 	}{
 		{
 			name: "outcome arrives", enabled: true,
-			feed: [][]byte{trackedRecord(10, 80, 1000*ms, true), outcomeRaw(10, 1000*ms, 1000*ms+2500000, 1, 0)},
+			feed: [][]byte{trackedRecord(10, 80, 1000*ms, true), outcomeRaw(10, 1000*ms, 1000*ms+2500000, event.KindEstablished, 0)},
 			want: []outcomeAttrs{{80, "established", "", 0.0025}},
 		},
 		{
 			name: "refused, others wait on", enabled: true,
 			feed: [][]byte{
 				trackedRecord(10, 80, 1000*ms, true), trackedRecord(11, 81, 1001*ms, true),
-				outcomeRaw(11, 1001*ms, 1001*ms+64000, 7, 111),
+				outcomeRaw(11, 1001*ms, 1001*ms+64000, event.KindRefused, 111),
 			},
 			want: []outcomeAttrs{{81, "refused", "ECONNREFUSED", 0.000064}, {80, "pending", "", -1}},
 			counters: map[string]int64{
@@ -122,7 +127,7 @@ func TestOutcomeWait(t *testing.T) {
 			name: "queue full: oldest goes out", enabled: true, maxWaiting: 2,
 			feed: [][]byte{
 				trackedRecord(10, 80, 1000*ms, true), trackedRecord(11, 81, 1001*ms, true), trackedRecord(12, 82, 1002*ms, true),
-				outcomeRaw(11, 1001*ms, 1002*ms, 1, 0), outcomeRaw(12, 1002*ms, 1003*ms, 1, 0),
+				outcomeRaw(11, 1001*ms, 1002*ms, event.KindEstablished, 0), outcomeRaw(12, 1002*ms, 1003*ms, event.KindEstablished, 0),
 			},
 			want: []outcomeAttrs{{80, "pending", "", -1}, {81, "established", "", 0.001}, {82, "established", "", 0.001}},
 			counters: map[string]int64{
@@ -132,7 +137,7 @@ func TestOutcomeWait(t *testing.T) {
 		},
 		{
 			name: "outcome without its connect", enabled: true,
-			feed: [][]byte{outcomeRaw(10, 1000*ms, 1001*ms, 1, 0), trackedRecord(11, 81, 1001*ms, true), outcomeRaw(11, 1001*ms, 1002*ms, 7, 113)},
+			feed: [][]byte{outcomeRaw(10, 1000*ms, 1001*ms, event.KindEstablished, 0), trackedRecord(11, 81, 1001*ms, true), outcomeRaw(11, 1001*ms, 1002*ms, event.KindUnreachable, 113)},
 			want: []outcomeAttrs{{81, "unreachable", "EHOSTUNREACH", 0.001}},
 			counters: map[string]int64{
 				"receiver_tcpconnect_outcomes_unmatched": 1,
@@ -163,7 +168,7 @@ func TestOutcomeWait(t *testing.T) {
 		},
 		{
 			name: "off: no outcome, no wait",
-			feed: [][]byte{trackedRecord(10, 80, 1000*ms, true), outcomeRaw(10, 1000*ms, 1001*ms, 1, 0)},
+			feed: [][]byte{trackedRecord(10, 80, 1000*ms, true), outcomeRaw(10, 1000*ms, 1001*ms, event.KindEstablished, 0)},
 			want: []outcomeAttrs{{80, "", "", -1}},
 			counters: map[string]int64{
 				"receiver_tcpconnect_outcomes_unmatched": 1,
@@ -186,7 +191,7 @@ func TestOutcomeWait(t *testing.T) {
 			defer tel.Shutdown(context.Background()) //nolint:errcheck
 			sink := new(consumertest.LogsSink)
 			rcv, src := startReplay(t, cfg, sink, tel)
-			src.setLost(tt.lost)
+			src.setCounters(bpf.Counters{Lost: tt.lost})
 			src.feed(tt.feed...)
 			if !tt.shutdown {
 				waitFor(t, "the records", func() bool { return sink.LogRecordCount() == len(tt.want) })

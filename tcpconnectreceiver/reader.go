@@ -284,15 +284,15 @@ func (rd *reader) handle(raw []byte, now time.Time) {
 }
 
 // report adds the counters gathered since the last report to the metrics,
-// with the kernel's loss counters and the DNS correlator's.
+// with the kernel's counters and the DNS correlator's.
 func (rd *reader) report(ctx context.Context) {
 	rd.c.sanitized, rd.c.truncated = rd.flush.batch.takeFixes()
 	rd.meter.addCounts(ctx, rd.c)
 	rd.c = counts{}
-	if l, err := rd.src.Lost(); err != nil {
-		rd.log.Debug("Reading the kernel loss counters failed", zap.Error(err))
+	if k, err := rd.src.Counters(); err != nil {
+		rd.log.Debug("Reading the kernel counters failed", zap.Error(err))
 	} else {
-		rd.meter.addLost(ctx, l)
+		rd.meter.addKernel(ctx, k)
 	}
 	if rd.dns != nil {
 		rd.meter.addDNS(ctx, rd.dns.Stats())

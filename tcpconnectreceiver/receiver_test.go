@@ -417,12 +417,12 @@ func TestDecodeErrorsLossAndDNS(t *testing.T) {
 	badFamily := testRecord(1, 1)
 	badFamily[1] = 99
 	src.feed(short, badFamily, []byte{0x7f, 1, 2}, dnsRaw([]byte{1, 2, 3, 4}), testRecord(1, 1))
-	src.setLost(bpf.Lost{Connect: 5, DNS: 2})
+	src.setCounters(bpf.Counters{Lost: bpf.Lost{Connect: 5, DNS: 2}})
 	waitFor(t, "the counters", func() bool {
 		return counter(t, tt, "receiver_tcpconnect_decode_errors") == 3 && counter(t, tt, "receiver_tcpconnect_connects_lost") == 5 &&
 			counter(t, tt, "receiver_tcpconnect_dns_parse_errors") == 1
 	})
-	src.setLost(bpf.Lost{Connect: 7, DNS: 2})
+	src.setCounters(bpf.Counters{Lost: bpf.Lost{Connect: 7, DNS: 2}})
 	waitFor(t, "the loss delta", func() bool { return counter(t, tt, "receiver_tcpconnect_connects_lost") == 7 })
 	if err := rcv.Shutdown(context.Background()); err != nil {
 		t.Fatal(err)

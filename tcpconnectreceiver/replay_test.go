@@ -24,9 +24,9 @@ type replaySource struct {
 	once     sync.Once
 	deadline time.Time // reader goroutine only
 
-	mu   sync.Mutex
-	lost bpf.Lost
-	// reports counts the reader's calls of Lost: one per report of its
+	mu       sync.Mutex
+	counters bpf.Counters
+	// reports counts the reader's calls of Counters: one per report of its
 	// counters, made after it added its own counts to the metrics.
 	reports int
 }
@@ -46,7 +46,7 @@ func (s *replaySource) feed(raw ...[]byte) {
 	}
 }
 
-func (s *replaySource) setLost(l bpf.Lost) { s.mu.Lock(); s.lost = l; s.mu.Unlock() }
+func (s *replaySource) setCounters(c bpf.Counters) { s.mu.Lock(); s.counters = c; s.mu.Unlock() }
 
 func (s *replaySource) isClosed() bool {
 	select {
@@ -89,11 +89,11 @@ func (s *replaySource) ReadInto(rec *ringbuf.Record) error {
 	}
 }
 
-func (s *replaySource) Lost() (bpf.Lost, error) {
+func (s *replaySource) Counters() (bpf.Counters, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.reports++
-	return s.lost, nil
+	return s.counters, nil
 }
 
 // reported returns how many times the reader reported its counters.

@@ -120,9 +120,9 @@ func TestFilteredCounter(t *testing.T) {
 	tt := componenttest.NewTelemetry()
 	defer tt.Shutdown(context.Background())
 	rcv, src := startReplay(t, testConfig(), consumertest.NewNop(), tt)
-	src.setLost(bpf.Lost{Filtered: 3})
+	src.setCounters(bpf.Counters{Filtered: 3})
 	waitFor(t, "the filtered count", func() bool { return counter(t, tt, "receiver_tcpconnect_connects_filtered") == 3 })
-	src.setLost(bpf.Lost{Filtered: 10, Connect: 1})
+	src.setCounters(bpf.Counters{Filtered: 10, Lost: bpf.Lost{Connect: 1}})
 	waitFor(t, "the filtered delta", func() bool { return counter(t, tt, "receiver_tcpconnect_connects_filtered") == 10 })
 	if err := rcv.Shutdown(context.Background()); err != nil {
 		t.Fatal(err)

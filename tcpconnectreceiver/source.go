@@ -14,7 +14,7 @@ import (
 
 // source is where the receiver reads kernel records from: the eBPF probe in
 // production, a replay of raw records in tests. One goroutine calls
-// SetDeadline, ReadInto and Lost; Close may be called from another after that
+// SetDeadline, ReadInto and Counters; Close may be called from another after that
 // goroutine stopped.
 type source interface {
 	// Mode is the attach mode in use (lsm, fentry, kprobe, cgroup).
@@ -27,8 +27,8 @@ type source interface {
 	// returns os.ErrDeadlineExceeded when the deadline passed with nothing
 	// to read.
 	ReadInto(rec *ringbuf.Record) error
-	// Lost returns the kernel's cumulative loss counters.
-	Lost() (bpf.Lost, error)
+	// Counters returns the kernel's cumulative counters.
+	Counters() (bpf.Counters, error)
 	// SelfTGID is the collector's tgid as the kernel sees it (host PID
 	// namespace), 0 when the attach mode was not proven.
 	SelfTGID() uint32

@@ -33,7 +33,7 @@ type counts struct {
 type meter struct {
 	t       *metadata.TelemetryBuilder
 	log     *zap.Logger
-	lost    bpf.Lost
+	kernel  bpf.Counters
 	dnsPrev dns.Stats
 }
 
@@ -55,10 +55,10 @@ func (m *meter) addCounts(ctx context.Context, c counts) {
 	addIf(ctx, t.ReceiverTcpconnectConnectsAggregated, c.aggregated)
 }
 
-// addLost adds what the kernel's cumulative counters l gained since the
+// addKernel adds what the kernel's cumulative counters k gained since the
 // last reading, logging lost connect records.
-func (m *meter) addLost(ctx context.Context, l bpf.Lost) {
-	t, p := m.t, m.lost
+func (m *meter) addKernel(ctx context.Context, k bpf.Counters) {
+	t, l, p := m.t, k.Lost, m.kernel.Lost
 	if l.Connect > p.Connect {
 		n := l.Connect - p.Connect
 		t.ReceiverTcpconnectConnectsLost.Add(ctx, int64(n))
@@ -66,12 +66,12 @@ func (m *meter) addLost(ctx context.Context, l bpf.Lost) {
 	}
 	addDelta(ctx, t.ReceiverTcpconnectDNSPacketsLost, l.DNS, p.DNS)
 	addDelta(ctx, t.ReceiverTcpconnectDNSPacketsCopyFailed, l.DNSCopy, p.DNSCopy)
-	addDelta(ctx, t.ReceiverTcpconnectConnectsFiltered, l.Filtered, p.Filtered)
 	addDelta(ctx, t.ReceiverTcpconnectOutcomesLost, l.Outcome, p.Outcome)
 	addDelta(ctx, t.ReceiverTcpconnectOutcomesMissed, l.OutcomeMissed, p.OutcomeMissed)
-	addDelta(ctx, t.ReceiverTcpconnectAggregationOverflows, l.AggregateOverflow, p.AggregateOverflow)
-	addDelta(ctx, t.ReceiverTcpconnectAggregationLateOutcomes, l.AggregateLateOutcome, p.AggregateLateOutcome)
-	m.lost = l
+	addDelta(ctx, t.ReceiverTcpconnectConnectsFiltered, k.Filtered, m.kernel.Filtered)
+	addDelta(ctx, t.ReceiverTcpconnectAggregationOverflows, k.AggOverflow, m.kernel.AggOverflow)
+	addDelta(ctx, t.ReceiverTcpconnectAggregationLateOutcomes, k.AggLateOutcomes, m.kernel.AggLateOutcomes)
+	m.kernel = k
 }
 
 // addDNS adds what the DNS correlator's cumulative counters s gained since

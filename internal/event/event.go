@@ -51,18 +51,18 @@ func (h Hook) String() string {
 
 // Sizes of the records (sizeof in C).
 const (
-	ConnectSize       = 152
-	DNSHeaderSize     = 80
-	DNSMaxPayload     = 1536
-	DNSSize           = DNSHeaderSize + DNSMaxPayload
-	commLen           = 16
-	exeLen            = 64
-	connectCommOffset = 72
-	connectExeOffset  = 88
-	connectTracked    = 1 // TC_CONNECT_TRACKED
-	connectAggFirst   = 2 // TC_CONNECT_AGG_FIRST
-	connectAggFull    = 4 // TC_CONNECT_AGG_OVERFLOW
-	connectAggWindow1 = 8 // TC_CONNECT_AGG_WINDOW1
+	ConnectSize        = 152
+	DNSHeaderSize      = 80
+	DNSMaxPayload      = 1536
+	DNSSize            = DNSHeaderSize + DNSMaxPayload
+	commLen            = 16
+	exeLen             = 64
+	connectCommOffset  = 72
+	connectExeOffset   = 88
+	connectTracked     = 1 // TC_CONNECT_TRACKED
+	connectAggFirst    = 2 // TC_CONNECT_AGG_FIRST
+	connectAggOverflow = 4 // TC_CONNECT_AGG_OVERFLOW
+	connectAggWindow1  = 8 // TC_CONNECT_AGG_WINDOW1
 )
 
 // ErrShort is returned for a record shorter than its type requires.
@@ -124,7 +124,7 @@ func DecodeConnect(raw []byte, c *Connect) error {
 	c.Hook = Hook(raw[2])
 	c.Tracked = raw[3]&connectTracked != 0
 	c.AggFirst = raw[3]&connectAggFirst != 0
-	c.AggOverflow = raw[3]&connectAggFull != 0
+	c.AggOverflow = raw[3]&connectAggOverflow != 0
 	c.AggWindow = 0
 	if raw[3]&connectAggWindow1 != 0 {
 		c.AggWindow = 1
@@ -152,24 +152,45 @@ func DecodeConnect(raw []byte, c *Connect) error {
 	return nil
 }
 
-// DNS is one DNS packet captured by the kernel. Payload aliases the raw
-// record: copy it if it must outlive the ring-buffer read.
+// DNS is one DNS packet captured by the kernel: the fields of struct
+// tc_dns_event with the addresses decoded and the payload cut to
+// payload_len. The DNS correlator takes it as it is (dns.Packet is this
+// type). Payload aliases the raw record: copy it if it must outlive the
+// ring-buffer read.
 type DNS struct {
-	Egress     bool // a query leaving; false for an answer arriving
-	IPVersion  uint8
-	L4Proto    uint8 // 17 UDP, 6 TCP
-	SrcPort    uint16
-	DstPort    uint16
-	OrigLen    uint16 // L4 payload length in the packet; > len(Payload) when cut
-	TGID       uint32 // UDP query: sending process; 0 for TCP and answers
-	NetNS      uint32 // the socket's network namespace inode, 0 when unknown
-	TCPSeq     uint32 // TCP: the segment's sequence number; 0 for UDP
+	// Egress is true for a packet leaving a local socket (a query), false
+	// for one arriving (an answer).
+	Egress bool
+	// IPVersion is 4 or 6; informational, Src and Dst carry the addresses.
+	IPVersion uint8
+	// L4Proto is the transport protocol: 17 UDP, 6 TCP.
+	L4Proto uint8
+	// SrcPort and DstPort are the ports, host byte order.
+	SrcPort, DstPort uint16
+	// OrigLen is the L4 payload length in the packet; more than
+	// len(Payload) when the capture was cut.
+	OrigLen uint16
+	// TGID is the sending process of a UDP query, 0 otherwise (a TCP
+	// segment may leave in softirq, on no process of its socket).
+	TGID uint32
+	// NetNS is the network namespace inode of the packet's socket, 0 when
+	// unknown.
+	NetNS uint32
+	// TCPSeq is a TCP segment's sequence number (0 for UDP): DNS over TCP
+	// is reassembled by it, per socket.
+	TCPSeq uint32
+	// BootTimeNs is the kernel timestamp (CLOCK_BOOTTIME).
 	BootTimeNs uint64
-	CgroupID   uint64
+	// CgroupID is the cgroup v2 id of the socket.
+	CgroupID uint64
+	// SockCookie is the socket cookie, 0 when unknown.
 	SockCookie uint64
-	Src        netip.Addr
-	Dst        netip.Addr
-	Payload    []byte
+	// Src and Dst are the source and destination addresses; IPv4-mapped
+	// IPv6 is taken as IPv4.
+	Src, Dst netip.Addr
+	// Payload is the captured L4 payload (payload_len bytes). For TCP it
+	// starts with the 2-byte length prefix of a DNS message.
+	Payload []byte
 }
 
 // DecodeDNS fills d from a raw DNS record.

@@ -24,24 +24,19 @@ const (
 	WhyMissed = 4
 )
 
-// TCP states and socket states the classification reads (the kernel's numbering).
-const (
-	tcpEstablished = 1
-	tcpClose       = 7
-	ssUnconnected  = 1
-)
-
-// Outcome is what became of a tracked connect: the raw facts the kernel saw
-// at the socket's next TCP state. Kind classifies them.
+// Outcome is what became of a tracked connect: its kind, as the kernel
+// decided it (bpf/outcome.bpf.h tc_outcome_kind), and the facts it was
+// decided by.
 type Outcome struct {
 	Why       uint8
 	OldState  uint8
 	NewState  uint8
 	SockState uint8 // SS_* of the socket, 0xff when it had none
-	// ErrSoft is sk_err_soft: an ICMP error that came while the socket was
-	// locked (a local reject rule answers that fast), 0 for none.
-	ErrSoft uint8
-	Err     int32 // sk_err at the change: a positive errno, 0 for none
+	Kind      Kind
+	// Err is the socket's error: sk_err at the change, else sk_err_soft
+	// (an ICMP error that came while the socket was locked: a local reject
+	// rule answers that fast); a positive errno, 0 for none.
+	Err int32
 	// TID and ConnectBootNs name the connect record (its TID and BootTimeNs).
 	TID           uint32
 	ConnectBootNs uint64
@@ -61,7 +56,7 @@ func DecodeOutcome(raw []byte, o *Outcome) error {
 	o.OldState = raw[2]
 	o.NewState = raw[3]
 	o.SockState = raw[4]
-	o.ErrSoft = raw[5]
+	o.Kind = Kind(raw[5])
 	o.Err = int32(le.Uint32(raw[8:]))
 	o.TID = le.Uint32(raw[12:])
 	o.ConnectBootNs = le.Uint64(raw[16:])
@@ -69,13 +64,17 @@ func DecodeOutcome(raw []byte, o *Outcome) error {
 	if o.Why < WhyState || o.Why > WhyMissed {
 		return fmt.Errorf("outcome record: reason %d", o.Why)
 	}
+	if o.Kind < KindEstablished || o.Kind > KindPending {
+		return fmt.Errorf("outcome record: kind %d", o.Kind)
+	}
 	return nil
 }
 
 // Kind is the outcome of a connect attempt, as on the log record.
 type Kind uint8
 
-// The outcomes. KindNone (0) means outcome tracking is off.
+// The outcomes, numbered as enum tc_outcome_kind (bpf/tcpconnect.h).
+// KindNone (0) means outcome tracking is off.
 const (
 	KindNone Kind = iota
 	// KindEstablished: the handshake completed.
@@ -131,58 +130,6 @@ func (k Kind) Failed() bool {
 	return false
 }
 
-// Kind classifies the outcome:
-//   - ESTABLISHED: established;
-//   - CLOSE with sk_err ECONNREFUSED: refused, ETIMEDOUT: timeout,
-//     ECONNRESET: reset, any other error (set by an ICMP error, or by the
-//     timeout after ICMP soft errors): unreachable;
-//   - CLOSE without sk_err but with a soft error: as for that error (the
-//     application gave up on a connect that an ICMP error answered while
-//     the socket was locked, before a retransmit made the error hard);
-//   - CLOSE without any error: closed by the application (the socket is
-//     connecting), or, when the socket is still unconnected, a failure
-//     inside connect() after the SYN_SENT state was set (no free local
-//     port): denied;
-//   - never left CLOSE (destroyed or connected again): denied;
-//   - left CLOSE but the change was not reported: pending (unknown).
-func (o *Outcome) Kind() Kind {
-	switch o.Why {
-	case WhyDestroyed, WhyReconnect:
-		return KindDenied
-	case WhyMissed:
-		return KindPending
-	}
-	if o.NewState == tcpEstablished {
-		return KindEstablished
-	}
-	if o.NewState != tcpClose {
-		return KindPending
-	}
-	err := o.err()
-	switch err {
-	case 0:
-		if o.SockState == ssUnconnected {
-			return KindDenied
-		}
-		return KindClosed
-	case unix.ECONNREFUSED:
-		return KindRefused
-	case unix.ETIMEDOUT:
-		return KindTimeout
-	case unix.ECONNRESET:
-		return KindReset
-	}
-	return KindUnreachable
-}
-
-// err is the socket's error: sk_err, or else the soft error.
-func (o *Outcome) err() syscall.Errno {
-	if o.Err > 0 {
-		return syscall.Errno(o.Err)
-	}
-	return syscall.Errno(o.ErrSoft)
-}
-
 // OtherError is error.type for a failure whose errno the kernel did not keep
 // (the semantic conventions' fallback value).
 const OtherError = "_OTHER"
@@ -191,11 +138,11 @@ const OtherError = "_OTHER"
 // ECONNREFUSED), or OtherError when the kernel kept no errno (a connect
 // denied before a SYN left). It returns "" when the outcome is no failure.
 func (o *Outcome) ErrorType() string {
-	if !o.Kind().Failed() {
+	if !o.Kind.Failed() {
 		return ""
 	}
-	if err := o.err(); err != 0 {
-		if name := unix.ErrnoName(err); name != "" {
+	if o.Err > 0 {
+		if name := unix.ErrnoName(syscall.Errno(o.Err)); name != "" {
 			return name
 		}
 	}
