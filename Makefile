@@ -334,15 +334,17 @@ vmrun = $(if $(call vmkernels,$(1)),\
 # a target with a bare "context deadline exceeded" and no failing input when
 # a loaded machine starves a worker at the deadline (golang/go#75804, fixed
 # in Go 1.27; seen here in a CI rehearsal). A count has no deadline to race.
-FUZZ_BRIEF := FuzzParse:150000x FuzzParseReference:150000x FuzzLoadState:100000x FuzzTCPStream:100000x
-FUZZ_TARGETS := $(foreach t,$(FUZZ_BRIEF),$(firstword $(subst :, ,$(t))))
+# Entries are TARGET:COUNT:PACKAGE.
+FUZZ_BRIEF := FuzzParse:150000x:./dns/ FuzzParseReference:150000x:./dns/ FuzzLoadState:100000x:./dns/ FuzzTCPStream:100000x:./dns/ \
+	FuzzParseTLS:60000x:./internal/firstbytes/ FuzzParseHTTP:150000x:./internal/firstbytes/
+fuzz_field = $(word $(2),$(subst :, ,$(1)))
 FUZZ_LONG ?= 5m
 
 fuzz:
-	$(foreach t,$(FUZZ_BRIEF),$(GO) test -run '^$$' -fuzz '^$(firstword $(subst :, ,$(t)))$$' -fuzztime $(lastword $(subst :, ,$(t))) ./dns/ &&) true
+	$(foreach t,$(FUZZ_BRIEF),$(GO) test -run '^$$' -fuzz '^$(call fuzz_field,$(t),1)$$' -fuzztime $(call fuzz_field,$(t),2) $(call fuzz_field,$(t),3) &&) true
 
 fuzz-long:
-	$(foreach f,$(FUZZ_TARGETS),TCPCONNECT_FUZZ_STRICT=1 $(GO) test -run '^$$' -fuzz '^$(f)$$' -fuzztime $(FUZZ_LONG) ./dns/ &&) true
+	$(foreach t,$(FUZZ_BRIEF),TCPCONNECT_FUZZ_STRICT=1 $(GO) test -run '^$$' -fuzz '^$(call fuzz_field,$(t),1)$$' -fuzztime $(FUZZ_LONG) $(call fuzz_field,$(t),3) &&) true
 
 # bench is the native A/B connect storm (BENCHMARKS.md; about 12 minutes, root);
 # bench-vm the same in lsm mode under qemu; bench-go the hot-path Go benchmarks.
