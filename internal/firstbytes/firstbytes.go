@@ -312,3 +312,40 @@ func isIPv4(name []byte) bool {
 	}
 	return dots == 3 && digits > 0
 }
+
+// Assembly puts the pieces of one socket's first bytes back in order. Pieces
+// come in stream order (the kernel copies segments as they leave); a gap or
+// an overlap means a piece was lost, and the assembly stops there. Its zero
+// value is ready; Reset reuses it.
+type Assembly struct {
+	buf  []byte
+	want int
+	done bool
+	bad  bool
+}
+
+// Reset empties a for another socket, keeping its buffer.
+func (a *Assembly) Reset() { *a = Assembly{buf: a.buf[:0]} }
+
+// Add appends data found at offset in a capture of want bytes in all. It
+// returns false when the piece does not continue the bytes so far (a piece
+// was lost): the assembly keeps what it has and takes nothing more.
+func (a *Assembly) Add(offset, want int, data []byte) bool {
+	if a.bad || a.done || offset != len(a.buf) || want <= 0 || offset+len(data) > want || (a.want != 0 && want != a.want) {
+		a.bad = true
+		return false
+	}
+	a.want = want
+	a.buf = append(a.buf, data...)
+	a.done = len(a.buf) == want
+	return true
+}
+
+// Bytes returns the bytes so far, in order.
+func (a *Assembly) Bytes() []byte { return a.buf }
+
+// Complete says whether every byte the capture took has arrived.
+func (a *Assembly) Complete() bool { return a.done }
+
+// Broken says whether a piece was lost (a gap or an overlap).
+func (a *Assembly) Broken() bool { return a.bad }
