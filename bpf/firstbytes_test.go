@@ -7,6 +7,7 @@ import (
 	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/binary"
 	"io"
 	"math/big"
 	"net"
@@ -17,6 +18,7 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/asm"
@@ -393,4 +395,24 @@ func BenchmarkFirstBytesPacketCost(b *testing.B) {
 	b.ReportMetric(float64(after.Runtime-before.Runtime)/float64(runs), "prog-ns/pkt")
 	b.ReportMetric(float64(nullAfter.Runtime-nullBefore.Runtime)/float64(nullRuns), "null-ns/pkt")
 	b.ReportMetric(float64(runs)/float64(b.N), "pkts/write")
+}
+
+// TestFirstBytesLayout checks the first-bytes decoder against the C layout
+// (bpf2go's type).
+func TestFirstBytesLayout(t *testing.T) {
+	var e firstbytesTcFirstBytesEvent
+	if got := int(unsafe.Sizeof(e)); got != event.FirstBytesSize || len(e.Payload) != event.FirstBytesChunk {
+		t.Fatalf("sizeof(tc_first_bytes_event) = %d with %d payload bytes, decoder wants %d and %d", got, len(e.Payload), event.FirstBytesSize, event.FirstBytesChunk)
+	}
+	e = firstbytesTcFirstBytesEvent{Type: event.TypeFirstBytes, Flags: 1, Len: 3, Tid: 45, ConnectTsNs: 11, Offset: 2045, Want: 2048}
+	copy(e.Payload[:], "abc")
+	var b bytes.Buffer
+	_ = binary.Write(&b, binary.LittleEndian, &e)
+	var got event.FirstBytes
+	if err := event.DecodeFirstBytes(b.Bytes(), &got); err != nil {
+		t.Fatal(err)
+	}
+	if got.TID != 45 || got.ConnectBootNs != 11 || got.Offset != 2045 || got.Want != 2048 || !got.Last || string(got.Data) != "abc" {
+		t.Fatalf("decoded %+v", got)
+	}
 }

@@ -344,3 +344,33 @@ func FuzzParseHTTP(f *testing.F) {
 		}
 	})
 }
+
+// TestAssembly: pieces in order complete the bytes; a gap, an overlap, a
+// change of the total or a piece after the end breaks the assembly.
+func TestAssembly(t *testing.T) {
+	var a Assembly
+	if !a.Add(0, 6, []byte("ab")) || a.Complete() || !a.Add(2, 6, []byte("cdef")) || !a.Complete() || string(a.Bytes()) != "abcdef" {
+		t.Fatalf("in order: %q complete %v", a.Bytes(), a.Complete())
+	}
+	if a.Add(6, 6, []byte("g")) || !a.Broken() {
+		t.Fatal("a piece after the end was taken")
+	}
+	for name, pieces := range map[string][]struct {
+		off, want int
+		data      string
+	}{
+		"gap":         {{0, 6, "ab"}, {3, 6, "def"}},
+		"overlap":     {{0, 6, "abc"}, {2, 6, "cdef"}},
+		"want_change": {{0, 6, "ab"}, {2, 7, "cdefg"}},
+		"past_want":   {{0, 2, "abc"}},
+	} {
+		a.Reset()
+		ok := true
+		for _, p := range pieces {
+			ok = a.Add(p.off, p.want, []byte(p.data)) && ok
+		}
+		if ok || !a.Broken() || a.Complete() {
+			t.Errorf("%s: taken (%q, complete %v)", name, a.Bytes(), a.Complete())
+		}
+	}
+}
