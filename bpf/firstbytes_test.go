@@ -187,10 +187,17 @@ func waitSeen(t *testing.T, seen <-chan fbSeen) fbSeen {
 // TestProbeFirstBytes: a real TLS connect (Go's client, post-quantum key
 // share) and a real HTTP request on loopback; the first bytes captured for
 // each connect are the bytes the server read, and parse to what it saw.
-// Connects that are not followed (outcome off for them: aggregated) or
-// other sockets' packets leave nothing.
+// A connect that is not reported (left out by a port filter), so not
+// followed, leaves no first bytes.
 func TestProbeFirstBytes(t *testing.T) {
-	p := openForTest(t, Options{Outcome: true, FirstBytes: true})
+	privtest.Require(t)
+	unfollowed, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unfollowed.Close()
+	unfollowedPort := unfollowed.Addr().(*net.TCPAddr).AddrPort().Port()
+	p := openForTest(t, Options{Outcome: true, FirstBytes: true, Filter: Filter{ExcludePorts: []uint16{unfollowedPort}}})
 	defer p.Close()
 
 	t.Run("tls", func(t *testing.T) {
@@ -238,6 +245,42 @@ func TestProbeFirstBytes(t *testing.T) {
 		if string(r.Name()) != "named.example" || host != "Named.Example" || string(r.Target) != "/path" {
 			t.Fatalf("parsed host %q target %q; the server saw host %q", r.Name(), r.Target, host)
 		}
+	})
+	t.Run("not_followed", func(t *testing.T) {
+		seen := fbTLSServer(t, unfollowed)
+		c, err := tls.Dial("tcp4", unfollowed.Addr().String(), &tls.Config{ServerName: "unfollowed.example", InsecureSkipVerify: true})
+		if err != nil {
+			t.Fatalf("TLS handshake: %v", err)
+		}
+		c.Close()
+		waitSeen(t, seen)
+		var fp firstbytes.Parser
+		var r firstbytes.Result
+		pieces := 0
+		for range 10 {
+			drainRound(t, p, 50*time.Millisecond, func(raw []byte) {
+				switch event.Type(raw) {
+				case event.TypeConnect:
+					var e event.Connect
+					if err := event.DecodeConnect(raw, &e); err != nil {
+						t.Fatal(err)
+					}
+					if e.DstPort == unfollowedPort {
+						t.Errorf("connect to the filtered port %d reported", unfollowedPort)
+					}
+				case event.TypeFirstBytes:
+					var f event.FirstBytes
+					if err := event.DecodeFirstBytes(raw, &f); err != nil {
+						t.Fatal(err)
+					}
+					pieces++
+					if f.Offset == 0 && fp.Parse(f.Data, &r) != firstbytes.StatusMalformed && string(r.Name()) == "unfollowed.example" {
+						t.Errorf("first bytes of a connect that is not followed: %d bytes", len(f.Data))
+					}
+				}
+			})
+		}
+		t.Logf("%d first-bytes pieces of other sockets on the host meanwhile", pieces)
 	})
 }
 
