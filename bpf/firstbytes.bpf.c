@@ -21,9 +21,9 @@
  *   mark is deleted: the socket's later packets cost the same one lookup.
  *
  * How many bytes: a TLS ClientHello whose record header says how long it is
- * is taken whole (up to max_bytes); anything else, its first segment (up to
- * max_bytes). A ClientHello split across TLS records is taken up to
- * max_bytes.
+ * is taken whole (up to max_bytes); a ClientHello split across TLS records,
+ * up to max_bytes; anything else, the start of its first segment (one
+ * record, up to max_bytes).
  */
 #include <linux/bpf.h>
 #include "kernel.h"
@@ -128,11 +128,13 @@ int tc_fb_connect6(struct bpf_sock_addr *ctx)
 /*
  * How many bytes to take, from the first segment's first bytes (n of them in
  * h): a TLS handshake record holding a whole ClientHello, that record; else
- * the segment.
+ * the first segment's first record's worth (TC_FB_CHUNK): an HTTP request
+ * line and Host header come first in a request head, and the rest of a
+ * large first write (an upload's body) is nobody's concern here.
  */
 static __always_inline __u32 tc_fb_want(const __u8 *h, __u32 n, __u32 seglen)
 {
-	__u32 want = seglen;
+	__u32 want = seglen < TC_FB_CHUNK ? seglen : TC_FB_CHUNK;
 
 	if (n >= 9 && h[0] == 0x16 && h[1] == 3 && h[5] == 1) {
 		__u32 rec = (__u32)h[3] << 8 | h[4];

@@ -246,6 +246,41 @@ func TestProbeFirstBytes(t *testing.T) {
 			t.Fatalf("parsed host %q target %q; the server saw host %q", r.Name(), r.Target, host)
 		}
 	})
+	t.Run("http_upload", func(t *testing.T) {
+		// A request head followed by a large body in the first write: the
+		// capture takes one record's worth, which holds the head.
+		ln, err := net.Listen("tcp4", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ln.Close()
+		go func() {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			_, _ = io.Copy(io.Discard, c)
+			c.Close()
+		}()
+		c, err := net.Dial("tcp4", ln.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		head := "POST /upload HTTP/1.1\r\nHost: upload.example\r\nContent-Length: 65536\r\n\r\n"
+		if _, err := c.Write(append([]byte(head), make([]byte, 65536)...)); err != nil {
+			t.Fatal(err)
+		}
+		c.Close()
+		_, pieces, got := readFirstBytes(t, p, ln.Addr().(*net.TCPAddr).AddrPort(), 5*time.Second)
+		if len(pieces) != 1 || len(got) != event.FirstBytesChunk {
+			t.Fatalf("captured %d bytes in %d pieces, want one piece of %d", len(got), len(pieces), event.FirstBytesChunk)
+		}
+		var fp firstbytes.Parser
+		var r firstbytes.Result
+		if st := fp.Parse(got, &r); st != firstbytes.StatusOK || string(r.Name()) != "upload.example" || string(r.Method) != "POST" {
+			t.Fatalf("captured head parses as %s %q %q (%s)", st, r.Method, r.Name(), r.Reason)
+		}
+	})
 	t.Run("not_followed", func(t *testing.T) {
 		seen := fbTLSServer(t, unfollowed)
 		c, err := tls.Dial("tcp4", unfollowed.Addr().String(), &tls.Config{ServerName: "unfollowed.example", InsecureSkipVerify: true})
