@@ -390,8 +390,9 @@ func TestProbeFirstBytesSplit(t *testing.T) {
 // loopback stream of small writes (TCP_NODELAY, one segment each) on a
 // socket whose first bytes were taken already, and the peer's ACKs. The
 // kernel's own accounting (BPF_ENABLE_STATS) over the stream's packets,
-// next to a program that only returns, attached beside it: the floor that
-// the accounting itself and the program call cost. Run it as root:
+// next to a program that only returns, attached beside it (the floor that
+// the accounting itself and the program call cost), and the DNS capture's
+// egress program, which every packet passes today. Run it as root:
 //
 //	go test -run '^$' -bench FirstBytesPacketCost -benchtime 200000x ./bpf/
 func BenchmarkFirstBytesPacketCost(b *testing.B) {
@@ -401,8 +402,17 @@ func BenchmarkFirstBytesPacketCost(b *testing.B) {
 		privtest.SkipOrFail(b, "BPF_ENABLE_STATS (Linux 5.8): "+err.Error())
 	}
 	defer stats.Close()
-	p := openForTest(b, Options{Outcome: true, FirstBytes: true})
+	p := openForTest(b, Options{Outcome: true, FirstBytes: true, DNS: true})
 	defer p.Close()
+	var dns *ebpf.Program
+	for _, prog := range p.progs {
+		if info, err := prog.Info(); err == nil && info.Name == "tc_dns_egress" {
+			dns = prog
+		}
+	}
+	if dns == nil {
+		b.Fatal("no DNS egress program")
+	}
 	null, err := ebpf.NewProgram(&ebpf.ProgramSpec{Type: ebpf.CGroupSKB, AttachType: ebpf.AttachCGroupInetEgress, License: "GPL",
 		Instructions: asm.Instructions{asm.Mov.Imm(asm.R0, 1), asm.Return()}})
 	if err != nil {
@@ -450,6 +460,10 @@ func BenchmarkFirstBytesPacketCost(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
+	dnsBefore, err := dns.Stats()
+	if err != nil {
+		b.Fatal(err)
+	}
 	b.ResetTimer()
 	for range b.N {
 		if _, err := c.Write(msg); err != nil {
@@ -465,6 +479,13 @@ func BenchmarkFirstBytesPacketCost(b *testing.B) {
 	nullAfter, err := null.Stats()
 	if err != nil {
 		b.Fatal(err)
+	}
+	dnsAfter, err := dns.Stats()
+	if err != nil {
+		b.Fatal(err)
+	}
+	if n := dnsAfter.RunCount - dnsBefore.RunCount; n > 0 {
+		b.ReportMetric(float64(dnsAfter.Runtime-dnsBefore.Runtime)/float64(n), "dns-ns/pkt")
 	}
 	runs, nullRuns := after.RunCount-before.RunCount, nullAfter.RunCount-nullBefore.RunCount
 	if runs == 0 || nullRuns == 0 {
