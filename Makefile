@@ -336,7 +336,7 @@ vmrun = $(if $(call vmkernels,$(1)),\
 # in Go 1.27; seen here in a CI rehearsal). A count has no deadline to race.
 # Entries are TARGET:COUNT:PACKAGE.
 FUZZ_BRIEF := FuzzParse:150000x:./dns/ FuzzParseReference:150000x:./dns/ FuzzLoadState:100000x:./dns/ FuzzTCPStream:100000x:./dns/ \
-	FuzzParseTLS:60000x:./internal/firstbytes/ FuzzParseHTTP:150000x:./internal/firstbytes/
+	FuzzParseTLS:60000x:./internal/firstbytes/ FuzzParseHTTP:100000x:./internal/firstbytes/
 fuzz_field = $(word $(2),$(subst :, ,$(1)))
 FUZZ_LONG ?= 5m
 
