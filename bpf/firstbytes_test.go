@@ -15,6 +15,7 @@ import (
 	"net/netip"
 	"os"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -513,5 +514,27 @@ func TestFirstBytesLayout(t *testing.T) {
 	}
 	if got.TID != 45 || got.ConnectBootNs != 11 || got.Offset != 2045 || got.Want != 2048 || !got.Last || string(got.Data) != "abc" {
 		t.Fatalf("decoded %+v", got)
+	}
+}
+
+// TestFirstBytesOptions: first bytes need outcome tracking, and their bound
+// is checked before anything is loaded.
+func TestFirstBytesOptions(t *testing.T) {
+	for _, tc := range []struct {
+		opts Options
+		want string
+	}{
+		{Options{FirstBytes: true}, "needs outcome tracking"},
+		{Options{FirstBytes: true, Outcome: true, FirstBytesMax: -1}, "must be 1 to 65536"},
+		{Options{FirstBytes: true, Outcome: true, FirstBytesMax: MaxFirstBytes + 1}, "must be 1 to 65536"},
+	} {
+		p, err := Open(tc.opts)
+		if err == nil {
+			p.Close()
+			t.Fatalf("%+v opened", tc.opts)
+		}
+		if !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%+v: %v, want %q", tc.opts, err, tc.want)
+		}
 	}
 }
