@@ -49,7 +49,7 @@ VM_ARM64_NOTRAMPOLINE := 6.1-arm64
 # all-modes comparison attach what they need themselves) run once per boot,
 # in auto, as bpf-once and tcpconnectreceiver-once (the same binaries under
 # a second name); the rest run in every mode of the boot.
-VM_BPF_MODE_TESTS := TestProbeConnects,TestProbeProof,TestCheckFeatures,TestProbeFilters,TestProbeProcessFilterMatchesProcess,TestProbeIOURingConnect,TestProbeNetnsVeth,TestProbeConnectSocketNetns,TestProbeOutcome,TestOutcomeLossAccounted,TestProbeOutcomeOff,TestAggregateExact,TestAggregateOutcomes,TestProbeOutcomeReconnect
+VM_BPF_MODE_TESTS := TestProbeConnects,TestProbeProof,TestCheckFeatures,TestProbeFilters,TestProbeProcessFilterMatchesProcess,TestProbeIOURingConnect,TestProbeNetnsVeth,TestProbeConnectSocketNetns,TestProbeOutcome,TestOutcomeLossAccounted,TestProbeOutcomeOff,TestAggregateExact,TestAggregateOutcomes,TestProbeOutcomeReconnect,TestProbeFirstBytes,TestProbeFirstBytesSplit
 VM_BPF_ONCE_TESTS := TestReadLSMState,TestProbeLSMExpectation,TestProbeKprobeLoads,TestProbeModesAgree,TestProbeCgroupSubtreeUnproven,TestProbeDNSCapture,TestProbeDNSSocketNetns,TestCounters,TestProbeDNSMarkedSocket,TestAggregateLateOutcome,TestAggregateFullWindow,TestAggregateDrain,TestAggregateOutcomesSkipped
 VM_RECEIVER_MODE_TESTS := TestReceiverPrivileged,TestOpenNamesMissingCapability,TestReceiverPrivilegedHostileStrings
 VM_RECEIVER_ONCE_TESTS := TestDNSPrivileged,TestDNSPrivilegedNetnsScope,TestDNSPrivilegedRestart,TestDNSPrivilegedTCPSegments,TestDNSPrivilegedIPv6ExtHeaders,TestDNSPrivilegedDockerNAT,TestDNSPrivilegedServiceIP,TestAggregationPrivileged,TestAggregationPrivilegedNames
@@ -334,15 +334,17 @@ vmrun = $(if $(call vmkernels,$(1)),\
 # a target with a bare "context deadline exceeded" and no failing input when
 # a loaded machine starves a worker at the deadline (golang/go#75804, fixed
 # in Go 1.27; seen here in a CI rehearsal). A count has no deadline to race.
-FUZZ_BRIEF := FuzzParse:150000x FuzzParseReference:150000x FuzzLoadState:100000x FuzzTCPStream:100000x
-FUZZ_TARGETS := $(foreach t,$(FUZZ_BRIEF),$(firstword $(subst :, ,$(t))))
+# Entries are TARGET:COUNT:PACKAGE.
+FUZZ_BRIEF := FuzzParse:150000x:./dns/ FuzzParseReference:150000x:./dns/ FuzzLoadState:100000x:./dns/ FuzzTCPStream:100000x:./dns/ \
+	FuzzParseTLS:60000x:./internal/firstbytes/ FuzzParseHTTP:100000x:./internal/firstbytes/
+fuzz_field = $(word $(2),$(subst :, ,$(1)))
 FUZZ_LONG ?= 5m
 
 fuzz:
-	$(foreach t,$(FUZZ_BRIEF),$(GO) test -run '^$$' -fuzz '^$(firstword $(subst :, ,$(t)))$$' -fuzztime $(lastword $(subst :, ,$(t))) ./dns/ &&) true
+	$(foreach t,$(FUZZ_BRIEF),$(GO) test -run '^$$' -fuzz '^$(call fuzz_field,$(t),1)$$' -fuzztime $(call fuzz_field,$(t),2) $(call fuzz_field,$(t),3) &&) true
 
 fuzz-long:
-	$(foreach f,$(FUZZ_TARGETS),TCPCONNECT_FUZZ_STRICT=1 $(GO) test -run '^$$' -fuzz '^$(f)$$' -fuzztime $(FUZZ_LONG) ./dns/ &&) true
+	$(foreach t,$(FUZZ_BRIEF),TCPCONNECT_FUZZ_STRICT=1 $(GO) test -run '^$$' -fuzz '^$(call fuzz_field,$(t),1)$$' -fuzztime $(FUZZ_LONG) $(call fuzz_field,$(t),3) &&) true
 
 # bench is the native A/B connect storm (BENCHMARKS.md; about 12 minutes, root);
 # bench-vm the same in lsm mode under qemu; bench-go the hot-path Go benchmarks.

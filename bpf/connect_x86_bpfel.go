@@ -70,6 +70,7 @@ const (
 	connectTcCounterTC_LOST_DNS_COPY          connectTcCounter = 4
 	connectTcCounterTC_COUNT_AGG_OVERFLOW     connectTcCounter = 5
 	connectTcCounterTC_COUNT_AGG_LATE_OUTCOME connectTcCounter = 6
+	connectTcCounterTC_LOST_FIRST_BYTES       connectTcCounter = 7
 	connectTcCounterTC_COUNTERS_MAX           connectTcCounter = 8
 )
 

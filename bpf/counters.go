@@ -36,6 +36,9 @@ type Lost struct {
 	// softirq's state change while it ran for another socket): state
 	// changes not reported. Kernels before 5.12 do not count them.
 	OutcomeMissed uint64
+	// FirstBytes counts first-bytes captures cut short: the ring was full,
+	// copying a segment failed, or a segment was missing.
+	FirstBytes uint64
 }
 
 // Counters reads the kernel's counters.
@@ -49,6 +52,7 @@ func (p *Probe) Counters() (Counters, error) {
 		{connectTcCounterTC_LOST_DNS, &c.Lost.DNS},
 		{connectTcCounterTC_LOST_DNS_COPY, &c.Lost.DNSCopy},
 		{connectTcCounterTC_LOST_OUTCOME, &c.Lost.Outcome},
+		{connectTcCounterTC_LOST_FIRST_BYTES, &c.Lost.FirstBytes},
 		{connectTcCounterTC_COUNT_FILTERED, &c.Filtered},
 		{connectTcCounterTC_COUNT_AGG_OVERFLOW, &c.AggOverflow},
 		{connectTcCounterTC_COUNT_AGG_LATE_OUTCOME, &c.AggLateOutcomes},

@@ -12,3 +12,5 @@ package bpf
 //go:generate go tool bpf2go -cc clang-19 -strip llvm-strip-19 -target arm64 -type tc_dns_event -cflags "-O2 -g -Wall -Werror -I/usr/aarch64-linux-gnu/include" dns dns.bpf.c
 //go:generate go tool bpf2go -cc clang-19 -strip llvm-strip-19 -target amd64 -type tc_outcome_event -type tc_outcome_kind -cflags "-O2 -g -Wall -Werror -I/usr/include/x86_64-linux-gnu" outcome outcome.bpf.c
 //go:generate go tool bpf2go -cc clang-19 -strip llvm-strip-19 -target arm64 -type tc_outcome_event -type tc_outcome_kind -cflags "-O2 -g -Wall -Werror -I/usr/aarch64-linux-gnu/include" outcome outcome.bpf.c
+//go:generate go tool bpf2go -cc clang-19 -strip llvm-strip-19 -target amd64 -type tc_first_bytes_event -cflags "-O2 -g -Wall -Werror -I/usr/include/x86_64-linux-gnu" firstbytes firstbytes.bpf.c
+//go:generate go tool bpf2go -cc clang-19 -strip llvm-strip-19 -target arm64 -type tc_first_bytes_event -cflags "-O2 -g -Wall -Werror -I/usr/aarch64-linux-gnu/include" firstbytes firstbytes.bpf.c

@@ -73,6 +73,12 @@ type Options struct {
 	// AggregateKeys bounds the keys of one window; 0 means
 	// DefaultAggregateKeys.
 	AggregateKeys int
+	// FirstBytes copies the first bytes each followed socket sends once
+	// connected into the ring (event.FirstBytes records, after its
+	// connect); needs Outcome. FirstBytesMax bounds them per socket (0:
+	// DefaultFirstBytes, at most MaxFirstBytes).
+	FirstBytes    bool
+	FirstBytesMax int
 	// AggregateSkipOutcomes leaves the outcomes of the connects counted in
 	// a window uncounted (with Outcome on, they are counted by kind in the
 	// AggregateSummary, at the price of following each socket).
@@ -98,6 +104,8 @@ type Probe struct {
 	progs        []*ebpf.Program
 	closers      []io.Closer // links, programs, maps: closed in reverse order
 	reader       *ringbuf.Reader
+	// firstBytesEgress is the first-bytes egress program (nil when off).
+	firstBytesEgress *ebpf.Program
 }
 
 // Open loads the programs, attaches them in the requested mode and opens the
@@ -120,12 +128,21 @@ func Open(opts Options) (*Probe, error) {
 	if opts.WakeupBytes <= 0 || opts.WakeupBytes > opts.RingBytes {
 		opts.WakeupBytes = opts.RingBytes / 4
 	}
+	if opts.FirstBytes && !opts.Outcome {
+		return nil, errors.New("first bytes: needs outcome tracking (Options.Outcome)")
+	}
+	if opts.FirstBytesMax == 0 {
+		opts.FirstBytesMax = DefaultFirstBytes
+	}
+	if opts.FirstBytesMax < 1 || opts.FirstBytesMax > MaxFirstBytes {
+		return nil, fmt.Errorf("first bytes bound %d: must be 1 to %d", opts.FirstBytesMax, MaxFirstBytes)
+	}
 	if opts.OutcomeSockets <= 0 {
 		opts.OutcomeSockets = DefaultOutcomeSockets
 	}
-	if opts.CgroupPath == "" && (opts.Mode == ModeAuto || opts.Mode == ModeCgroup || opts.DNS) {
+	if opts.CgroupPath == "" && (opts.Mode == ModeAuto || opts.Mode == ModeCgroup || opts.DNS || opts.FirstBytes) {
 		p, err := CgroupV2Mount()
-		if err != nil && (opts.Mode == ModeCgroup || opts.DNS) {
+		if err != nil && (opts.Mode == ModeCgroup || opts.DNS || opts.FirstBytes) {
 			return nil, err
 		}
 		opts.CgroupPath = p
@@ -153,6 +170,12 @@ func Open(opts Options) (*Probe, error) {
 		if err := p.attachOutcome(opts); err != nil {
 			p.closeAll()
 			return nil, fmt.Errorf("connect outcome: %w", err)
+		}
+	}
+	if opts.FirstBytes {
+		if err := p.attachFirstBytes(opts); err != nil {
+			p.closeAll()
+			return nil, fmt.Errorf("first bytes: %w", err)
 		}
 	}
 	if opts.DNS {

@@ -18,6 +18,7 @@ enum tc_event_type {
 	TC_EVENT_CONNECT = 1,
 	TC_EVENT_DNS = 2,
 	TC_EVENT_OUTCOME = 3,
+	TC_EVENT_FIRST_BYTES = 4,
 };
 
 /* Which program produced a connect record. */
@@ -40,6 +41,7 @@ enum tc_counter {
 	TC_LOST_DNS_COPY = 4, /* DNS records dropped: copying the payload failed */
 	TC_COUNT_AGG_OVERFLOW = 5, /* connects that found the aggregation window full, reported one by one */
 	TC_COUNT_AGG_LATE_OUTCOME = 6, /* outcomes of counted connects that came after their window ended */
+	TC_LOST_FIRST_BYTES = 7, /* first-bytes captures cut short: the ring was full or a copy failed */
 	TC_COUNTERS_MAX = 8,
 };
 
@@ -206,6 +208,30 @@ struct tc_dns_event {
 	__u8 saddr[16];
 	__u8 daddr[16];
 	__u8 payload[TC_DNS_MAX_PAYLOAD];
+};
+
+/* Payload bytes per first-bytes record. */
+#define TC_FB_CHUNK 2048
+
+/* Bits of tc_first_bytes_event.flags. */
+enum tc_first_bytes_flag {
+	TC_FB_LAST = 1 << 0, /* the capture's last record: offset + len == want */
+};
+
+/*
+ * A piece of the first bytes a followed socket sent once connected
+ * (firstbytes.bpf.c), keyed as its outcome record is: by the tid and ts_ns of
+ * its connect record. Pieces come in stream order; 2072 bytes.
+ */
+struct tc_first_bytes_event {
+	__u8 type;            /* TC_EVENT_FIRST_BYTES */
+	__u8 flags;           /* enum tc_first_bytes_flag */
+	__u16 len;            /* payload bytes in this record */
+	__u32 tid;            /* tid of the connect record */
+	__u64 connect_ts_ns;  /* ts_ns of the connect record */
+	__u32 offset;         /* of payload[0] in the bytes the client sent */
+	__u32 want;           /* bytes the capture takes in all */
+	__u8 payload[TC_FB_CHUNK];
 };
 
 #endif
