@@ -1,7 +1,8 @@
 // Package doclinks checks the repository's markdown: every relative link of
 // every *.md file must name a file or folder that exists, and a link's
 // #anchor must name a heading of the markdown file it points to (GitHub's
-// heading ids). Links to other sites are not followed.
+// heading ids). Links to other sites are not followed. Its tests also check
+// that the receiver's README documents every key of the receiver's Config.
 package doclinks
 
 import (
