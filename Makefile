@@ -366,6 +366,7 @@ test: deps lint check-generate unit fuzz e2e container-test deploy-test deb-test
 DEB_ARCHES := amd64 arm64
 deb_file = $(BUILD)/otelcol-tcpconnect_$(DIST_VERSION)_$(1).deb
 deb: build build-arm64
+	$(COLLECTOR) validate --config deploy/systemd/config.yaml
 	for arch in $(DEB_ARCHES); do \
 		if [ $$arch = arm64 ]; then bin=$(CURDIR)/$(ARM64_COLLECTOR); else bin=$(CURDIR)/$(COLLECTOR); fi; \
 		( cd deploy/systemd && VERSION=$(DIST_VERSION) ARCH=$$arch BINARY=$$bin \

@@ -69,10 +69,18 @@ cp "$DEB" "$WORK/root/root/otelcol-tcpconnect.deb"
 
 # The service's capabilities must be in the container's bounding set, and
 # nspawn's own seccomp filter lets bpf() and perf_event_open() through only
-# when told to.
+# when told to. The container's own cgroup2 mount shows only its subtree of
+# the host's hierarchy, which the receiver refuses for the cgroup programs
+# (connects outside it would be missed): the host's cgroup2 root is bound
+# read-only into it, where the receiver finds it by itself. --register=no
+# and --keep-unit: the host need not run systemd (nspawn then asks no
+# machined or systemd over D-Bus for a scope).
+host_cgroup2=/sys/fs/cgroup
+[ -e $host_cgroup2/cgroup.controllers ] || host_cgroup2=/sys/fs/cgroup/unified
+[ -e $host_cgroup2/cgroup.controllers ] || fail "no cgroup v2 hierarchy on this host"
 log "booting $ROOTFS with systemd-nspawn --boot"
-systemd-nspawn --boot --quiet --register=no --machine="$MACHINE" \
-	--directory="$WORK/root" \
+systemd-nspawn --boot --quiet --register=no --keep-unit --machine="$MACHINE" \
+	--directory="$WORK/root" --bind-ro="$host_cgroup2:/mnt/host-cgroup2" \
 	--capability=CAP_BPF,CAP_PERFMON,CAP_NET_ADMIN,CAP_SYS_PTRACE \
 	--system-call-filter='bpf perf_event_open' \
 	--console=passive >"$WORK/console.log" 2>&1 &
@@ -123,8 +131,7 @@ for _ in $(seq 100); do
 done
 in_ct systemctl is-active --quiet otelcol-tcpconnect || fail "the service is not active after dpkg -i"
 in_ct journalctl -u otelcol-tcpconnect --no-pager | grep -q 'Everything is ready' || fail "the collector never got ready"
-mode=$(in_ct journalctl -u otelcol-tcpconnect --no-pager | grep -o '"mode": "[a-z]*"' | head -1 || true)
-log "service active (attach ${mode:-mode not logged})"
+log "service active"
 
 # The process: the service user, exactly the unit's capabilities.
 pid=$(in_ct systemctl show -p MainPID --value otelcol-tcpconnect)
