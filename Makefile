@@ -379,7 +379,7 @@ deb: build build-arm64
 # there (deploy/systemd/deb-test.sh).
 DEBOOTSTRAP_CACHE ?= /var/cache/tcpconnect-debootstrap
 deb-test: deb
-	$(call apt_install,debootstrap systemd-container)
+	$(call apt_install,debootstrap systemd-container procps util-linux)
 	TCPCONNECT_DEBOOTSTRAP_CACHE=$(DEBOOTSTRAP_CACHE) deploy/systemd/deb-test.sh $(call deb_file,$(shell $(GO) env GOARCH))
 
 # seccomp-configmap writes deploy/kubernetes/agent-seccomp.yaml's ConfigMap

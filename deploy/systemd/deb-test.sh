@@ -131,7 +131,8 @@ for _ in $(seq 100); do
 done
 in_ct systemctl is-active --quiet otelcol-tcpconnect || fail "the service is not active after dpkg -i"
 in_ct journalctl -u otelcol-tcpconnect --no-pager | grep -q 'Everything is ready' || fail "the collector never got ready"
-log "service active"
+mode=$(in_ct journalctl -u otelcol-tcpconnect --no-pager | grep 'eBPF programs loaded and attached' | grep -o '"mode": "[a-z]*"' | tail -1)
+log "service active (attach $mode)"
 
 # The process: the service user, exactly the unit's capabilities.
 pid=$(in_ct systemctl show -p MainPID --value otelcol-tcpconnect)
