@@ -103,6 +103,7 @@ for _ in $(seq 150); do
 	case $state in running | degraded) break ;; esac
 	sleep 0.2
 done
+case $state in running | degraded) ;; *) fail "systemd in the container did not finish booting: ${state:-no answer}" ;; esac
 log "booted ($state) in $((SECONDS - start)) s"
 in_ct test -e /sys/fs/cgroup/unified/cgroup.controllers -o -e /sys/fs/cgroup/cgroup.controllers ||
 	fail "no cgroup v2 mount in the container"
