@@ -382,11 +382,15 @@ deb-test: deb
 	$(call apt_install,debootstrap systemd-container procps util-linux)
 	TCPCONNECT_DEBOOTSTRAP_CACHE=$(DEBOOTSTRAP_CACHE) deploy/systemd/deb-test.sh $(call deb_file,$(shell $(GO) env GOARCH))
 
-# seccomp-configmap writes deploy/kubernetes/agent-seccomp.yaml's ConfigMap
-# from the agent's seccomp profile (deploy-test checks they are equal).
+# seccomp-configmap writes the ConfigMap of the agent's seccomp profile, in
+# deploy/kubernetes/agent-seccomp.yaml and as the Helm chart's extraManifests
+# in helm/agent-seccomp-values.yaml, from the profile (deploy-test checks
+# that they are equal).
 seccomp-configmap:
 	f=deploy/kubernetes/agent-seccomp.yaml; \
 	{ sed '/^  tcpconnect-agent.json: |$$/q' $$f; sed 's/^/    /' deploy/kubernetes/seccomp/tcpconnect-agent.json; } > $$f.new && mv $$f.new $$f
+	f=deploy/kubernetes/helm/agent-seccomp-values.yaml; \
+	{ sed '/^      tcpconnect-agent.json: |$$/q' $$f; sed 's/^/        /' deploy/kubernetes/seccomp/tcpconnect-agent.json; } > $$f.new && mv $$f.new $$f
 
 clean:
 	rm -rf $(BUILD)

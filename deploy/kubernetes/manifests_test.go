@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"os"
 	"os/exec"
@@ -701,6 +702,29 @@ func TestAgentSeccompInstall(t *testing.T) {
 	checkSeccompInstall(t, "agent DaemonSet", spec.InitContainers, spec.Containers[0].SecurityContext, spec.Volumes, cm.Name, spec.Containers[0].Image)
 	v := mustAgentValues(t)
 	checkSeccompInstall(t, "helm/agent-values.yaml", v.InitContainers, v.SecurityContext, v.ExtraVolumes, cm.Name, "")
+
+	// The chart installs the same ConfigMap (extraManifests).
+	const helmSeccomp = "helm/agent-seccomp-values.yaml"
+	data, err := os.ReadFile(helmSeccomp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var extra struct {
+		ExtraManifests []corev1.ConfigMap `json:"extraManifests"`
+	}
+	if err := decodeStrict(data, &extra); err != nil {
+		t.Fatalf("%s: %v", helmSeccomp, err)
+	}
+	if len(extra.ExtraManifests) != 1 {
+		t.Fatalf("%s: %d extraManifests, want the seccomp profile's ConfigMap", helmSeccomp, len(extra.ExtraManifests))
+	}
+	hm := extra.ExtraManifests[0]
+	if hm.Kind != "ConfigMap" || hm.APIVersion != "v1" || hm.Name != cm.Name || hm.Namespace != cm.Namespace {
+		t.Errorf("%s: extraManifests[0] is %s %s %s/%s, want v1 ConfigMap %s/%s", helmSeccomp, hm.APIVersion, hm.Kind, hm.Namespace, hm.Name, cm.Namespace, cm.Name)
+	}
+	if !maps.Equal(hm.Data, map[string]string{"tcpconnect-agent.json": string(profile)}) {
+		t.Errorf("%s: the ConfigMap's data is not exactly tcpconnect-agent.json = %s/tcpconnect-agent.json (make seccomp-configmap)", helmSeccomp, seccompDir)
+	}
 }
 
 // checkSeccompInstall checks the init container that installs the agent's
