@@ -83,7 +83,7 @@ VM_PIPELINE_MODES := -modes tcpconnectreceiver.test=lsm,cgroup,auto -modes e2e.t
 VM_QUICK_KERNEL ?= 6.12
 VM_QUICK_MODE ?= lsm
 
-.PHONY: all deps deps-test image container-test gateway deploy-test ocb vmtest $(VM_BOOTS) vmtest-fetch vmtest-quick vm-binaries vm-binaries-arm64 generate check-generate build build-arm64 run test unit lint e2e fuzz fuzz-long bench bench-go bench-vm clean
+.PHONY: deb deb-test seccomp-configmap all deps deps-test image container-test gateway deploy-test ocb vmtest $(VM_BOOTS) vmtest-fetch vmtest-quick vm-binaries vm-binaries-arm64 generate check-generate build build-arm64 run test unit lint e2e fuzz fuzz-long bench bench-go bench-vm clean
 
 all: build
 
@@ -165,6 +165,7 @@ image: build build-arm64
 	for arch in $(IMAGE_ARCHES); do \
 		ctx=$(BUILD)/image/$$arch && rm -rf $$ctx && mkdir -p $$ctx/tmp && chmod 1777 $$ctx/tmp && \
 		cp deploy/image/config.yaml $$ctx/ && \
+		CGO_ENABLED=0 GOOS=linux GOARCH=$$arch $(GO) build -trimpath -ldflags='-s -w' -o $$ctx/install-profile ./cmd/install-profile && \
 		if [ $$arch = arm64 ]; then cp $(ARM64_COLLECTOR) $$ctx/; else cp $(COLLECTOR) $$ctx/; fi && \
 		setcap $(IMAGE_FILE_CAPS) $$ctx/otelcol-tcpconnect && \
 		$(PODMAN) build --quiet --platform linux/$$arch -f deploy/image/Containerfile -t $(IMAGE)-$$arch \
@@ -357,7 +358,41 @@ bench-vm: build
 bench-go:
 	$(GO) test -run '^$$' -bench . -benchmem ./internal/event ./dns ./tcpconnectreceiver/
 
-test: deps lint check-generate unit fuzz e2e container-test deploy-test vmtest
+test: deps lint check-generate unit fuzz e2e container-test deploy-test deb-test vmtest
+
+# --- The .deb and its systemd test (deploy/systemd) ---
+# deb packages the distribution for each of DEB_ARCHES as
+# _build/otelcol-tcpconnect_<version>_<arch>.deb: the binary, the config
+# (a conffile), the hardened systemd unit and its user's scripts. nfpm is a
+# Go tool of deploy/systemd's own module, out of the main module's go.mod.
+DEB_ARCHES := amd64 arm64
+deb_file = $(BUILD)/otelcol-tcpconnect_$(DIST_VERSION)_$(1).deb
+deb: build build-arm64
+	$(COLLECTOR) validate --config deploy/systemd/config.yaml
+	for arch in $(DEB_ARCHES); do \
+		if [ $$arch = arm64 ]; then bin=$(CURDIR)/$(ARM64_COLLECTOR); else bin=$(CURDIR)/$(COLLECTOR); fi; \
+		( cd deploy/systemd && VERSION=$(DIST_VERSION) ARCH=$$arch BINARY=$$bin \
+			$(GO) tool nfpm package --config nfpm.yaml --packager deb --target $(CURDIR)/$(call deb_file,$$arch) ) || exit 1; \
+	done
+
+# deb-test installs the host's .deb into a Debian bookworm root file system
+# (debootstrap, cached in DEBOOTSTRAP_CACHE and made only when missing),
+# boots it with systemd as init (systemd-nspawn) and checks the service
+# there (deploy/systemd/deb-test.sh).
+DEBOOTSTRAP_CACHE ?= /var/cache/tcpconnect-debootstrap
+deb-test: deb
+	$(call apt_install,debootstrap systemd-container procps util-linux)
+	TCPCONNECT_DEBOOTSTRAP_CACHE=$(DEBOOTSTRAP_CACHE) deploy/systemd/deb-test.sh $(call deb_file,$(shell $(GO) env GOARCH))
+
+# seccomp-configmap writes the ConfigMap of the agent's seccomp profile, in
+# deploy/kubernetes/agent-seccomp.yaml and as the Helm chart's extraManifests
+# in helm/agent-seccomp-values.yaml, from the profile (deploy-test checks
+# that they are equal).
+seccomp-configmap:
+	f=deploy/kubernetes/agent-seccomp.yaml; \
+	{ sed '/^  tcpconnect-agent.json: |$$/q' $$f; sed 's/^/    /' deploy/kubernetes/seccomp/tcpconnect-agent.json; } > $$f.new && mv $$f.new $$f
+	f=deploy/kubernetes/helm/agent-seccomp-values.yaml; \
+	{ sed '/^      tcpconnect-agent.json: |$$/q' $$f; sed 's/^/        /' deploy/kubernetes/seccomp/tcpconnect-agent.json; } > $$f.new && mv $$f.new $$f
 
 clean:
 	rm -rf $(BUILD)

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"os"
 	"os/exec"
@@ -167,7 +168,8 @@ func configOf(t *testing.T, cm corev1.ConfigMap) collectorConfig {
 func byComponent(t *testing.T, m manifests, component string) corev1.ConfigMap {
 	t.Helper()
 	for _, cm := range m.configMaps {
-		if cm.Labels["app.kubernetes.io/component"] == component {
+		// The seccomp profile's ConfigMap has no config.yaml.
+		if _, ok := cm.Data["config.yaml"]; ok && cm.Labels["app.kubernetes.io/component"] == component {
 			return cm
 		}
 	}
@@ -420,6 +422,7 @@ type helmValues struct {
 	ExtraVolumes      []corev1.Volume             `json:"extraVolumes"`
 	ExtraVolumeMounts []corev1.VolumeMount        `json:"extraVolumeMounts"`
 	ExtraEnvs         []corev1.EnvVar             `json:"extraEnvs"`
+	InitContainers    []corev1.Container          `json:"initContainers"`
 }
 
 // TestValidateConfigs runs `validate` of the distribution that runs each
@@ -432,6 +435,9 @@ func TestValidateConfigs(t *testing.T) {
 	m := load(t)
 	bins := map[string]string{"agent": agent, "gateway": gateway}
 	for _, cm := range m.configMaps {
+		if _, ok := cm.Data["config.yaml"]; !ok {
+			continue // the seccomp profile's (TestAgentSeccompInstall)
+		}
 		comp := cm.Labels["app.kubernetes.io/component"]
 		bin, ok := bins[comp]
 		if !ok {
@@ -464,7 +470,7 @@ func TestValidateConfigs(t *testing.T) {
 		}
 		// The Kubernetes parts, strictly (the rest is the chart's own).
 		for name, part := range map[string]any{"securityContext": typed.SecurityContext, "resources": typed.Resources,
-			"tolerations": typed.Tolerations, "extraVolumes": typed.ExtraVolumes, "extraVolumeMounts": typed.ExtraVolumeMounts, "extraEnvs": typed.ExtraEnvs} {
+			"tolerations": typed.Tolerations, "extraVolumes": typed.ExtraVolumes, "extraVolumeMounts": typed.ExtraVolumeMounts, "extraEnvs": typed.ExtraEnvs, "initContainers": typed.InitContainers} {
 			if err := strictPart(data, name, part); err != nil {
 				t.Errorf("%s: %s: %v", f.path, name, err)
 			}
@@ -646,6 +652,158 @@ func strictPart(values []byte, name string, part any) error {
 		return decodeStrict(doc, &[]corev1.VolumeMount{})
 	case []corev1.EnvVar:
 		return decodeStrict(doc, &[]corev1.EnvVar{})
+	case []corev1.Container:
+		return decodeStrict(doc, &[]corev1.Container{})
 	}
 	return fmt.Errorf("no type for %s", name)
+}
+
+// kubeletRoot is the kubelet's default --root-dir: the runtime reads a
+// Localhost profile from <kubeletRoot>/seccomp/<localhostProfile> (the
+// kubelet passes that path in CreateContainer).
+const kubeletRoot = "/var/lib/kubelet"
+
+// TestAgentSeccompInstall checks that the agent installs its own seccomp
+// profile, in the DaemonSet and in the Helm values: the ConfigMap holds the
+// committed profile byte for byte; one init container, running under the
+// runtime default profile as root without any capability, not privileged,
+// copies it with the image's /install-profile to exactly the path the agent
+// container's Localhost profile names under the kubelet root, through a
+// hostPath of that directory alone, mounted at the same path.
+func TestAgentSeccompInstall(t *testing.T) {
+	m := load(t)
+	profile, err := os.ReadFile(filepath.Join(seccompDir, "tcpconnect-agent.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cm *corev1.ConfigMap
+	for i := range m.configMaps {
+		if m.configMaps[i].Name == "tcpconnect-agent-seccomp" {
+			cm = &m.configMaps[i]
+		}
+	}
+	if cm == nil {
+		t.Fatal("no ConfigMap tcpconnect-agent-seccomp")
+	}
+	if got := cm.Data["tcpconnect-agent.json"]; got != string(profile) {
+		t.Errorf("ConfigMap %s: tcpconnect-agent.json differs from %s/tcpconnect-agent.json (make seccomp-configmap)", cm.Name, seccompDir)
+	}
+	containerfile, err := os.ReadFile("../image/Containerfile")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !regexp.MustCompile(`(?m)^COPY install-profile /install-profile$`).Match(containerfile) {
+		t.Error("../image/Containerfile: no COPY install-profile /install-profile")
+	}
+	if len(m.daemonSets) != 1 {
+		t.Fatalf("%d DaemonSets, want the agent's", len(m.daemonSets))
+	}
+	spec := m.daemonSets[0].Spec.Template.Spec
+	checkSeccompInstall(t, "agent DaemonSet", spec.InitContainers, spec.Containers[0].SecurityContext, spec.Volumes, cm.Name, spec.Containers[0].Image)
+	v := mustAgentValues(t)
+	checkSeccompInstall(t, "helm/agent-values.yaml", v.InitContainers, v.SecurityContext, v.ExtraVolumes, cm.Name, "")
+
+	// The chart installs the same ConfigMap (extraManifests).
+	const helmSeccomp = "helm/agent-seccomp-values.yaml"
+	data, err := os.ReadFile(helmSeccomp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var extra struct {
+		ExtraManifests []corev1.ConfigMap `json:"extraManifests"`
+	}
+	if err := decodeStrict(data, &extra); err != nil {
+		t.Fatalf("%s: %v", helmSeccomp, err)
+	}
+	if len(extra.ExtraManifests) != 1 {
+		t.Fatalf("%s: %d extraManifests, want the seccomp profile's ConfigMap", helmSeccomp, len(extra.ExtraManifests))
+	}
+	hm := extra.ExtraManifests[0]
+	if hm.Kind != "ConfigMap" || hm.APIVersion != "v1" || hm.Name != cm.Name || hm.Namespace != cm.Namespace {
+		t.Errorf("%s: extraManifests[0] is %s %s %s/%s, want v1 ConfigMap %s/%s", helmSeccomp, hm.APIVersion, hm.Kind, hm.Namespace, hm.Name, cm.Namespace, cm.Name)
+	}
+	if !maps.Equal(hm.Data, map[string]string{"tcpconnect-agent.json": string(profile)}) {
+		t.Errorf("%s: the ConfigMap's data is not exactly tcpconnect-agent.json = %s/tcpconnect-agent.json (make seccomp-configmap)", helmSeccomp, seccompDir)
+	}
+}
+
+// checkSeccompInstall checks the init container that installs the agent's
+// seccomp profile (TestAgentSeccompInstall); image, when set, is the agent
+// container's, which the init container must share.
+func checkSeccompInstall(t *testing.T, where string, inits []corev1.Container, agent *corev1.SecurityContext, volumes []corev1.Volume, configMap, image string) {
+	t.Helper()
+	if len(inits) != 1 {
+		t.Errorf("%s: %d init containers, want the one that installs the seccomp profile", where, len(inits))
+		return
+	}
+	c := inits[0]
+	if agent == nil || agent.SeccompProfile == nil || agent.SeccompProfile.LocalhostProfile == nil {
+		t.Errorf("%s: the agent container has no Localhost seccomp profile", where)
+		return
+	}
+	want := kubeletRoot + "/seccomp/" + *agent.SeccompProfile.LocalhostProfile
+	if image != "" && c.Image != image {
+		t.Errorf("%s: init container image %s, want the agent's %s (it carries /install-profile)", where, c.Image, image)
+	}
+	cmd := append(append([]string{}, c.Command...), c.Args...)
+	if len(cmd) != 3 || cmd[0] != "/install-profile" {
+		t.Fatalf("%s: init container runs %q, want [/install-profile SRC DST]", where, cmd)
+	}
+	src, dst := cmd[1], cmd[2]
+	if dst != want {
+		t.Errorf("%s: init container writes %s, want %s (the agent's localhostProfile under the kubelet root)", where, dst, want)
+	}
+	vols := map[string]corev1.Volume{}
+	for _, v := range volumes {
+		vols[v.Name] = v
+	}
+	if len(c.VolumeMounts) != 2 {
+		t.Errorf("%s: init container mounts %d volumes, want the profile's ConfigMap and the seccomp directory only", where, len(c.VolumeMounts))
+	}
+	var srcOK, dstOK bool
+	for _, vm := range c.VolumeMounts {
+		v, ok := vols[vm.Name]
+		switch {
+		case !ok:
+			t.Errorf("%s: init container mounts %s, which is no volume", where, vm.Name)
+		case v.ConfigMap != nil && v.ConfigMap.Name == configMap && vm.MountPath == filepath.Dir(src) && len(v.ConfigMap.Items) == 0:
+			srcOK = vm.ReadOnly && filepath.Base(src) == *agent.SeccompProfile.LocalhostProfile
+		case v.HostPath != nil && v.HostPath.Path == filepath.Dir(want) && vm.MountPath == filepath.Dir(want):
+			dstOK = !vm.ReadOnly && vm.SubPath == "" &&
+				v.HostPath.Type != nil && *v.HostPath.Type == corev1.HostPathDirectoryOrCreate
+		default:
+			t.Errorf("%s: init container mounts %s (%+v) at %s, beyond what it needs", where, vm.Name, v.VolumeSource, vm.MountPath)
+		}
+	}
+	if !srcOK {
+		t.Errorf("%s: init container: want ConfigMap %s mounted read-only at %s, holding %s", where, configMap, filepath.Dir(src), filepath.Base(src))
+	}
+	if !dstOK {
+		t.Errorf("%s: init container: want a writable hostPath %s (DirectoryOrCreate) mounted at the same path", where, filepath.Dir(want))
+	}
+	sc := c.SecurityContext
+	if sc == nil {
+		t.Fatalf("%s: init container has no securityContext", where)
+	}
+	if sc.Privileged != nil && *sc.Privileged {
+		t.Errorf("%s: init container privileged", where)
+	}
+	if sc.AllowPrivilegeEscalation == nil || *sc.AllowPrivilegeEscalation {
+		t.Errorf("%s: init container: allowPrivilegeEscalation want false", where)
+	}
+	if sc.ReadOnlyRootFilesystem == nil || !*sc.ReadOnlyRootFilesystem {
+		t.Errorf("%s: init container: readOnlyRootFilesystem want true", where)
+	}
+	if sc.Capabilities == nil || !slices.Equal(sc.Capabilities.Drop, []corev1.Capability{"ALL"}) || len(sc.Capabilities.Add) != 0 {
+		t.Errorf("%s: init container capabilities %+v, want drop [ALL] and none added (root owns the directory)", where, sc.Capabilities)
+	}
+	if sc.RunAsUser == nil || *sc.RunAsUser != 0 {
+		t.Errorf("%s: init container: runAsUser want 0 (the kubelet's seccomp directory is root's)", where)
+	}
+	if p := sc.SeccompProfile; p == nil || p.Type != corev1.SeccompProfileTypeRuntimeDefault {
+		t.Errorf("%s: init container seccompProfile %+v, want RuntimeDefault (its own profile cannot be the one it installs)", where, p)
+	}
+	if c.Resources.Limits.Memory().IsZero() {
+		t.Errorf("%s: init container: want a memory limit", where)
+	}
 }
