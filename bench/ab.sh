@@ -85,7 +85,7 @@ mkdir -p "$out"
 	echo "machine: $(nproc) CPUs, $(uname -r), $(date -u +%Y-%m-%dT%H:%MZ), load $(cut -d' ' -f1-3 /proc/loadavg)"
 } | tee "$out/ab.txt" >&2
 # --seconds is only the storm's upper bound here: --connects ends it.
-bench/run.sh --ab --collector-base "$cached" --pairs "$pairs" --threads "$threads" \
+bench/run.sh --ab --interleave --collector-base "$cached" --pairs "$pairs" --threads "$threads" \
 	--connects "$connects" --seconds 120 --loads connect --setups "$setups" --cache-names 0 --out "$out"
 "$out/bin/benchtool" ab -in "$out/results.tsv" | tee -a "$out/ab.txt"
 echo "== rows: $out/results.tsv; summary: $out/ab.txt" >&2

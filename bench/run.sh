@@ -38,7 +38,9 @@
 # measured as S@base and S in the same pair: each pair runs the storm alone,
 # with the base collector and with this one, in alternating order (bare,
 # base, new; then new, base, bare); bench/ab.sh builds both and prints the
-# new/base ratios (benchtool ab).
+# new/base ratios (benchtool ab). With --interleave the pairs of all setups
+# take turns (pair 1 of each setup, then pair 2, ...), for comparing setups
+# with each other (e.g. agent@compgzip,agent@compzstd).
 #
 # Needs root (eBPF), gcc, go; bpftrace for the bpftrace setup. Every loop is
 # bounded; all traffic is on loopback.
@@ -60,6 +62,7 @@ collector="$root/_build/otelcol-tcpconnect"
 collector_base=""
 connects_max=0
 ab=0
+interleave=0
 out="/tmp/tcpconnect-bench/$(date +%Y%m%d-%H%M%S)"
 
 usage() {
@@ -73,6 +76,9 @@ usage: $0 [--pairs N] [--threads T] [--seconds S] [--setups LIST] [--loads LIST]
             and @base (the --collector-base binary instead of --collector)
   --connects stop each storm after N connects (0: only --seconds bounds it)
   --ab      each pair: storm alone, S@base and S (alternating order)
+  --interleave  pair 1 of every setup, then pair 2 of every setup, ...
+            (instead of all pairs of one setup, then the next): setups
+            compared with each other see the same machine
   --loads   comma list of connect,unique,dns (default $loads)
   --unique  destinations the unique load cycles over (default $unique)
   --cache-names 0 skips the cache-fill measurement
@@ -95,6 +101,7 @@ while [[ $# -gt 0 ]]; do
 	--collector-base) collector_base=$2; shift 2 ;;
 	--connects) connects_max=$2; shift 2 ;;
 	--ab) ab=1; shift ;;
+	--interleave) interleave=1; shift ;;
 	--out) out=$2; shift 2 ;;
 	*) usage ;;
 	esac
@@ -473,42 +480,52 @@ row() {
 	printf '%s\t%s\t%d\t%s\t%s\n' "$1" "$2" "$3" "$rate_a" "${4/@DNSQA@/$dnsq_a}" | tee -a "$results" >&2
 }
 
+# one_pair LOAD SETUP P: pair P of SETUP (two rows with --ab).
+one_pair() {
+	local load=$1 setup=$2 p=$3 tag f_base f_new
+	if [[ $load == dns && $setup != file && $setup != bpftrace ]]; then return; fi
+	tag="$load-$setup-$p"
+	echo "== $tag" >&2
+	if [[ $ab == 1 && $setup != bpftrace ]]; then
+		# The storm alone, the base collector, this one; reversed
+		# every other pair. Both rows carry the pair's bare rate.
+		if ((p % 2)); then
+			run_a "$load" "$tag-A"
+			run_b "$load" "$setup@base" "$tag-base"
+			f_base=$(fields)
+			run_b "$load" "$setup" "$tag-new"
+			f_new=$(fields)
+		else
+			run_b "$load" "$setup" "$tag-new"
+			f_new=$(fields)
+			run_b "$load" "$setup@base" "$tag-base"
+			f_base=$(fields)
+			run_a "$load" "$tag-A"
+		fi
+		row "$load" "$setup@base" "$p" "$f_base"
+		row "$load" "$setup" "$p" "$f_new"
+		return
+	fi
+	if ((p % 2)); then
+		run_a "$load" "$tag-A"
+		run_b "$load" "$setup" "$tag-B"
+	else
+		run_b "$load" "$setup" "$tag-B"
+		run_a "$load" "$tag-A"
+	fi
+	row "$load" "$setup" "$p" "$(fields)"
+}
+
 for load in ${loads//,/ }; do
-	for setup in ${setups//,/ }; do
-		if [[ $load == dns && $setup != file && $setup != bpftrace ]]; then continue; fi
+	if [[ $interleave == 1 ]]; then
 		for ((p = 1; p <= pairs; p++)); do
-			tag="$load-$setup-$p"
-			echo "== $tag" >&2
-			if [[ $ab == 1 && $setup != bpftrace ]]; then
-				# The storm alone, the base collector, this one; reversed
-				# every other pair. Both rows carry the pair's bare rate.
-				if ((p % 2)); then
-					run_a "$load" "$tag-A"
-					run_b "$load" "$setup@base" "$tag-base"
-					f_base=$(fields)
-					run_b "$load" "$setup" "$tag-new"
-					f_new=$(fields)
-				else
-					run_b "$load" "$setup" "$tag-new"
-					f_new=$(fields)
-					run_b "$load" "$setup@base" "$tag-base"
-					f_base=$(fields)
-					run_a "$load" "$tag-A"
-				fi
-				row "$load" "$setup@base" "$p" "$f_base"
-				row "$load" "$setup" "$p" "$f_new"
-				continue
-			fi
-			if ((p % 2)); then
-				run_a "$load" "$tag-A"
-				run_b "$load" "$setup" "$tag-B"
-			else
-				run_b "$load" "$setup" "$tag-B"
-				run_a "$load" "$tag-A"
-			fi
-			row "$load" "$setup" "$p" "$(fields)"
+			for setup in ${setups//,/ }; do one_pair "$load" "$setup" "$p"; done
 		done
-	done
+	else
+		for setup in ${setups//,/ }; do
+			for ((p = 1; p <= pairs; p++)); do one_pair "$load" "$setup" "$p"; done
+		done
+	fi
 done
 
 cache_line="cache fill: skipped"

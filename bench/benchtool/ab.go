@@ -146,10 +146,20 @@ func abTable(args []string) error {
 			bySetup[setup][p].cur = r
 		}
 	}
-	fmt.Println("| setup | pairs | new/base CPU per connect, median (min-max) | CPU us/connect base | CPU us/connect new | storm rate kept base | storm rate kept new | new/base gateway CPU | wire bytes/connect base / new | connects made (all runs) | loss check |")
-	fmt.Println("|---|---|---|---|---|---|---|---|---|---|---|")
+	// The bpftrace reference, pair by pair: with run.sh --interleave its
+	// pair P ran next to every setup's pair P.
+	bt := map[string]float64{}
+	for p, ru := range bySetup["bpftrace"] {
+		if ru.cur != nil {
+			if v, ok := perConnect(ru.cur, "cpu_s", 1); ok && v > 0 {
+				bt[p] = v
+			}
+		}
+	}
+	fmt.Println("| setup | pairs | new/base CPU per connect, median (min-max) | CPU us/connect base | CPU us/connect new | CPU per connect / bpftrace's, base / new | storm rate kept base | storm rate kept new | new/base gateway CPU | wire bytes/connect base / new | connects made (all runs) | loss check |")
+	fmt.Println("|---|---|---|---|---|---|---|---|---|---|---|---|")
 	for _, setup := range order {
-		var ratio, gwRatio, cpuB, cpuN, keptB, keptN, wireB, wireN []float64
+		var ratio, gwRatio, cpuB, cpuN, keptB, keptN, wireB, wireN, btB, btN []float64
 		var made float64
 		var fails []string
 		pairs := 0
@@ -173,8 +183,21 @@ func abTable(args []string) error {
 				fails = append(fails, t.str(r, "setup")+" pair "+t.str(r, "pair")+": "+bad)
 			}
 		}
-		for _, ru := range bySetup[setup] {
+		for p, ru := range bySetup[setup] {
 			pairs++
+			if ref, ok := bt[p]; ok && setup != "bpftrace" {
+				for _, x := range []struct {
+					r   []string
+					out *[]float64
+				}{{ru.base, &btB}, {ru.cur, &btN}} {
+					if x.r == nil {
+						continue
+					}
+					if v, ok := perConnect(x.r, "cpu_s", 1); ok {
+						*x.out = append(*x.out, v/ref)
+					}
+				}
+			}
 			collect(ru.base, &cpuB, &keptB, &wireB)
 			collect(ru.cur, &cpuN, &keptN, &wireN)
 			if ru.base == nil || ru.cur == nil {
@@ -200,8 +223,9 @@ func abTable(args []string) error {
 		if len(wireB) > 0 || len(wireN) > 0 {
 			wire = spread("%.0f", wireB) + " / " + spread("%.0f", wireN)
 		}
-		fmt.Printf("| %s | %d | %s | %s | %s | %s | %s | %s | %s | %.0f | %s |\n",
+		fmt.Printf("| %s | %d | %s | %s | %s | %s / %s | %s | %s | %s | %s | %.0f | %s |\n",
 			setup, pairs, spread("%.3f", ratio), spread("%.2f", cpuB), spread("%.2f", cpuN),
+			spread("%.2f", btB), spread("%.2f", btN),
 			spread("%.3f", keptB), spread("%.3f", keptN), spread("%.3f", gwRatio), wire, made, loss)
 	}
 	return nil
