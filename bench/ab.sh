@@ -37,14 +37,14 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 root=$(dirname "$here")
 
 usage() {
-	echo "usage: $0 BASE [--pairs N] [--connects N] [--threads T] [--setups LIST] [--out DIR]" >&2
+	echo "usage: $0 BASE [--pairs N] [--connects N] [--threads T] [--setups LIST] [--out DIR] [--build-only]" >&2
 	exit 2
 }
 
 [[ $# -ge 1 && $1 != -* ]] || usage
 base=$1
 shift
-pairs=5 connects=60000 threads=1 setups=sink,file,agent,bpftrace
+pairs=5 connects=60000 threads=1 setups=sink,file,agent,bpftrace build_only=0
 out="/tmp/tcpconnect-bench/ab-$(date +%Y%m%d-%H%M%S)"
 while [[ $# -gt 0 ]]; do
 	case "$1" in
@@ -53,6 +53,7 @@ while [[ $# -gt 0 ]]; do
 	--threads) threads=$2; shift 2 ;;
 	--setups) setups=$2; shift 2 ;;
 	--out) out=$2; shift 2 ;;
+	--build-only) build_only=1; shift ;;
 	*) usage ;;
 	esac
 done
@@ -76,6 +77,10 @@ else
 fi
 echo "== working tree: make build" >&2
 make build >&2
+if [[ $build_only == 1 ]]; then
+	echo "base: $cached; new: $root/_build/otelcol-tcpconnect" >&2
+	exit 0
+fi
 
 mkdir -p "$out"
 {

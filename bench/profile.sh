@@ -26,8 +26,10 @@
 #   ring read          cilium/ebpf ringbuf (epoll, the ring's reads)
 #   clock              time.Now/time.Since in the reader
 #   telemetry          the collector's own metrics (otel SDK, Prometheus)
-#   reader, other      the reader loop's own code; all the rest (runtime
-#                      scheduler, syscalls outside these)
+#   reader             the reader loop's own code
+#   runtime: ...       the scavenger returning memory (madvise), sysmon,
+#                      the scheduler
+#   other              all the rest
 #
 # plus, across stages, the share of samples with runtime.mallocgc on the
 # stack (allocation), and the top functions by self and by inclusive time.
@@ -37,7 +39,7 @@ set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 root=$(dirname "$here")
-config=sink connects=60000 freq=1999
+config=sink connects=60000 freq=4999 analyze=""
 out="/tmp/tcpconnect-bench/profile-$(date +%Y%m%d-%H%M%S)"
 while [[ $# -gt 0 ]]; do
 	case "$1" in
@@ -45,9 +47,75 @@ while [[ $# -gt 0 ]]; do
 	--connects) connects=$2; shift 2 ;;
 	--freq) freq=$2; shift 2 ;;
 	--out) out=$2; shift 2 ;;
-	*) echo "usage: $0 [--config sink|agent|file] [--connects N] [--freq HZ] [--out DIR]" >&2; exit 2 ;;
+	--analyze) analyze=$2; shift 2 ;;
+	*) echo "usage: $0 [--config sink|agent|file] [--connects N] [--freq HZ] [--out DIR] | --analyze DIR" >&2; exit 2 ;;
 	esac
 done
+# awk_analysis DIR: the stage table and top functions of DIR/stacks.txt.
+awk_analysis() {
+	local out=$1
+	awk -v out="$out" '
+function stage(f) {
+	if (f ~ /runtime\.gcBgMarkWorker|runtime\.gcAssistAlloc|runtime\.bgsweep|runtime\.sweepone|runtime\.gcMarkDone|runtime\.gcStart/) return "GC"
+	if (f ~ /exporter/) return "exporter"
+	if (f ~ /batchprocessor/) return "batch"
+	if (f ~ /receiver\.\(\*batcher\)|receiver\.\(\*reader\)\.(emit|flush)|receiver\.putStr|receiver\.putInt/) return "record"
+	if (f ~ /procinfo/) return "process lookup"
+	if (f ~ /waitOutcome|handleOutcome|outcomeWait|waitIndex|expireWaiting|receiver\.resultOf/) return "outcome join"
+	if (f ~ /internal\/event\.Decode/) return "decode"
+	if (f ~ /ringbuf|epoll/) return "ring read"
+	if (f ~ /receiver\.\(\*reader\)\.readTime|^time\.Now|^time\.Since/) return "clock"
+	if (f ~ /go\.opentelemetry\.io\/otel\/sdk|prometheus/) return "telemetry"
+	if (f ~ /receiver\.\(\*reader\)/) return "reader"
+	if (f ~ /runtime\.bgscavenge|runtime\.\(\*scavengerState\)/) return "runtime: scavenger (madvise)"
+	if (f ~ /runtime\.sysmon/) return "runtime: sysmon"
+	if (f ~ /runtime\.schedule$|runtime\.findRunnable|runtime\.park_m|runtime\.stopm|runtime\.notesleep/) return "runtime: scheduler"
+	return ""
+}
+function flush(   i, s, seen, f, k, alloc) {
+	if (n == 0) return
+	total++
+	s = ""
+	# GC first: an assist inside an allocation is GC work.
+	for (i = 1; i <= n; i++) if (fr[i] ~ /runtime\.gcAssistAlloc|runtime\.gcBgMarkWorker/) { s = "GC"; break }
+	for (i = 1; i <= n && s == ""; i++) s = stage(fr[i])
+	if (s == "") s = "other"
+	st[s]++
+	alloc = 0
+	for (i = 1; i <= n; i++) {
+		f = fr[i]
+		if (f ~ /^runtime\.mallocgc$/) alloc = 1
+		if (!(f in seen)) { seen[f] = 1; incl[f]++ }
+	}
+	if (alloc) { allocs++; allocst[s]++ }
+	self[fr[1]]++
+	n = 0
+}
+/^$/ { flush(); next }
+{
+	f = $2
+	if (f == "" || f == "[unknown]") f = "[unknown]"
+	sub(/\+0x[0-9a-f]+$/, "", f)
+	fr[++n] = f
+}
+END {
+	flush()
+	printf "samples=%d\n\n| stage | share of collector CPU | of which in runtime.mallocgc |\n|---|---|---|\n", total
+	for (s in st) printf "| %s | %.1f%% | %.1f%% |\n", s, 100 * st[s] / total, 100 * allocst[s] / total | "sort -t\"|\" -k3 -rn"
+	close("sort -t\"|\" -k3 -rn")
+	printf "\nruntime.mallocgc on the stack: %.1f%% of samples\n", 100 * allocs / total
+	printf "\ntop functions, self:\n"
+	for (f in self) printf "%6.2f%% %s\n", 100 * self[f] / total, f | "sort -rn | head -30"
+	close("sort -rn | head -30")
+	printf "\ntop functions, inclusive:\n"
+	for (f in incl) printf "%6.2f%% %s\n", 100 * incl[f] / total, f | "sort -rn | head -60"
+	close("sort -rn | head -60")
+}' "$out/stacks.txt"
+}
+if [[ -n $analyze ]]; then
+	awk_analysis "$analyze"
+	exit 0
+fi
 [[ $(id -u) == 0 ]] || { echo "profile.sh loads eBPF programs: run as root" >&2; exit 1; }
 [[ -f $root/_build/main.go ]] || { echo "no _build sources: make build first" >&2; exit 1; }
 mkdir -p "$out"
@@ -99,58 +167,5 @@ cpu=$(awk '{ printf "%.2f", ($14 + $15) / 100 }' "/proc/$col/stat")
 echo "collector cpu_seconds_total=$cpu (since start)" | tee "$out/cpu.txt" >&2
 
 perf script -i "$out/perf.data" -F ip,sym 2>/dev/null >"$out/stacks.txt"
-awk -v out="$out" '
-function stage(f) {
-	if (f ~ /runtime\.gcBgMarkWorker|runtime\.gcAssistAlloc|runtime\.bgsweep|runtime\.sweepone|runtime\.gcMarkDone|runtime\.gcStart/) return "GC"
-	if (f ~ /exporter/) return "exporter"
-	if (f ~ /batchprocessor/) return "batch"
-	if (f ~ /receiver\.\(\*batcher\)|receiver\.\(\*reader\)\.(emit|flush)|receiver\.putStr|receiver\.putInt/) return "record"
-	if (f ~ /procinfo/) return "process lookup"
-	if (f ~ /waitOutcome|handleOutcome|outcomeWait|waitIndex|expireWaiting|receiver\.resultOf/) return "outcome join"
-	if (f ~ /internal\/event\.Decode/) return "decode"
-	if (f ~ /ringbuf|epoll/) return "ring read"
-	if (f ~ /receiver\.\(\*reader\)\.readTime|^time\.Now|^time\.Since/) return "clock"
-	if (f ~ /go\.opentelemetry\.io\/otel\/sdk|prometheus/) return "telemetry"
-	if (f ~ /receiver\.\(\*reader\)/) return "reader"
-	return ""
-}
-function flush(   i, s, seen, f, k, alloc) {
-	if (n == 0) return
-	total++
-	s = ""
-	# GC first: an assist inside an allocation is GC work.
-	for (i = 1; i <= n; i++) if (fr[i] ~ /runtime\.gcAssistAlloc|runtime\.gcBgMarkWorker/) { s = "GC"; break }
-	for (i = 1; i <= n && s == ""; i++) s = stage(fr[i])
-	if (s == "") s = "other"
-	st[s]++
-	alloc = 0
-	for (i = 1; i <= n; i++) {
-		f = fr[i]
-		if (f ~ /^runtime\.mallocgc$/) alloc = 1
-		if (!(f in seen)) { seen[f] = 1; incl[f]++ }
-	}
-	if (alloc) { allocs++; allocst[s]++ }
-	self[fr[1]]++
-	n = 0
-}
-/^$/ { flush(); next }
-{
-	f = $2
-	if (f == "" || f == "[unknown]") f = "[unknown]"
-	sub(/\+0x[0-9a-f]+$/, "", f)
-	fr[++n] = f
-}
-END {
-	flush()
-	printf "samples=%d\n\n| stage | share of collector CPU | of which in runtime.mallocgc |\n|---|---|---|\n", total
-	for (s in st) printf "| %s | %.1f%% | %.1f%% |\n", s, 100 * st[s] / total, 100 * allocst[s] / total | "sort -t\"|\" -k3 -rn"
-	close("sort -t\"|\" -k3 -rn")
-	printf "\nruntime.mallocgc on the stack: %.1f%% of samples\n", 100 * allocs / total
-	printf "\ntop functions, self:\n"
-	for (f in self) printf "%6.2f%% %s\n", 100 * self[f] / total, f | "sort -rn | head -30"
-	close("sort -rn | head -30")
-	printf "\ntop functions, inclusive:\n"
-	for (f in incl) printf "%6.2f%% %s\n", 100 * incl[f] / total, f | "sort -rn | head -60"
-	close("sort -rn | head -60")
-}' "$out/stacks.txt" | tee "$out/profile.txt"
+awk_analysis "$out" | tee "$out/profile.txt"
 echo "== $out/profile.txt (perf data: $out/perf.data)" >&2
