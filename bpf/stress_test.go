@@ -290,7 +290,7 @@ func TestConnectStress(t *testing.T) {
 	// The reader counts records per connect while the connects run.
 	counts := make([]uint8, (stressWorkers+1)*plan.perWorker)
 	var stray []event.Connect
-	var records atomic.Int64
+	var records, dupsSeen atomic.Int64
 	stopRead := make(chan struct{})
 	markerSeen := make(chan struct{})
 	readDone := make(chan error, 1)
@@ -335,6 +335,10 @@ func TestConnectStress(t *testing.T) {
 				if counts[i] < 255 {
 					counts[i]++
 				}
+				if counts[i] == 2 && dupsSeen.Add(1) <= 10 {
+					// Said at once: a long run's verdict comes at its end.
+					t.Logf("duplicate: worker %d connect %d: second record %+v", i/plan.perWorker, i%plan.perWorker, c)
+				}
 			} else if len(stray) < 10 {
 				stray = append(stray, c)
 			}
@@ -378,7 +382,7 @@ func TestConnectStress(t *testing.T) {
 					return
 				}
 				if m := made.Add(1); m%max(int64(total/20), 1000) == 0 {
-					t.Logf("%d connects made in %s", m, time.Since(start).Round(time.Second))
+					t.Logf("%d connects made in %s, %d records read, %d duplicates so far", m, time.Since(start).Round(time.Second), records.Load(), dupsSeen.Load())
 				}
 			}
 		})
