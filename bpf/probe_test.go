@@ -68,32 +68,6 @@ func TestParseMode(t *testing.T) {
 	}
 }
 
-// TestRecordLayout checks the Go decoder's offsets against the C layout that
-// bpf2go generated from bpf/tcpconnect.h.
-func TestRecordLayout(t *testing.T) {
-	var c connectTcConnectEvent
-	if got := int(sizeofConnect(&c)); got != event.ConnectSize {
-		t.Fatalf("sizeof(tc_connect_event) = %d, decoder wants %d", got, event.ConnectSize)
-	}
-	raw := make([]byte, event.ConnectSize)
-	raw[0] = event.TypeConnect
-	raw[1] = event.AFInet6
-	raw[2] = byte(event.HookCgroup)
-	putConnect(raw, connectTcConnectEvent{Dport: 443, TsNs: 11, CgroupId: 22, StartTimeNs: 33,
-		Tgid: 44, Tid: 45, Ptgid: 46, Uid: 47, Gid: 48, Netns: 49,
-		Daddr: [16]uint8{0x20, 0x01, 0x0d, 0xb8, 15: 1}})
-	var got event.Connect
-	if err := event.DecodeConnect(raw, &got); err != nil {
-		t.Fatal(err)
-	}
-	want := netip.MustParseAddr("2001:db8::1")
-	if got.DstPort != 443 || got.BootTimeNs != 11 || got.CgroupID != 22 || got.StartTimeNs != 33 ||
-		got.TGID != 44 || got.TID != 45 || got.PPID != 46 || got.UID != 47 || got.GID != 48 ||
-		got.NetNS != 49 || got.Dst != want || got.Hook != event.HookCgroup {
-		t.Fatalf("decoded %+v", got)
-	}
-}
-
 // TestOutcomeLayout checks the outcome decoder against the C layout.
 func TestOutcomeLayout(t *testing.T) {
 	var o outcomeTcOutcomeEvent

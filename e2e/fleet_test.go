@@ -35,6 +35,10 @@ exporters:
     endpoint: 127.0.0.1:%d
     tls:
       insecure: true
+    # One sender keeps the batches in order: a node's later connect then
+    # says that its earlier ones are all in the gateway's output.
+    sending_queue:
+      num_consumers: 1
 extensions:
   health_check:
     endpoint: 127.0.0.1:%d
@@ -122,7 +126,9 @@ func TestFleetAgentsToGateway(t *testing.T) {
 		ports = append(ports, n.port)
 	}
 	// Wait until every node's count is reached (or recordsTimeout), then
-	// give a duplicate the time to arrive too: a batch and an OTLP hop.
+	// until every node's later connect (to marker) is in too: each agent
+	// reads, batches and exports in order, so a duplicate of an earlier
+	// connect would be in before it.
 	counted := func() (map[int][]connectRecord, bool) {
 		byPort := recordsTo(t, out, ports...)
 		for _, n := range fleet {
@@ -136,7 +142,44 @@ func TestFleetAgentsToGateway(t *testing.T) {
 	for _, ok := counted(); !ok && time.Now().Before(deadline); _, ok = counted() {
 		time.Sleep(pollEvery)
 	}
-	time.Sleep(time.Second)
+	marker, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer marker.Close()
+	go func() {
+		for {
+			c, err := marker.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
+	markerPort := marker.Addr().(*net.TCPAddr).Port
+	markers := map[int64]bool{}
+	for _, n := range fleet {
+		cmd := exec.Command(busybox, "nc", "127.0.0.1", strconv.Itoa(markerPort))
+		cmd.SysProcAttr = &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: n.cgroupFD}
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("busybox nc in a node cgroup: %v\n%s", err, out)
+		}
+		markers[int64(cmd.Process.Pid)] = true
+	}
+	for end := time.Now().Add(recordsTimeout); ; time.Sleep(pollEvery) {
+		in := 0
+		for _, r := range recordsTo(t, out, markerPort)[markerPort] {
+			if pid, _ := r.resource["process.pid"].(int64); markers[pid] {
+				in++
+			}
+		}
+		if in == len(markers) {
+			break
+		}
+		if time.Now().After(end) {
+			t.Fatalf("%d of the %d nodes' later connects in the gateway's output after %s", in, len(markers), recordsTimeout)
+		}
+	}
 	byPort, _ := counted()
 	for i, n := range fleet {
 		recs := byPort[n.port]

@@ -209,19 +209,39 @@ func TestReceiverPrivileged(t *testing.T) {
 		}
 		return out
 	}
-	// waitOne waits until port has a record after mark from, then a little
-	// longer for duplicates, and checks there is exactly one.
+	// later is the listener of the connect that waitOne makes after the
+	// one it waits for, whose record says the earlier ones are all in.
+	_, later := listen(t, "tcp4", "127.0.0.1:0")
+	// waitFor polls until ok, for at most 5 s, and says whether it is.
+	waitFor := func(ok func() bool) bool {
+		for end := time.Now().Add(5 * time.Second); time.Now().Before(end); time.Sleep(10 * time.Millisecond) {
+			if ok() {
+				return true
+			}
+		}
+		return ok()
+	}
+	// waitOne waits until port has a record after mark from, then for the
+	// record of a later connect (to later), and checks there is exactly
+	// one. Every connect before the later one has closed its socket, so its
+	// records and their outcomes are in the ring before the later record
+	// and the reader sends them first (a record waits only for its
+	// outcome): a duplicate would be in by then.
 	waitOne := func(t *testing.T, from int, port uint16) seen {
 		t.Helper()
 		onPort := func(s seen) bool { return s.port == int64(port) }
-		var got []seen
-		for end := time.Now().Add(5 * time.Second); time.Now().Before(end); time.Sleep(10 * time.Millisecond) {
-			if got = since(from, onPort); len(got) > 0 {
-				break
+		waitFor(func() bool { return len(since(from, onPort)) > 0 })
+		if port != later.Port() {
+			m := mark()
+			if err := privtest.Connect(later, unix.SOCK_STREAM, false); err != nil {
+				t.Fatalf("later connect: %v", err)
+			}
+			onLater := func(s seen) bool { return s.port == int64(later.Port()) && s.pid == self }
+			if !waitFor(func() bool { return len(since(m, onLater)) > 0 }) {
+				t.Fatalf("no record of the later connect to %s in 5 s", later)
 			}
 		}
-		time.Sleep(3 * cfg.Batch.Timeout)
-		got = since(from, onPort)
+		got := since(from, onPort)
 		if len(got) != 1 {
 			t.Fatalf("port %d: %d records, want exactly 1: %+v", port, len(got), got)
 		}
@@ -310,8 +330,9 @@ func TestReceiverPrivileged(t *testing.T) {
 
 	t.Run("udp and unix give none", func(t *testing.T) {
 		// Only this process's records count: every other process on the
-		// host connects too, and the receiver reports them all.
-		_, marker := listen(t, "tcp4", "127.0.0.1:0")
+		// host connects too, and the receiver reports them all. The
+		// marker is waitOne's later connect.
+		marker := later
 		uc, err := net.ListenPacket("udp4", "127.0.0.1:0")
 		if err != nil {
 			t.Fatal(err)

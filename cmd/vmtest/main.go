@@ -74,6 +74,7 @@ func run() error {
 		noBusybox = flag.Bool("no-busybox", false, "leave busybox out of the initramfs")
 		fetchOnly = flag.Bool("fetch-only", false, "only fetch and unpack the kernels")
 		list      = flag.Bool("list-kernels", false, "print the pinned kernels and exit")
+		privDirs  = flag.String("privileged", "", "print the tests of the Go packages in these folders (comma-separated) that call privtest.Require, one 'FOLDER TestName' a line, and exit")
 	)
 	flag.Var(kernels, "kernels", "kernels to boot: names from -list-kernels, comma-separated, or all")
 	flag.Var(modes, "mode-matrix", "run each -test binary once per mode, with -mode-env set to it")
@@ -87,6 +88,18 @@ func run() error {
 	flag.Parse()
 	if flag.NArg() > 0 {
 		return fmt.Errorf("unexpected arguments %q", flag.Args())
+	}
+	if *privDirs != "" {
+		for dir := range strings.SplitSeq(*privDirs, ",") {
+			names, err := vmtest.PrivilegedTests(dir)
+			if err != nil {
+				return err
+			}
+			for _, n := range names {
+				fmt.Println(dir, n)
+			}
+		}
+		return nil
 	}
 	if *list {
 		for _, k := range vmtest.Kernels() {
