@@ -70,7 +70,7 @@ VM_TESTS ?= \
 VM_NATIVE_ONLY_TESTS := TestFindCgroupRoot TestNativeDNSDockerNATGlibc TestNativeDNSLocalStub TestNativeGlibcResolver \
 	TestContainerDaemonSet TestContainerNoHostPID TestContainerShutdownNextHopDown TestContainerStartRefused TestFleetAgentsToGateway
 VM_TEST_PKGS := bpf tcpconnectreceiver e2e
-# arm64 (TCG, about as fast as amd64 here: README, "Testing"): the kernel
+# arm64 (TCG, about as fast as amd64 here: TESTING.md): the kernel
 # tests in every mode but fentry (on arm64 the same BPF trampoline as lsm,
 # which is tested), the receiver (DNS included) and the e2e pipeline in auto.
 # Without trampolines (6.1) lsm and fentry cannot attach: kprobe, cgroup and

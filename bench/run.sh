@@ -27,7 +27,7 @@
 # each connect to the next of --unique loopback addresses) and dns (the
 # storm plus a paced DNS answer storm on 127.0.0.77:53, DNS capture on).
 #
-# The issue-9 side-by-side comparison (BENCHMARKS.md):
+# The issue-9 side-by-side comparison (docs/benchmarks-history.md):
 #   bench/run.sh --pairs 3 --threads 2 --seconds 5 --loads connect,unique \
 #     --setups debug,debug@gogc400,otlp,otlp-agg,bpftrace --cache-names 0
 # Last, a cache fill: --cache-names unique names answered while the collector

@@ -171,7 +171,7 @@ func summarize(o options, release string, ncpu int, pairs []pair, wall time.Dura
 		idle = append(idle, p.m.idleCPU)
 		// The storm alone saturates every CPU: its cost per connect is all
 		// CPUs' time over its connects (client, server and kernel), as in
-		// BENCHMARKS.md's native bound. Each event's collector CPU is taken
+		// the native bound (docs/benchmarks-history.md). Each event's collector CPU is taken
 		// from it: the rate ratio that the CPU accounting predicts.
 		sp := perMillion(float64(ncpu)*p.a.seconds, p.a.connects)
 		stormPerM = append(stormPerM, sp)

@@ -33,8 +33,8 @@ const (
 	defaultGateway = "../../_build/gateway/otelcol-tcpconnect-gateway"
 )
 
-// agentCapabilities are the only capabilities the agent may add (README,
-// Deploy): anything else, or privileged: true, fails.
+// agentCapabilities are the only capabilities the agent may add
+// (deploy/README.md): anything else, or privileged: true, fails.
 var agentCapabilities = []corev1.Capability{"BPF", "PERFMON", "NET_ADMIN", "SYS_PTRACE"}
 
 // manifests are every object of the YAML files in this folder.
