@@ -7,7 +7,6 @@ import (
 	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/binary"
 	"io"
 	"math/big"
 	"net"
@@ -15,15 +14,10 @@ import (
 	"net/netip"
 	"os"
 	"strconv"
-	"strings"
 	"sync"
 	"testing"
 	"time"
-	"unsafe"
 
-	"github.com/cilium/ebpf"
-	"github.com/cilium/ebpf/asm"
-	"github.com/cilium/ebpf/link"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
@@ -384,157 +378,4 @@ func TestProbeFirstBytesSplit(t *testing.T) {
 		t.Fatalf("captured in %d pieces, the first of %d bytes: want one per segment", len(pieces), len(pieces[0].Data))
 	}
 	checkHello(t, got, s)
-}
-
-// BenchmarkFirstBytesPacketCost measures what the first-bytes egress
-// program costs per packet that is not a followed socket's first bytes: a
-// loopback stream of small writes (TCP_NODELAY, one segment each) on a
-// socket whose first bytes were taken already, and the peer's ACKs. The
-// kernel's own accounting (BPF_ENABLE_STATS) over the stream's packets,
-// next to a program that only returns, attached beside it (the floor that
-// the accounting itself and the program call cost), and the DNS capture's
-// egress program, which every packet passes today. Run it as root:
-//
-//	go test -run '^$' -bench FirstBytesPacketCost -benchtime 200000x ./bpf/
-func BenchmarkFirstBytesPacketCost(b *testing.B) {
-	privtest.Require(b)
-	stats, err := ebpf.EnableStats(0) // BPF_STATS_RUN_TIME
-	if err != nil {
-		privtest.SkipOrFail(b, "BPF_ENABLE_STATS (Linux 5.8): "+err.Error())
-	}
-	defer stats.Close()
-	p := openForTest(b, Options{Outcome: true, FirstBytes: true, DNS: true})
-	defer p.Close()
-	var dns *ebpf.Program
-	for _, prog := range p.progs {
-		if info, err := prog.Info(); err == nil && info.Name == "tc_dns_egress" {
-			dns = prog
-		}
-	}
-	if dns == nil {
-		b.Fatal("no DNS egress program")
-	}
-	null, err := ebpf.NewProgram(&ebpf.ProgramSpec{Type: ebpf.CGroupSKB, AttachType: ebpf.AttachCGroupInetEgress, License: "GPL",
-		Instructions: asm.Instructions{asm.Mov.Imm(asm.R0, 1), asm.Return()}})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer null.Close()
-	cg, err := CgroupV2Mount()
-	if err != nil {
-		b.Fatal(err)
-	}
-	l, err := link.AttachCgroup(link.CgroupOptions{Path: cg, Attach: ebpf.AttachCGroupInetEgress, Program: null})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer l.Close()
-	ln, err := net.Listen("tcp4", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer ln.Close()
-	go func() {
-		c, err := ln.Accept()
-		if err != nil {
-			return
-		}
-		_, _ = io.Copy(io.Discard, c)
-		c.Close()
-	}()
-	c, err := net.Dial("tcp4", ln.Addr().String())
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer c.Close()
-	msg := make([]byte, 64)
-	if _, err := c.Write(msg); err != nil { // the first bytes: captured, the mark gone
-		b.Fatal(err)
-	}
-	time.Sleep(50 * time.Millisecond)
-	prog := p.FirstBytesProgram()
-	before, err := prog.Stats()
-	if err != nil {
-		b.Fatal(err)
-	}
-	nullBefore, err := null.Stats()
-	if err != nil {
-		b.Fatal(err)
-	}
-	dnsBefore, err := dns.Stats()
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.ResetTimer()
-	for range b.N {
-		if _, err := c.Write(msg); err != nil {
-			b.Fatal(err)
-		}
-	}
-	b.StopTimer()
-	time.Sleep(50 * time.Millisecond)
-	after, err := prog.Stats()
-	if err != nil {
-		b.Fatal(err)
-	}
-	nullAfter, err := null.Stats()
-	if err != nil {
-		b.Fatal(err)
-	}
-	dnsAfter, err := dns.Stats()
-	if err != nil {
-		b.Fatal(err)
-	}
-	if n := dnsAfter.RunCount - dnsBefore.RunCount; n > 0 {
-		b.ReportMetric(float64(dnsAfter.Runtime-dnsBefore.Runtime)/float64(n), "dns-ns/pkt")
-	}
-	runs, nullRuns := after.RunCount-before.RunCount, nullAfter.RunCount-nullBefore.RunCount
-	if runs == 0 || nullRuns == 0 {
-		b.Fatal("the egress programs did not run")
-	}
-	b.ReportMetric(float64(after.Runtime-before.Runtime)/float64(runs), "prog-ns/pkt")
-	b.ReportMetric(float64(nullAfter.Runtime-nullBefore.Runtime)/float64(nullRuns), "null-ns/pkt")
-	b.ReportMetric(float64(runs)/float64(b.N), "pkts/write")
-}
-
-// TestFirstBytesLayout checks the first-bytes decoder against the C layout
-// (bpf2go's type).
-func TestFirstBytesLayout(t *testing.T) {
-	var e firstbytesTcFirstBytesEvent
-	if got := int(unsafe.Sizeof(e)); got != event.FirstBytesSize || len(e.Payload) != event.FirstBytesChunk {
-		t.Fatalf("sizeof(tc_first_bytes_event) = %d with %d payload bytes, decoder wants %d and %d", got, len(e.Payload), event.FirstBytesSize, event.FirstBytesChunk)
-	}
-	e = firstbytesTcFirstBytesEvent{Type: event.TypeFirstBytes, Flags: 1, Len: 3, Tid: 45, ConnectTsNs: 11, Offset: 2045, Want: 2048}
-	copy(e.Payload[:], "abc")
-	var b bytes.Buffer
-	_ = binary.Write(&b, binary.LittleEndian, &e)
-	var got event.FirstBytes
-	if err := event.DecodeFirstBytes(b.Bytes(), &got); err != nil {
-		t.Fatal(err)
-	}
-	if got.TID != 45 || got.ConnectBootNs != 11 || got.Offset != 2045 || got.Want != 2048 || !got.Last || string(got.Data) != "abc" {
-		t.Fatalf("decoded %+v", got)
-	}
-}
-
-// TestFirstBytesOptions: first bytes need outcome tracking, and their bound
-// is checked before anything is loaded.
-func TestFirstBytesOptions(t *testing.T) {
-	for _, tc := range []struct {
-		opts Options
-		want string
-	}{
-		{Options{FirstBytes: true}, "needs outcome tracking"},
-		{Options{FirstBytes: true, Outcome: true, FirstBytesMax: -1}, "must be 1 to 65536"},
-		{Options{FirstBytes: true, Outcome: true, FirstBytesMax: MaxFirstBytes + 1}, "must be 1 to 65536"},
-	} {
-		p, err := Open(tc.opts)
-		if err == nil {
-			p.Close()
-			t.Fatalf("%+v opened", tc.opts)
-		}
-		if !strings.Contains(err.Error(), tc.want) {
-			t.Errorf("%+v: %v, want %q", tc.opts, err, tc.want)
-		}
-	}
 }
