@@ -83,7 +83,7 @@ VM_PIPELINE_MODES := -modes tcpconnectreceiver.test=lsm,cgroup,auto -modes e2e.t
 VM_QUICK_KERNEL ?= 6.12
 VM_QUICK_MODE ?= lsm
 
-.PHONY: all deps deps-test image container-test gateway deploy-test ocb vmtest $(VM_BOOTS) vmtest-fetch vmtest-quick vm-binaries vm-binaries-arm64 generate check-generate build build-arm64 run test unit lint e2e fuzz fuzz-long bench bench-go bench-vm clean
+.PHONY: all deps deps-test image container-test gateway deploy-test ocb vmtest $(VM_BOOTS) vmtest-fetch vmtest-quick vm-binaries vm-binaries-arm64 generate check-generate build build-arm64 run test unit lint e2e fuzz fuzz-long bench bench-go bench-vm bench-ab clean
 
 all: build
 
@@ -354,6 +354,15 @@ bench-vm: build
 
 bench-go:
 	$(GO) test -run '^$$' -bench . -benchmem ./internal/event ./dns ./tcpconnectreceiver/
+
+# bench-ab: BASE's collector against the working tree's in alternating pairs in
+# one run, new/base ratios printed (bench/ab.sh; root). BASE is a commit-ish;
+# its build is cached under _build/ab/COMMIT. AB_ARGS passes more options
+# (e.g. AB_ARGS='--pairs 9 --setups sink').
+BASE ?= main
+AB_ARGS ?=
+bench-ab:
+	bench/ab.sh $(BASE) $(AB_ARGS)
 
 test: deps lint check-generate unit fuzz e2e container-test deploy-test vmtest
 

@@ -11,12 +11,17 @@
 # otlp (tcpconnect -> batch -> OTLP -> second collector -> file), otlp-agg
 # (the same with aggregation.enabled and aggregation.window 1s; its rows are
 # skipped, with a message, when the collector refuses those keys), debug
-# (tcpconnect -> debug exporter: the receiver's own CPU), bpftrace (a
-# tcpconnect-style bpftrace script). A collector setup with a suffix @gogcN
+# (tcpconnect -> debug exporter: the receiver's own CPU), sink (tcpconnect
+# -> batch -> debug exporter at verbosity basic, which only counts: the
+# receiver path), agent (the node agent exactly as deploy/kubernetes/agent.yaml
+# ships it: its ConfigMap's collector config and its container's GOGC and
+# GOMEMLIMIT, only the addresses moved to loopback, exporting to a second
+# collector), bpftrace (a tcpconnect-style bpftrace script). A collector setup with a suffix @gogcN
 # (e.g. debug@gogc400) runs with GOGC=N; with @base, the collector of
 # --collector-base (e.g. one built from main, for before/after in one run);
-# an otlp setup with @compNAME exports with compression NAME (gzip, the
-# exporter's default, snappy, zstd, none); with @pool, the collector runs with
+# with @memN, GOMEMLIMIT=NMiB;
+# an otlp or agent setup with @compNAME exports with compression NAME (gzip,
+# snappy, zstd, none); with @pool, the collector runs with
 # its alpha feature gate pdata.useProtoPooling (agent only, for the otlp setups). Loads: connect (the storm alone,
 # every connect to one destination, 127.0.0.1:PORT), unique (the storm with
 # each connect to the next of --unique loopback addresses) and dns (the
@@ -27,6 +32,15 @@
 #     --setups debug,debug@gogc400,otlp,otlp-agg,bpftrace --cache-names 0
 # Last, a cache fill: --cache-names unique names answered while the collector
 # runs with DNS on, then its peak RSS.
+#
+# With --connects N every storm stops after N connects (--seconds stays its
+# upper bound). With --ab (needs --collector-base) every collector setup S is
+# measured as S@base and S in the same pair: each pair runs the storm alone,
+# with the base collector and with this one, in alternating order (bare,
+# base, new; then new, base, bare); bench/ab.sh builds both and prints the
+# new/base ratios (benchtool ab). With --interleave the pairs of all setups
+# take turns (pair 1 of each setup, then pair 2, ...), for comparing setups
+# with each other (e.g. agent@compgzip,agent@compzstd).
 #
 # Needs root (eBPF), gcc, go; bpftrace for the bpftrace setup. Every loop is
 # bounded; all traffic is on loopback.
@@ -46,16 +60,25 @@ unique=100000
 cache_names=100000
 collector="$root/_build/otelcol-tcpconnect"
 collector_base=""
+connects_max=0
+ab=0
+interleave=0
 out="/tmp/tcpconnect-bench/$(date +%Y%m%d-%H%M%S)"
 
 usage() {
 	cat <<EOF
 usage: $0 [--pairs N] [--threads T] [--seconds S] [--setups LIST] [--loads LIST]
           [--dns-qps Q] [--cache-names N] [--sample-every K] [--unique N] [--collector PATH]
-          [--collector-base PATH] [--out DIR]
-  --setups  comma list of file,direct,otlp,otlp-agg,debug,bpftrace (default $setups);
-            a collector setup may end in @gogcN (GOGC=N for its collector) and
-            @base (the --collector-base binary instead of --collector)
+          [--collector-base PATH] [--connects N] [--ab] [--out DIR]
+  --setups  comma list of file,direct,otlp,otlp-agg,debug,sink,agent,bpftrace
+            (default $setups); a collector setup may end in @gogcN (GOGC=N for
+            its collector), @memN (GOMEMLIMIT=NMiB), @compNAME (otlp, agent)
+            and @base (the --collector-base binary instead of --collector)
+  --connects stop each storm after N connects (0: only --seconds bounds it)
+  --ab      each pair: storm alone, S@base and S (alternating order)
+  --interleave  pair 1 of every setup, then pair 2 of every setup, ...
+            (instead of all pairs of one setup, then the next): setups
+            compared with each other see the same machine
   --loads   comma list of connect,unique,dns (default $loads)
   --unique  destinations the unique load cycles over (default $unique)
   --cache-names 0 skips the cache-fill measurement
@@ -76,6 +99,9 @@ while [[ $# -gt 0 ]]; do
 	--unique) unique=$2; shift 2 ;;
 	--collector) collector=$2; shift 2 ;;
 	--collector-base) collector_base=$2; shift 2 ;;
+	--connects) connects_max=$2; shift 2 ;;
+	--ab) ab=1; shift ;;
+	--interleave) interleave=1; shift ;;
 	--out) out=$2; shift 2 ;;
 	*) usage ;;
 	esac
@@ -85,6 +111,11 @@ done
 [[ $threads =~ ^[0-9]+$ && $threads -ge 1 && $threads -le 64 ]] || usage
 [[ $cache_names =~ ^[0-9]+$ && $cache_names -le 1000000 ]] || usage
 [[ $unique =~ ^[0-9]+$ && $unique -ge 1 && $unique -le 524288 ]] || usage
+[[ $connects_max =~ ^[0-9]+$ ]] || usage
+if [[ $ab == 1 && ! -x $collector_base ]]; then
+	echo "--ab needs --collector-base (not executable: '$collector_base')" >&2
+	exit 1
+fi
 [[ $(id -u) == 0 ]] || { echo "run.sh loads eBPF programs: run as root" >&2; exit 1; }
 
 mkdir -p "$out"
@@ -97,17 +128,17 @@ gcc -O2 -Wall -pthread -o "$bin/storm" "$here/storm.c"
 needs_collector=0
 for s in ${setups//,/ }; do
 	case ${s%%@*} in
-	file | direct | otlp | otlp-agg | debug) needs_collector=1 ;;
+	file | direct | otlp | otlp-agg | debug | sink | agent) needs_collector=1 ;;
 	bpftrace) command -v bpftrace >/dev/null || { echo "bpftrace not installed (apt-get install bpftrace)" >&2; exit 1; } ;;
 	*) echo "unknown setup $s" >&2; usage ;;
 	esac
 	if [[ $s == *@* ]]; then
 		suffixes=${s#*@}
 		for o in ${suffixes//@/ }; do
-			[[ $o =~ ^(gogc[0-9]+|base|pool|comp(gzip|snappy|zstd|none))$ && ${s%%@*} != bpftrace ]] ||
-				{ echo "setup $s: the suffixes are @gogcN, @base, @pool and @compNAME (otlp), on a collector setup" >&2; usage; }
-			if [[ $o == comp* && ${s%%@*} != otlp* ]]; then
-				echo "setup $s: @compNAME is for the otlp setups" >&2
+			[[ $o =~ ^(gogc[0-9]+|mem[0-9]+|base|pool|comp(gzip|snappy|zstd|none))$ && ${s%%@*} != bpftrace ]] ||
+				{ echo "setup $s: the suffixes are @gogcN, @memN, @base, @pool and @compNAME (otlp, agent), on a collector setup" >&2; usage; }
+			if [[ $o == comp* && ${s%%@*} != otlp* && ${s%%@*} != agent ]]; then
+				echo "setup $s: @compNAME is for the otlp and agent setups" >&2
 				usage
 			fi
 		done
@@ -126,6 +157,32 @@ done
 if [[ $needs_collector == 1 && ! -x $collector ]]; then
 	echo "collector $collector not built (make build)" >&2
 	exit 1
+fi
+# The agent setup: the collector config of deploy/kubernetes/agent.yaml's
+# ConfigMap with its addresses moved to loopback (health check, metrics, the
+# gateway) and its metrics level raised to normal (run.sh reads the
+# receiver's counters), and the agent container's GOGC and GOMEMLIMIT.
+agent_yaml="$root/deploy/kubernetes/agent.yaml"
+agent_gogc="" agent_memlimit=""
+if [[ ,$setups, == *,agent[,@]* ]]; then
+	awk '/^  config.yaml: \|$/ { on = 1; next } on && /^---/ { exit } on { sub(/^    /, ""); print }' "$agent_yaml" |
+		sed -e 's/0\.0\.0\.0:13133/127.0.0.1:${env:BENCH_HEALTH_PORT}/' \
+			-e 's/host: 0\.0\.0\.0/host: 127.0.0.1/' -e 's/port: 8888/port: ${env:BENCH_METRICS_PORT}/' \
+			-e 's/level: basic/level: normal/' \
+			-e 's/endpoint: tcpconnect-gateway[^ ]*/endpoint: 127.0.0.1:${env:BENCH_OTLP_PORT}/' >"$out/agent.yaml"
+	for k in 13133 8888 tcpconnect-gateway; do
+		if grep -q "$k" "$out/agent.yaml"; then
+			echo "agent.yaml: $k left in the extracted config ($out/agent.yaml); update run.sh's rewrite" >&2
+			exit 1
+		fi
+	done
+	# env entries of the agent container: "- name: GOGC" then "value: ...".
+	agent_env() {
+		awk -v k="$1" '$0 ~ "- name: " k "$" { getline; if ($1 == "value:") { gsub(/"/, "", $2); print $2 } }' "$agent_yaml"
+	}
+	agent_gogc=$(agent_env GOGC)
+	agent_memlimit=$(agent_env GOMEMLIMIT)
+	echo "== agent: $out/agent.yaml from $agent_yaml; GOGC='$agent_gogc' GOMEMLIMIT='$agent_memlimit'" >&2
 fi
 # Aggregation (issue 9) is a receiver option a collector built before it
 # refuses: then the otlp-agg rows are left out, said here and in the table.
@@ -234,7 +291,7 @@ start_dns_load() { # start_dns_load LOG: the paced DNS storm in the background
 run_storm() {
 	local load=$1 tag=$2 u=0
 	if [[ $load == unique ]]; then u=$unique; fi
-	storm_line=$("$bin/storm" -t "$threads" -d "$seconds" -k "$sample_every" -o "$out/$tag.samples" -u "$u")
+	storm_line=$("$bin/storm" -t "$threads" -d "$seconds" -n "$connects_max" -k "$sample_every" -o "$out/$tag.samples" -u "$u")
 	echo "$storm_line" >"$out/$tag.storm"
 }
 
@@ -252,35 +309,73 @@ run_a() {
 	dnsq_a=$(kv qps "$dns_line")
 }
 
+# wire_bytes PORT: bytes_acked summed over the established TCP connections to
+# 127.0.0.1:PORT (the agent's gRPC connection to the gateway: what it sent).
+wire_bytes() {
+	ss -Htin state established "( dport = :$1 )" 2>/dev/null |
+		awk '{ for (i = 1; i <= NF; i++) if ($i ~ /^bytes_acked:/) { split($i, a, ":"); s += a[2] } } END { printf "%d", s }'
+}
+
+# wait_sink R0 S0: until the sink setup's exporter has counted every record the
+# receiver read since R0/S0 (received - R0 == sent - S0, twice 0.2 s apart;
+# at most 30 s).
+wait_sink() {
+	local r0=$1 s0=$2 i r s same=0
+	for ((i = 0; i < 150; i++)); do
+		r=$(metric tcpconnect_connects_received)
+		s=$(metric otelcol_exporter_sent_log_records)
+		if [[ $r != NA && $s != NA && $((r - r0)) == $((s - s0)) ]]; then
+			same=$((same + 1))
+			[[ $same -ge 2 ]] && return 0
+		else
+			same=0
+		fi
+		sleep 0.2
+	done
+	echo "sink: the exporter did not catch up with the receiver in 30 s" >&2
+}
+
 # run_b LOAD SETUP TAG: the storm with SETUP monitoring; sets the row fields.
 run_b() {
-	local load=$1 setup=${2%%@*} tag=$3 dns=false col="" gw="" bt="" watch="" gogc=${GOGC:-} collector=$collector
+	local load=$1 setup=${2%%@*} tag=$3 dns=false col="" gw="" bt="" watch="" gogc=${GOGC:-} memlimit=${GOMEMLIMIT:-} collector=$collector
 	local outf="$out/$tag.out"
-	local cpu0 cpu1 recv0 recv1 pstat
+	local cpu0 cpu1 recv0 recv1 sent0 gwcpu0 wire0 pstat
 	if [[ $load == dns ]]; then dns=true; fi
+	if [[ $setup == agent ]]; then
+		gogc=${agent_gogc:-$gogc}
+		memlimit=${agent_memlimit:-$memlimit}
+	fi
 	if [[ $2 =~ @gogc([0-9]+) ]]; then gogc=${BASH_REMATCH[1]}; fi
+	if [[ $2 =~ @mem([0-9]+) ]]; then memlimit=${BASH_REMATCH[1]}MiB; fi
 	if [[ $2 == *@base* ]]; then collector=$collector_base; fi
-	local comp=gzip gates=()
-	if [[ $2 =~ @comp([a-z]+) ]]; then comp=${BASH_REMATCH[1]}; fi
+	local comp=gzip gates=() sets=()
+	if [[ $2 =~ @comp([a-z]+) ]]; then
+		comp=${BASH_REMATCH[1]}
+		sets=(--set "exporters::otlp_grpc::compression=$comp")
+	fi
 	if [[ $2 == *@pool* ]]; then gates=(--feature-gates=pdata.useProtoPooling); fi
 	export BENCH_DNS=$dns BENCH_HEALTH_PORT=$health_port BENCH_METRICS_PORT=$metrics_port BENCH_OTLP_PORT=$otlp_port
 	rm -f "$outf"
 	case $setup in
-	file | direct | debug)
-		BENCH_OUT=$outf GOGC=$gogc "$collector" --config "$here/configs/$setup.yaml" "${gates[@]}" >"$out/$tag.log" 2>&1 &
+	file | direct | debug | sink)
+		BENCH_OUT=$outf GOGC=$gogc GOMEMLIMIT=$memlimit "$collector" --config "$here/configs/$setup.yaml" "${gates[@]}" >"$out/$tag.log" 2>&1 &
 		col=$!
 		pids+=("$col")
 		wait_health "$health_port" "$col"
 		;;
-	otlp | otlp-agg)
+	otlp | otlp-agg | agent)
 		BENCH_OUT=$outf BENCH_HEALTH_PORT=$gw_health_port BENCH_METRICS_PORT=0 \
 			"$collector" --config "$here/configs/otlp-gateway.yaml" >"$out/$tag.gw.log" 2>&1 &
 		gw=$!
 		pids+=("$gw")
 		wait_health "$gw_health_port" "$gw"
-		local agent=otlp-agent
-		if [[ $setup == otlp-agg ]]; then agent=otlp-agent-agg; fi
-		BENCH_OUT=/dev/null GOGC=$gogc BENCH_OTLP_COMPRESSION=$comp "$collector" --config "$here/configs/$agent.yaml" "${gates[@]}" >"$out/$tag.log" 2>&1 &
+		if [[ $setup == agent ]]; then
+			BENCH_OUT=/dev/null GOGC=$gogc GOMEMLIMIT=$memlimit "$collector" --config "$out/agent.yaml" "${sets[@]}" "${gates[@]}" >"$out/$tag.log" 2>&1 &
+		else
+			local agent=otlp-agent
+			if [[ $setup == otlp-agg ]]; then agent=otlp-agent-agg; fi
+			BENCH_OUT=/dev/null GOGC=$gogc GOMEMLIMIT=$memlimit BENCH_OTLP_COMPRESSION=$comp "$collector" --config "$here/configs/$agent.yaml" "${gates[@]}" >"$out/$tag.log" 2>&1 &
+		fi
 		col=$!
 		pids+=("$col")
 		wait_health "$health_port" "$col"
@@ -297,7 +392,7 @@ run_b() {
 		sleep 0.5
 		;;
 	esac
-	if [[ $setup != debug ]]; then
+	if [[ $setup != debug && $setup != sink ]]; then
 		: >>"$outf"
 		"$bin/benchtool" watch -file "$outf" -out "$out/$tag.watch" -max 10m &
 		watch=$!
@@ -305,8 +400,16 @@ run_b() {
 	fi
 	local mon=${col:-$bt}
 	cpu0=$(kv cpu_seconds "$("$bin/benchtool" proc -pid "$mon")")
-	recv0=NA
-	if [[ -n $col ]]; then recv0=$(metric tcpconnect_connects_received); fi
+	gwcpu0=NA wire0=NA
+	if [[ -n $gw ]]; then
+		gwcpu0=$(kv cpu_seconds "$("$bin/benchtool" proc -pid "$gw")")
+		wire0=$(wire_bytes "$otlp_port")
+	fi
+	recv0=NA sent0=NA
+	if [[ -n $col ]]; then
+		recv0=$(metric tcpconnect_connects_received)
+		sent0=$(metric otelcol_exporter_sent_log_records)
+	fi
 	dns_line=""
 	if [[ $load == dns ]]; then start_dns_load "$out/$tag.dns"; fi
 	run_storm "$load" "$tag"
@@ -314,19 +417,25 @@ run_b() {
 		wait "$dns_pid" || true
 		dns_line=$(cat "$out/$tag.dns")
 	fi
-	if [[ $setup == debug ]]; then
-		sleep 1.5
-	else
-		wait_quiet "$outf"
-	fi
+	case $setup in
+	debug) sleep 1.5 ;;
+	sink) wait_sink "$recv0" "$sent0" ;;
+	*) wait_quiet "$outf" ;;
+	esac
 	pstat=$("$bin/benchtool" proc -pid "$mon")
 	cpu1=$(kv cpu_seconds "$pstat")
 	hwm=$(kv hwm_mib "$pstat")
-	lost=NA recv1=NA dnslost=NA
+	gw_cpu=NA wire=NA
+	if [[ -n $gw ]]; then
+		gw_cpu=$(awk -v a="$gwcpu0" -v b="$(kv cpu_seconds "$("$bin/benchtool" proc -pid "$gw")")" 'BEGIN { printf "%.2f", b - a }')
+		wire=$(($(wire_bytes "$otlp_port") - wire0))
+	fi
+	lost=NA recv1=NA dnslost=NA sink_records=NA
 	if [[ -n $col ]]; then
 		lost=$(metric tcpconnect_connects_lost)
 		dnslost=$(metric tcpconnect_dns_packets_lost)
 		recv1=$(metric tcpconnect_connects_received)
+		if [[ $setup == sink ]]; then sink_records=$(($(metric otelcol_exporter_sent_log_records) - sent0)); fi
 	fi
 	local p
 	for p in "$watch" "$col" "$gw" "$bt"; do
@@ -341,7 +450,7 @@ run_b() {
 	else
 		events=NA
 	fi
-	if [[ $setup == debug ]]; then
+	if [[ $setup == debug || $setup == sink ]]; then
 		ana="matched=NA records=NA"
 	else
 		local fmt=otlpjson
@@ -355,29 +464,68 @@ run_b() {
 }
 
 results="$out/results.tsv"
-printf 'load\tsetup\tpair\trate_a\trate_b\tconnects\tmatched\tkernel_lost\tevents\tcpu_s\thwm_mib\tfile_p50_ms\tfile_p99_ms\tobs_p50_ms\tobs_p99_ms\tdns_qps_a\tdns_qps_b\tdns_lost\tmatched_records\tstorm_s\n' >"$results"
+printf 'load\tsetup\tpair\trate_a\trate_b\tconnects\tmatched\tkernel_lost\tevents\tcpu_s\thwm_mib\tfile_p50_ms\tfile_p99_ms\tobs_p50_ms\tobs_p99_ms\tdns_qps_a\tdns_qps_b\tdns_lost\tmatched_records\tstorm_s\tsink_records\tgw_cpu_s\twire_bytes\n' >"$results"
+
+# fields: the TSV fields of the last run_b after rate_a.
+fields() {
+	printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s' \
+		"$rate_b" "$connects" "$(kv matched "$ana")" "$lost" "$events" \
+		"$cpu" "$hwm" "$(kv file_ms_p50 "$ana")" "$(kv file_ms_p99 "$ana")" \
+		"$(kv observed_ms_p50 "$ana")" "$(kv observed_ms_p99 "$ana")" @DNSQA@ "$dnsq_b" "$dnslost" \
+		"$(kv matched_records "$ana")" "$(kv seconds "$storm_line")" "$sink_records" "$gw_cpu" "$wire"
+}
+
+# row LOAD SETUP PAIR FIELDS: one TSV row, with the last run_a's rates.
+row() {
+	printf '%s\t%s\t%d\t%s\t%s\n' "$1" "$2" "$3" "$rate_a" "${4/@DNSQA@/$dnsq_a}" | tee -a "$results" >&2
+}
+
+# one_pair LOAD SETUP P: pair P of SETUP (two rows with --ab).
+one_pair() {
+	local load=$1 setup=$2 p=$3 tag f_base f_new
+	if [[ $load == dns && $setup != file && $setup != bpftrace ]]; then return; fi
+	tag="$load-$setup-$p"
+	echo "== $tag" >&2
+	if [[ $ab == 1 && $setup != bpftrace ]]; then
+		# The storm alone, the base collector, this one; reversed
+		# every other pair. Both rows carry the pair's bare rate.
+		if ((p % 2)); then
+			run_a "$load" "$tag-A"
+			run_b "$load" "$setup@base" "$tag-base"
+			f_base=$(fields)
+			run_b "$load" "$setup" "$tag-new"
+			f_new=$(fields)
+		else
+			run_b "$load" "$setup" "$tag-new"
+			f_new=$(fields)
+			run_b "$load" "$setup@base" "$tag-base"
+			f_base=$(fields)
+			run_a "$load" "$tag-A"
+		fi
+		row "$load" "$setup@base" "$p" "$f_base"
+		row "$load" "$setup" "$p" "$f_new"
+		return
+	fi
+	if ((p % 2)); then
+		run_a "$load" "$tag-A"
+		run_b "$load" "$setup" "$tag-B"
+	else
+		run_b "$load" "$setup" "$tag-B"
+		run_a "$load" "$tag-A"
+	fi
+	row "$load" "$setup" "$p" "$(fields)"
+}
 
 for load in ${loads//,/ }; do
-	for setup in ${setups//,/ }; do
-		if [[ $load == dns && $setup != file && $setup != bpftrace ]]; then continue; fi
+	if [[ $interleave == 1 ]]; then
 		for ((p = 1; p <= pairs; p++)); do
-			tag="$load-$setup-$p"
-			echo "== $tag" >&2
-			if ((p % 2)); then
-				run_a "$load" "$tag-A"
-				run_b "$load" "$setup" "$tag-B"
-			else
-				run_b "$load" "$setup" "$tag-B"
-				run_a "$load" "$tag-A"
-			fi
-			printf '%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' \
-				"$load" "$setup" "$p" "$rate_a" "$rate_b" "$connects" "$(kv matched "$ana")" "$lost" "$events" \
-				"$cpu" "$hwm" "$(kv file_ms_p50 "$ana")" "$(kv file_ms_p99 "$ana")" \
-				"$(kv observed_ms_p50 "$ana")" "$(kv observed_ms_p99 "$ana")" "$dnsq_a" "$dnsq_b" "$dnslost" \
-				"$(kv matched_records "$ana")" "$(kv seconds "$storm_line")" |
-				tee -a "$results" >&2
+			for setup in ${setups//,/ }; do one_pair "$load" "$setup" "$p"; done
 		done
-	done
+	else
+		for setup in ${setups//,/ }; do
+			for ((p = 1; p <= pairs; p++)); do one_pair "$load" "$setup" "$p"; done
+		done
+	fi
 done
 
 cache_line="cache fill: skipped"

@@ -13,6 +13,10 @@
 //	    the record's ObservedTimestamp (receiver read delay).
 //	benchtool table -in results.tsv
 //	    prints the markdown summary of bench/run.sh's rows.
+//	benchtool ab -in results.tsv
+//	    prints the markdown summary of bench/run.sh --ab's rows: per setup
+//	    the new/base ratios of collector CPU per connect, pair by pair, and
+//	    the loss check of every run.
 //	benchtool proc -pid P
 //	    prints cpu_seconds (utime+stime) and the peak and current RSS in MiB.
 //
@@ -57,6 +61,8 @@ func main() {
 		err = proc(os.Args[2:])
 	case "table":
 		err = table(os.Args[2:])
+	case "ab":
+		err = abTable(os.Args[2:])
 	default:
 		err = fmt.Errorf("unknown command %q", os.Args[1])
 	}
