@@ -60,9 +60,15 @@ type reader struct {
 	outRec   event.Outcome
 	bootWall int64     // CLOCK_REALTIME - CLOCK_BOOTTIME, ns
 	clock    time.Time // time.Now() at the last tick; see readTime
-	next     time.Time
-	sweep    time.Time // next DNS cache sweep
-	c        counts
+	// recordTime's: the read time shared by records that were in the ring
+	// when it was taken, how many ring bytes they may still take, and how
+	// many more records may share it.
+	readAt    time.Time
+	readBytes int
+	readLeft  int
+	next      time.Time
+	sweep     time.Time // next DNS cache sweep
+	c         counts
 }
 
 func newReader(d readerDeps) *reader {
@@ -108,7 +114,7 @@ func (rd *reader) run(ctx context.Context) {
 				}
 				break
 			}
-			now := rd.readTime()
+			now := rd.recordTime()
 			rd.handle(rd.rec.RawSample, now)
 			rd.flush.flushIfFull(ctx)
 			if now.After(rd.next) {
@@ -132,6 +138,36 @@ func (rd *reader) run(ctx context.Context) {
 func (rd *reader) readTime() time.Time {
 	return rd.clock.Add(time.Since(rd.clock))
 }
+
+// clockEvery is the most records read back to back that share one read
+// time (recordTime).
+const clockEvery = 16
+
+// recordTime returns the read time of the record just read into rd.rec. The
+// clock is read for a record, and the records after it share that time
+// while they lie in the ring bytes that were there when it was read
+// (rd.rec.Remaining: they were in the ring at that time, so it is never
+// before their kernel timestamp) and at most clockEvery records: a time
+// at most a few tens of microseconds before each one's actual read, for
+// one clock read per clockEvery records in a storm instead of one each.
+// (A DNS record the kernel discarded is skipped by the ring reader
+// unseen; its bytes are counted as if still ahead, so a record after
+// one may share a time taken just before it was written.)
+func (rd *reader) recordTime() time.Time {
+	rd.readBytes -= ringRecordBytes(len(rd.rec.RawSample))
+	if rd.readLeft > 0 && rd.readBytes >= 0 {
+		rd.readLeft--
+		return rd.readAt
+	}
+	rd.readAt = rd.readTime()
+	rd.readBytes = rd.rec.Remaining
+	rd.readLeft = clockEvery - 1
+	return rd.readAt
+}
+
+// ringRecordBytes is what a sample of n bytes takes in a BPF ring buffer:
+// its 8-byte header and the data padded to 8 bytes.
+func ringRecordBytes(n int) int { return 8 + (n+7)&^7 }
 
 // tick does the once-per-poll-interval work; it reports true when Shutdown
 // asked the reader to stop (after the last batch was flushed).
@@ -199,7 +235,7 @@ func (rd *reader) readRing(ctx context.Context, maxRecords int, budget time.Dura
 			return n, false
 		}
 		n++
-		rd.handle(rd.rec.RawSample, rd.readTime())
+		rd.handle(rd.rec.RawSample, rd.recordTime())
 		rd.flush.flushIfFull(ctx)
 		if budget > 0 && n%256 == 0 && (time.Now().After(end) || ctx.Err() != nil) {
 			return n, true
