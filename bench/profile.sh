@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # bench/profile.sh: where the collector's CPU goes on the connect storm.
 #
-#   bench/profile.sh [--config sink|agent|file] [--connects N] [--freq HZ] [--out DIR]
+#   bench/profile.sh [--config sink|agent|file] [--connects N] [--warmup N] [--freq HZ] [--out DIR]
 #
 # Builds a symbolised collector from _build (the ocb binary is stripped; this
 # is the same module linked without -s -w; run `make build` first), runs it
@@ -39,7 +39,7 @@ set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 root=$(dirname "$here")
-config=sink connects=60000 freq=4999 analyze=""
+config=sink connects=60000 freq=4999 analyze="" warmup=0
 out="/tmp/tcpconnect-bench/profile-$(date +%Y%m%d-%H%M%S)"
 while [[ $# -gt 0 ]]; do
 	case "$1" in
@@ -48,6 +48,7 @@ while [[ $# -gt 0 ]]; do
 	--freq) freq=$2; shift 2 ;;
 	--out) out=$2; shift 2 ;;
 	--analyze) analyze=$2; shift 2 ;;
+	--warmup) warmup=$2; shift 2 ;;
 	*) echo "usage: $0 [--config sink|agent|file] [--connects N] [--freq HZ] [--out DIR] | --analyze DIR" >&2; exit 2 ;;
 	esac
 done
@@ -155,6 +156,13 @@ for ((i = 0; i < 300; i++)); do
 	sleep 0.1
 done
 sleep 1
+if [[ $warmup -gt 0 ]]; then
+	# A storm before the profiled one: the heap has grown to its goal and
+	# the collector runs in its steady state (with a high GOGC the first
+	# storm is mostly page faults on fresh heap).
+	"$out/storm" -t 1 -n "$warmup" -d 120 >"$out/warmup.txt"
+	sleep 3
+fi
 perf record -e cpu-clock -F "$freq" -g -p "$col" -o "$out/perf.data" 2>"$out/perf.log" &
 perf_pid=$!
 sleep 1

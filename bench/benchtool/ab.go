@@ -72,8 +72,9 @@ func spread(f string, v []float64) string {
 // lossCheck says whether run r lost a connect: the storm's own records
 // counted in the output against its connects (file, otlp, agent,
 // bpftrace), or, for the counting sink, the records its exporter took
-// against what the receiver read (at least the storm's connects) with the
-// kernel's loss counter at 0. The empty string means no loss.
+// against what the receiver had read by the storm's end (all of the host's
+// connects in that window, so at least the storm's), with the kernel's loss
+// counter at 0. The empty string means no loss.
 func (t *tsv) lossCheck(r []string) string {
 	made, okMade := t.num(r, "connects")
 	if !okMade {
@@ -92,7 +93,7 @@ func (t *tsv) lossCheck(r []string) string {
 		switch {
 		case !okRead:
 			bad = append(bad, "receiver read count unknown")
-		case sink != read:
+		case sink < read:
 			bad = append(bad, fmt.Sprintf("receiver read %.0f, sink counted %.0f", read, sink))
 		case read < made:
 			bad = append(bad, fmt.Sprintf("made %.0f, receiver read %.0f", made, read))
