@@ -257,8 +257,11 @@ LOG_RETURN_AWK := FNR == 1 { state = 0 } \
 # includes the privileged (native, cgroup mode) tests.
 # TCPCONNECT_REQUIRE_PRIVILEGED=1 makes a skip fail.
 # TestProbeModesAgree needs every attach mode at once: it runs in the VM only.
+# The allocation guard (TestAllocsPerRecord) skips under -race, whose
+# instrumentation allocates; the second line runs it without.
 unit: deps-test
 	CGO_ENABLED=1 $(GO) test -race -count=1 -skip '$(VM_ONLY_TESTS)' $(UNIT_PKGS)
+	$(GO) test -count=1 -run '^TestAllocs' ./tcpconnectreceiver/
 
 e2e: deps-test build
 	TCPCONNECT_COLLECTOR=$(CURDIR)/$(COLLECTOR) CGO_ENABLED=1 $(GO) test -race -count=1 -v -skip '^TestContainer' ./e2e/

@@ -112,10 +112,11 @@ type wantConnect struct {
 }
 
 // connectRecord is one log record read back from collector B's file, with its
-// resource's attributes.
+// resource's and scope's attributes.
 type connectRecord struct {
 	eventName string
 	resource  map[string]any
+	scope     map[string]any
 	attrs     map[string]any
 }
 
@@ -372,10 +373,12 @@ func readRecords(file string) ([]connectRecord, error) {
 		for _, rl := range logs.ResourceLogs().All() {
 			res := rl.Resource().Attributes().AsRaw()
 			for _, sl := range rl.ScopeLogs().All() {
+				scope := sl.Scope().Attributes().AsRaw()
 				for _, lr := range sl.LogRecords().All() {
 					records = append(records, connectRecord{
 						eventName: lr.EventName(),
 						resource:  res,
+						scope:     scope,
 						attrs:     lr.Attributes().AsRaw(),
 					})
 				}
@@ -431,10 +434,10 @@ func checkRecord(t *testing.T, w wantConnect, r connectRecord, mode string) {
 	if tid, ok := r.attrs["thread.id"].(int64); !ok || tid <= 0 {
 		t.Errorf("attribute thread.id = %v, want a positive thread id", r.attrs["thread.id"])
 	}
-	got, _ := r.attrs["tcpconnect.attach_mode"].(string)
+	got, _ := r.scope["tcpconnect.attach_mode"].(string)
 	if mode != "auto" && got != mode {
-		t.Errorf("attribute tcpconnect.attach_mode = %q, want %q (%s)", got, mode, privtest.EnvAttach)
+		t.Errorf("scope attribute tcpconnect.attach_mode = %q, want %q (%s)", got, mode, privtest.EnvAttach)
 	}
 	privtest.CheckAutoMode(t, got)
-	t.Logf("%s: pid %d %s -> %s:%d (server.address %s, attach mode %v)", w.desc, w.pid, w.exe, w.peer, w.port, server, r.attrs["tcpconnect.attach_mode"])
+	t.Logf("%s: pid %d %s -> %s:%d (server.address %s, attach mode %v)", w.desc, w.pid, w.exe, w.peer, w.port, server, got)
 }

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"go.opentelemetry.io/collector/pdata/pcommon"
+	"go.opentelemetry.io/collector/pdata/xpdata"
 
 	"github.com/tcpconnect/tcpconnect/dns"
 	"github.com/tcpconnect/tcpconnect/internal/event"
@@ -71,6 +72,20 @@ func putStr(m pcommon.Map, k, v string) int {
 // putInt puts an int attribute and returns its size bound.
 func putInt(m pcommon.Map, k string, v int64) int {
 	m.PutInt(k, v)
+	return attrOverhead + len(k) + intBytes
+}
+
+// appendStr appends a string attribute to a record's attributes (no check
+// for an existing key: fillRecord puts each key once) and returns its size
+// bound.
+func appendStr(m *xpdata.MapBuilder, k, v string) int {
+	m.AppendEmpty(k).SetStr(v)
+	return attrOverhead + len(k) + len(v)
+}
+
+// appendInt appends an int attribute like appendStr.
+func appendInt(m *xpdata.MapBuilder, k string, v int64) int {
+	m.AppendEmpty(k).SetInt(v)
 	return attrOverhead + len(k) + intBytes
 }
 

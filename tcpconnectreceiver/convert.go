@@ -6,6 +6,7 @@ import (
 
 	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/plog"
+	"go.opentelemetry.io/collector/pdata/xpdata"
 	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
 
 	"github.com/tcpconnect/tcpconnect/dns"
@@ -47,10 +48,10 @@ const (
 	attrConnectTime    = "tcpconnect.connect.duration"
 	severityText       = "INFO"
 	// recordAttributes is how many attributes every record has; thread.name,
-	// tcpconnect.dns.age, tcpconnect.dns.source and the outcome's attributes
-	// are added when present. The attribute slice is
-	// allocated once at its final size.
-	recordAttributes = 9
+	// tcpconnect.dns.names, tcpconnect.dns.age, tcpconnect.dns.source and
+	// the outcome's attributes are added when present. The attribute slice
+	// is allocated once at its final size.
+	recordAttributes = 7
 	// maxInterned bounds each of the batcher's string caches (IP text and
 	// thread names); a full cache is emptied and refilled.
 	maxInterned = 1024
@@ -79,6 +80,7 @@ type batcher struct {
 
 	logs  plog.Logs
 	procs map[procinfo.Key]plog.LogRecordSlice
+	attrs xpdata.MapBuilder // a record's attributes, moved into it when built
 	n     int
 	bytes int       // upper bound of the batch's protobuf size (see batch_size.go)
 	first time.Time // when the batch's first record arrived
@@ -210,6 +212,10 @@ func (b *batcher) addProcess(key procinfo.Key, c *event.Connect, p *procinfo.Inf
 	sl := rl.ScopeLogs().AppendEmpty()
 	sl.Scope().SetName(metadata.ScopeName)
 	sl.Scope().SetVersion(b.scopeVersion)
+	// The attach mode is the receiver's, not the process's nor the
+	// record's: an attribute of the instrumentation scope (the receiver),
+	// once per resource instead of once per record.
+	b.bytes += putStr(sl.Scope().Attributes(), attrAttachMode, c.Hook.String())
 	recs := sl.LogRecords()
 	b.procs[key] = recs
 	b.lastKey, b.lastRecs, b.haveLast = key, recs, true
@@ -313,7 +319,10 @@ func (b *batcher) fillResource(attrs pcommon.Map, c *event.Connect, p *procinfo.
 }
 
 // fillRecord fills lr with the connect c from thread comm and its outcome
-// res, and returns its size bound (batch_size.go).
+// res, and returns its size bound (batch_size.go). The record is new, so its
+// attributes are appended with the batcher's MapBuilder at their exact
+// number, without the search for an existing key that each pcommon.Map Put
+// makes.
 func (b *batcher) fillRecord(lr plog.LogRecord, c *event.Connect, comm []byte, dns lookup, res outcomeResult, ts, observed time.Time) int {
 	lr.SetEventName(EventName)
 	lr.SetSeverityNumber(plog.SeverityNumberInfo)
@@ -327,58 +336,65 @@ func (b *batcher) fillRecord(lr plog.LogRecord, c *event.Connect, comm []byte, d
 		n++
 	}
 	if len(dns.names) > 0 {
-		n += 2
-	}
-	if res.kind != event.KindNone {
 		n += 3
 	}
-	attrs := lr.Attributes()
-	attrs.EnsureCapacity(n)
-	size += putStr(attrs, attrNetTransport, "tcp")
+	if res.kind != event.KindNone {
+		n++
+		if res.errType != "" {
+			n++
+		}
+		if res.kind != event.KindPending {
+			n++
+		}
+	}
+	m := &b.attrs
+	m.EnsureCapacity(n)
+	size += appendStr(m, attrNetTransport, "tcp")
 	if c.Dst.Is4() {
-		size += putStr(attrs, attrNetType, "ipv4")
+		size += appendStr(m, attrNetType, "ipv4")
 	} else {
-		size += putStr(attrs, attrNetType, "ipv6")
+		size += appendStr(m, attrNetType, "ipv6")
 	}
 	ip := b.ipString(c.Dst)
-	size += putStr(attrs, attrNetPeerAddress, ip)
-	size += putInt(attrs, attrNetPeerPort, int64(c.DstPort))
+	size += appendStr(m, attrNetPeerAddress, ip)
+	size += appendInt(m, attrNetPeerPort, int64(c.DstPort))
 	if dns.best != "" {
-		size += putStr(attrs, attrServerAddress, dns.best)
+		size += appendStr(m, attrServerAddress, dns.best)
 	} else {
-		size += putStr(attrs, attrServerAddress, ip)
+		size += appendStr(m, attrServerAddress, ip)
 	}
-	size += putInt(attrs, attrServerPort, int64(c.DstPort))
-	size += putInt(attrs, attrThreadID, int64(c.TID))
+	size += appendInt(m, attrServerPort, int64(c.DstPort))
+	size += appendInt(m, attrThreadID, int64(c.TID))
 	if len(comm) > 0 {
 		t := b.commString(comm)
-		size += putStr(attrs, attrThreadName, t.s)
+		size += appendStr(m, attrThreadName, t.s)
 		if t.sanitized {
 			b.sanitized++
 		}
 	}
-	names := attrs.PutEmptySlice(attrDNSNames)
-	names.EnsureCapacity(len(dns.names))
-	size += attrOverhead + len(attrDNSNames)
-	for _, n := range dns.names {
-		names.AppendEmpty().SetStr(n)
-		size += elemOverhead + len(n)
-	}
+	// No names: no attribute (an empty list would cost two allocations).
 	if len(dns.names) > 0 {
-		attrs.PutDouble(attrDNSNameAge, dns.age.Seconds())
+		names := m.AppendEmpty(attrDNSNames).SetEmptySlice()
+		names.EnsureCapacity(len(dns.names))
+		size += attrOverhead + len(attrDNSNames)
+		for _, n := range dns.names {
+			names.AppendEmpty().SetStr(n)
+			size += elemOverhead + len(n)
+		}
+		m.AppendEmpty(attrDNSNameAge).SetDouble(dns.age.Seconds())
 		size += attrOverhead + len(attrDNSNameAge) + doubleBytes
-		size += putStr(attrs, attrDNSSource, dns.source.String())
+		size += appendStr(m, attrDNSSource, dns.source.String())
 	}
-	size += putStr(attrs, attrAttachMode, c.Hook.String())
 	if res.kind != event.KindNone {
-		size += putStr(attrs, attrOutcome, res.kind.String())
+		size += appendStr(m, attrOutcome, res.kind.String())
 		if res.errType != "" {
-			size += putStr(attrs, attrErrorType, res.errType)
+			size += appendStr(m, attrErrorType, res.errType)
 		}
 		if res.kind != event.KindPending {
-			attrs.PutDouble(attrConnectTime, res.duration.Seconds())
+			m.AppendEmpty(attrConnectTime).SetDouble(res.duration.Seconds())
 			size += attrOverhead + len(attrConnectTime) + doubleBytes
 		}
 	}
+	m.UnsafeIntoMap(lr.Attributes())
 	return size
 }

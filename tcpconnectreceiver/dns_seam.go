@@ -17,7 +17,7 @@ import (
 //
 // With dns.enabled false the receiver runs with a nil dnsSink: DNS records
 // (none are captured then) are counted in
-// receiver_tcpconnect_dns_packets_ignored, and every connect has an empty
+// receiver_tcpconnect_dns_packets_ignored, and every connect has no
 // tcpconnect.dns.names and server.address = IP.
 type dnsSink interface {
 	// HandleDNS takes one captured DNS packet (query or answer). d and its

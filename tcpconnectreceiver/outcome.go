@@ -50,16 +50,27 @@ type waitingRecord struct {
 
 // outcomeWait is the bounded queue of connect records waiting for their
 // outcome, used by the reader goroutine only. Records are queued in read
-// order in a ring of fixed slots (allocated once) and found by their key in
-// index. A record whose outcome comes is sent at once and its slot marked
-// done; the reader pops the front once per poll tick, sending a record that
-// waited max_wait as pending. No timers and no goroutines.
+// order in a ring of fixed slots (allocated once). A record whose outcome
+// comes is sent at once and its slot marked done; the reader pops the front
+// once per poll tick, sending a record that waited max_wait as pending. No
+// timers and no goroutines.
+//
+// Most outcomes come within a few records of their connect (a refused or
+// local connect ends before the next one starts), so the newest recent
+// slots are not indexed: an outcome is looked for among them first, newest
+// first, and a slot goes into index only once recent newer ones were
+// pushed after it while it still waits.
 type outcomeWait struct {
 	slots   []waitingRecord
 	head, n int
+	recent  int // the newest slots, not in index: at most maxRecent
 	index   *waitIndex
 	maxWait time.Duration
 }
+
+// maxRecent is how many of the newest waiting records are found by a scan
+// rather than through the index.
+const maxRecent = 8
 
 func newOutcomeWait(size int, maxWait time.Duration) *outcomeWait {
 	return &outcomeWait{
@@ -77,16 +88,39 @@ func (q *outcomeWait) len() int { return q.n }
 
 // push queues connect c; the queue must not be full.
 func (q *outcomeWait) push(c *event.Connect, info *procinfo.Info, ts, now time.Time) {
-	i := (q.head + q.n) % len(q.slots)
-	s := &q.slots[i]
+	if q.recent == maxRecent {
+		// The oldest recent slot still waits for its outcome: index it.
+		i := q.at(q.n - q.recent)
+		if s := &q.slots[i]; !s.done {
+			q.index.put(waitKey{s.conn.TID, s.conn.BootTimeNs}, i)
+		}
+		q.recent--
+	}
+	s := &q.slots[q.at(q.n)]
 	s.conn, s.info, s.ts, s.read, s.done = *c, info, ts, now, false
-	q.index.put(waitKey{c.TID, c.BootTimeNs}, i)
 	q.n++
+	q.recent++
 }
+
+// at returns the ring index of the i-th slot taken, from the front.
+func (q *outcomeWait) at(i int) int { return (q.head + i) % len(q.slots) }
 
 // take returns the waiting record of outcome o and marks it done, or nil
 // when none waits (it was sent as pending, or its connect record was lost).
 func (q *outcomeWait) take(o *event.Outcome) *waitingRecord {
+	if q.recent > 0 {
+		for i, j := q.at(q.n-1), 0; j < q.recent; j++ {
+			s := &q.slots[i]
+			if s.conn.BootTimeNs == o.ConnectBootNs && s.conn.TID == o.TID && !s.done {
+				s.done = true
+				return s
+			}
+			if i == 0 {
+				i = len(q.slots)
+			}
+			i--
+		}
+	}
 	i, ok := q.index.remove(waitKey{o.TID, o.ConnectBootNs})
 	if !ok {
 		return nil
@@ -107,7 +141,9 @@ func (q *outcomeWait) front() *waitingRecord {
 // pop frees the oldest slot (after the caller sent it, if it was waiting).
 func (q *outcomeWait) pop() {
 	s := &q.slots[q.head]
-	if !s.done {
+	if q.recent == q.n {
+		q.recent-- // the front is a recent slot: not in index
+	} else if !s.done {
 		k := waitKey{s.conn.TID, s.conn.BootTimeNs}
 		if i, ok := q.index.get(k); ok && i == q.head {
 			q.index.remove(k)

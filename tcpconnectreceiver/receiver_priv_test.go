@@ -105,16 +105,20 @@ func recordsWhere(sink *consumertest.LogsSink, keep func(seen) bool) []seen {
 			rl := ld.ResourceLogs().At(i)
 			res := rl.Resource().Attributes()
 			for j := 0; j < rl.ScopeLogs().Len(); j++ {
-				lrs := rl.ScopeLogs().At(j).LogRecords()
+				sl := rl.ScopeLogs().At(j)
+				lrs := sl.LogRecords()
 				for k := 0; k < lrs.Len(); k++ {
 					lr := lrs.At(k)
 					a := lr.Attributes()
-					names, _ := a.Get(attrDNSNames)
+					names := 0
+					if v, ok := a.Get(attrDNSNames); ok {
+						names = v.Slice().Len()
+					}
 					s := seen{
 						pid: intAttr(res, attrProcessPID), ppid: intAttr(res, attrProcessPPID),
 						exeName: strAttr(res, attrProcessExeName), exePath: strAttr(res, attrProcessExePath),
 						peer: strAttr(a, attrNetPeerAddress), port: intAttr(a, attrNetPeerPort),
-						mode: strAttr(a, attrAttachMode), event: lr.EventName(), names: names.Slice().Len(),
+						mode: strAttr(sl.Scope().Attributes(), attrAttachMode), event: lr.EventName(), names: names,
 						ts: lr.Timestamp().String(), observed: lr.ObservedTimestamp().String(), outcome: strAttr(a, attrOutcome),
 					}
 					if keep(s) {
