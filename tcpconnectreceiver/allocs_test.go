@@ -89,8 +89,10 @@ func TestAllocsPerRecord(t *testing.T) {
 
 // allocsReader returns a reader of cfg's defaults (outcome as given) with
 // sink as its DNS, its batch, and raw records of one process's two threads
-// to eight destinations, each connect followed by its outcome with outcome.
-func allocsReader(t *testing.T, sink dnsSink, outcome bool) (*reader, *batcher, [][]byte) {
+// to eight destinations, like a busy client, each connect followed by its
+// outcome (established, as the kernel writes them) with outcome. The
+// allocation guard and BenchmarkHandle share it.
+func allocsReader(t testing.TB, sink dnsSink, outcome bool) (*reader, *batcher, [][]byte) {
 	t.Helper()
 	var raws [][]byte
 	for i := range 8 {

@@ -7,12 +7,9 @@ import (
 
 	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/plog"
-	"go.opentelemetry.io/collector/receiver/receivertest"
 
 	"github.com/tcpconnect/tcpconnect/dns"
 	"github.com/tcpconnect/tcpconnect/internal/event"
-	"github.com/tcpconnect/tcpconnect/internal/procinfo"
-	"github.com/tcpconnect/tcpconnect/tcpconnectreceiver/internal/metadata"
 )
 
 // benchDNS is a dnsSink that names every destination with two names.
@@ -27,31 +24,11 @@ func (benchDNS) Stats() dns.Stats  { return dns.Stats{} }
 func (benchDNS) Sweep(_ time.Time) {}
 
 // benchmarkHandle measures the reader's whole per-connect path, raw record to
-// plog record: decode, process cache, DNS lookup, record build. The records
-// come from two threads of one process to eight destinations, like a busy
-// client; the batch is taken every 1024 records.
-// With outcome, each connect is tracked and followed by its outcome record
-// (established), as the kernel writes them; one iteration handles both.
+// plog record: decode, process cache, DNS lookup, record build, on
+// allocsReader's records; the batch is taken every 1024 records. With
+// outcome, one iteration handles a connect and its outcome.
 func benchmarkHandle(b *testing.B, sink dnsSink, outcome bool) {
-	var raws [][]byte
-	for i := range 8 {
-		dst := netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 0, 1, byte(i)}), 443)
-		tid := 4243 + uint32(i%2)
-		raws = append(raws, connectRec{hook: event.HookCgroup, dst: dst, bootNs: uint64(i + 1), startNs: 1, tgid: 4242, tid: tid, ppid: 1, comm: []string{"curl", "worker"}[i%2], exe: "curl", tracked: outcome}.raw())
-		if outcome {
-			raws = append(raws, outcomeRaw(tid, uint64(i+1), uint64(i+2), event.KindEstablished, 0))
-		}
-	}
-	cfg := createDefaultConfig()
-	cfg.Outcome.Enabled = outcome
-	set := receivertest.NewNopSettings(metadata.Type)
-	tel, err := metadata.NewTelemetryBuilder(set.TelemetrySettings)
-	if err != nil {
-		b.Fatal(err)
-	}
-	batch := newBatcher("host-1", "v1", createDefaultConfig())
-	rd := newReader(readerDeps{cfg: cfg, log: set.Logger, tel: tel, dns: sink, batch: batch,
-		procs: procinfo.New(procinfo.Config{ProcRoot: b.TempDir()})})
+	rd, batch, raws := allocsReader(b, sink, outcome)
 	now := time.Now()
 	b.ReportAllocs()
 	for i := 0; b.Loop(); i++ {
