@@ -1,7 +1,6 @@
 package bpf
 
 import (
-	"io"
 	"net"
 	"testing"
 	"time"
@@ -56,20 +55,7 @@ func BenchmarkFirstBytesPacketCost(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer l.Close()
-	ln, err := net.Listen("tcp4", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer ln.Close()
-	go func() {
-		c, err := ln.Accept()
-		if err != nil {
-			return
-		}
-		_, _ = io.Copy(io.Discard, c)
-		c.Close()
-	}()
-	c, err := net.Dial("tcp4", ln.Addr().String())
+	c, err := net.Dial("tcp4", discardListener(b))
 	if err != nil {
 		b.Fatal(err)
 	}

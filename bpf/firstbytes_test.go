@@ -244,20 +244,8 @@ func TestProbeFirstBytes(t *testing.T) {
 	t.Run("http_upload", func(t *testing.T) {
 		// A request head followed by a large body in the first write: the
 		// capture takes one record's worth, which holds the head.
-		ln, err := net.Listen("tcp4", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer ln.Close()
-		go func() {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			_, _ = io.Copy(io.Discard, c)
-			c.Close()
-		}()
-		c, err := net.Dial("tcp4", ln.Addr().String())
+		addr := discardListener(t)
+		c, err := net.Dial("tcp4", addr)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -266,7 +254,7 @@ func TestProbeFirstBytes(t *testing.T) {
 			t.Fatal(err)
 		}
 		c.Close()
-		_, pieces, got := readFirstBytes(t, p, ln.Addr().(*net.TCPAddr).AddrPort(), 5*time.Second)
+		_, pieces, got := readFirstBytes(t, p, netip.MustParseAddrPort(addr), 5*time.Second)
 		if len(pieces) != 1 || len(got) != event.FirstBytesChunk {
 			t.Fatalf("captured %d bytes in %d pieces, want one piece of %d", len(got), len(pieces), event.FirstBytesChunk)
 		}
@@ -378,4 +366,24 @@ func TestProbeFirstBytesSplit(t *testing.T) {
 		t.Fatalf("captured in %d pieces, the first of %d bytes: want one per segment", len(pieces), len(pieces[0].Data))
 	}
 	checkHello(t, got, s)
+}
+
+// discardListener listens on 127.0.0.1, accepts one connection and reads it
+// to its end, until the test ends; it returns the address to dial.
+func discardListener(t testing.TB) string {
+	t.Helper()
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		_, _ = io.Copy(io.Discard, c)
+		c.Close()
+	}()
+	return ln.Addr().String()
 }

@@ -21,7 +21,13 @@ const lossConnects = 2000
 // stormListener listens on 127.0.0.1 and accepts and closes until the test ends.
 func stormListener(t *testing.T) netip.AddrPort {
 	t.Helper()
-	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	return closingListener(t, "127.0.0.1:0")
+}
+
+// closingListener listens on addr and accepts and closes until the test ends.
+func closingListener(t testing.TB, addr string) netip.AddrPort {
+	t.Helper()
+	ln, err := net.Listen("tcp4", addr)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -139,24 +139,7 @@ func stressConnectMarker(ap netip.AddrPort) error {
 func stressPorts(t *testing.T, n int) (open, closed []uint16) {
 	t.Helper()
 	for range n {
-		ln, err := net.Listen("tcp4", "0.0.0.0:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		done := make(chan struct{})
-		go func() {
-			defer close(done)
-			for {
-				c, err := ln.Accept()
-				if err != nil {
-					return
-				}
-				c.Close()
-			}
-		}()
-		t.Cleanup(func() { ln.Close(); <-done })
-		open = append(open, uint16(ln.Addr().(*net.TCPAddr).Port))
-
+		open = append(open, closingListener(t, "0.0.0.0:0").Port())
 		fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
 		if err != nil {
 			t.Fatal(err)
