@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/tcpconnect/tcpconnect/internal/event"
+	"github.com/tcpconnect/tcpconnect/internal/procinfo"
 )
 
 // join holds each connect record the kernel follows until its outcome
@@ -31,16 +32,14 @@ func newJoin(cfg OutcomeConfig, out *emitter, flush *flusher, c *counts) *join {
 func (j *join) connect(c *event.Connect, ts, now time.Time) {
 	info := j.out.process(c, now)
 	if !c.Tracked {
-		j.c.outcomePending++
-		j.out.emit(c, info, pendingResult(), ts, now)
+		j.pending(c, info, ts, now)
 		return
 	}
 	q := j.q
 	if q.full() {
 		if s := q.front(); !s.done {
-			j.c.outcomePending++
 			j.c.outcomeWaitFull++
-			j.out.emit(&s.conn, s.info, pendingResult(), s.ts, now)
+			j.pending(&s.conn, s.info, s.ts, now)
 		}
 		q.pop()
 	}
@@ -75,10 +74,15 @@ func (j *join) expire(ctx context.Context, now time.Time, all bool) {
 			if !all && !q.expired(s, now) {
 				return
 			}
-			j.c.outcomePending++
-			j.out.emit(&s.conn, s.info, pendingResult(), s.ts, now)
+			j.pending(&s.conn, s.info, s.ts, now)
 		}
 		q.pop()
 		j.flush.flushIfFull(ctx)
 	}
+}
+
+// pending sends connect c without an outcome (pending) and counts it.
+func (j *join) pending(c *event.Connect, info *procinfo.Info, ts, now time.Time) {
+	j.c.outcomePending++
+	j.out.emit(c, info, pendingResult(), ts, now)
 }

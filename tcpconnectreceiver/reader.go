@@ -166,6 +166,12 @@ func (rd *reader) recordTime() time.Time {
 	return rd.readAt
 }
 
+// wall returns the wall time of kernel timestamp bootNs
+// (bpf_ktime_get_boot_ns), by the offset of the last tick.
+func (rd *reader) wall(bootNs uint64) time.Time {
+	return time.Unix(0, int64(bootNs)+rd.bootWall)
+}
+
 // ringRecordBytes is what a sample of n bytes takes in a BPF ring buffer:
 // its 8-byte header and the data padded to 8 bytes.
 func ringRecordBytes(n int) int { return 8 + (n+7)&^7 }
@@ -265,8 +271,8 @@ func (rd *reader) endWindow(ctx context.Context, now time.Time, stop bool) {
 			rd.log.Debug("Undecodable first record of an aggregation summary", zap.Error(err))
 			continue
 		}
-		first := time.Unix(0, int64(c.BootTimeNs)+rd.bootWall)
-		last := time.Unix(0, int64(s.LastNs)+rd.bootWall)
+		first := rd.wall(c.BootTimeNs)
+		last := rd.wall(s.LastNs)
 		rd.out.summary(&c, s, first, last, now)
 		rd.flush.flushIfFull(ctx)
 	}
@@ -284,7 +290,7 @@ func (rd *reader) handle(raw []byte, now time.Time) {
 			return
 		}
 		rd.c.connects++
-		ts := time.Unix(0, int64(c.BootTimeNs)+rd.bootWall)
+		ts := rd.wall(c.BootTimeNs)
 		if rd.join != nil {
 			rd.join.connect(c, ts, now)
 			return
@@ -314,7 +320,7 @@ func (rd *reader) handle(raw []byte, now time.Time) {
 			rd.c.dnsIgnored++
 			return
 		}
-		rd.dns.HandleDNS(d, time.Unix(0, int64(d.BootTimeNs)+rd.bootWall))
+		rd.dns.HandleDNS(d, rd.wall(d.BootTimeNs))
 	default:
 		rd.c.decodeErrors++
 		rd.log.Debug("Unknown record type", zap.Uint8("type", event.Type(raw)), zap.Int("bytes", len(raw)))
