@@ -203,7 +203,7 @@ func TestStoreVictoriaLogs(t *testing.T) {
 		"--set=service::telemetry::metrics::level=none")
 	c.waitHealthy(t, health)
 
-	httpURL := func(host string) string { return "http://" + net.JoinHostPort(host, port) + "/" }
+	httpURL := func(h string) string { return "http://" + net.JoinHostPort(h, port) + "/" }
 	connects := []storeConnect{
 		{inPod: true, client: "curl", args: []string{"-sS", "-o", "/dev/null", httpURL("api.example.com")}, msg: "api.example.com", peer: apiIP, named: true},
 		{inPod: true, client: "curl", args: []string{"-sS", "-o", "/dev/null", httpURL("api.example.com")}, msg: "api.example.com", peer: apiIP, named: true},
@@ -247,8 +247,8 @@ func TestStoreVictoriaLogs(t *testing.T) {
 		}
 	})
 	// Every entry is counted; make every one of them visible to every
-	// search before the checks (buffered rows are otherwise made searchable
-	// in the background, part by part).
+	// search before the checks (VictoriaLogs otherwise makes buffered rows
+	// searchable in the background, within about a second).
 	if err := vl.flush(); err != nil {
 		t.Fatal(err)
 	}
@@ -266,8 +266,8 @@ func TestStoreVictoriaLogs(t *testing.T) {
 			}
 			wantRows = append(wantRows, r)
 		}
+		// _time:1h: the connects, not the fixture.
 		checkQuery(t, vl, `_time:1h | fields _msg, _stream, network.peer.address, process.executable.name, tcpconnect.dns.names, k8s.pod.uid, container.id`, extra, wantRows, nil)
-
 	})
 
 	checks := cookbookChecks(port, podUID, containerID)
