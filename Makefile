@@ -65,10 +65,12 @@ VM_TESTS ?= \
 # depends on the host's mounts, not the kernel; TestNative* need glibc's
 # resolver, ip netns or dnsmasq, which the initramfs lacks; the container
 # tests need podman (make container-test); the fleet runs four collectors
-# (make e2e). vmtest-list checks that every test of VM_TEST_PKGS that calls
+# (make e2e); the store test needs VictoriaLogs, curl and glibc (make
+# store-test). vmtest-list checks that every test of VM_TEST_PKGS that calls
 # privtest.Require (cmd/vmtest -privileged) is in a VM list above or here.
 VM_NATIVE_ONLY_TESTS := TestFindCgroupRoot TestNativeDNSDockerNATGlibc TestNativeDNSLocalStub TestNativeGlibcResolver \
-	TestContainerDaemonSet TestContainerNoHostPID TestContainerShutdownNextHopDown TestContainerStartRefused TestFleetAgentsToGateway
+	TestContainerDaemonSet TestContainerNoHostPID TestContainerShutdownNextHopDown TestContainerStartRefused TestFleetAgentsToGateway \
+	TestStoreVictoriaLogs
 VM_TEST_PKGS := bpf tcpconnectreceiver e2e
 # arm64 (TCG, about as fast as amd64 here: TESTING.md): the kernel
 # tests in every mode but fentry (on arm64 the same BPF trampoline as lsm,
@@ -96,7 +98,7 @@ VM_PIPELINE_MODES := -modes tcpconnectreceiver.test=lsm,cgroup,auto -modes e2e.t
 VM_QUICK_KERNEL ?= 6.12
 VM_QUICK_MODE ?= lsm
 
-.PHONY: deb deb-test seccomp-configmap all deps deps-test image container-test gateway deploy-test ocb vmtest $(VM_BOOTS) vmtest-fetch vmtest-quick vmtest-stress vmtest-list vm-binaries vm-binaries-arm64 generate check-generate build build-arm64 run test unit lint e2e fuzz fuzz-long bench bench-go bench-vm bench-ab clean
+.PHONY: victorialogs store-test deb deb-test seccomp-configmap all deps deps-test image container-test gateway deploy-test ocb vmtest $(VM_BOOTS) vmtest-fetch vmtest-quick vmtest-stress vmtest-list vm-binaries vm-binaries-arm64 generate check-generate build build-arm64 run test unit lint e2e fuzz fuzz-long bench bench-go bench-vm bench-ab clean
 
 all: build
 
@@ -264,7 +266,22 @@ unit: deps-test
 	$(GO) test -count=1 -run '^TestAllocs' ./tcpconnectreceiver/
 
 e2e: deps-test build
-	TCPCONNECT_COLLECTOR=$(CURDIR)/$(COLLECTOR) CGO_ENABLED=1 $(GO) test -race -count=1 -v -skip '^TestContainer' ./e2e/
+	TCPCONNECT_COLLECTOR=$(CURDIR)/$(COLLECTOR) CGO_ENABLED=1 $(GO) test -race -count=1 -v -skip '^(TestContainer|TestStore)' ./e2e/
+
+# The VictoriaLogs server of the store test, built from deploy/victorialogs's
+# own module (a Go tool there, out of the main module's go.mod). go build
+# skips the link when the binary is up to date: built once per machine.
+VICTORIALOGS := $(BUILD)/victorialogs/victoria-logs
+victorialogs:
+	cd deploy/victorialogs && CGO_ENABLED=0 $(GO) build -trimpath -o $(CURDIR)/$(VICTORIALOGS) github.com/VictoriaMetrics/VictoriaLogs/app/victoria-logs
+
+# store-test runs the collector with deploy/victorialogs/config.yaml into a
+# real VictoriaLogs on loopback (e2e/store_test.go): the entries' message
+# and streams as stored, and every query of docs/cookbook-victorialogs.md
+# against the connects the test made.
+store-test: deps-test build victorialogs
+	TCPCONNECT_COLLECTOR=$(CURDIR)/$(COLLECTOR) TCPCONNECT_VICTORIALOGS=$(CURDIR)/$(VICTORIALOGS) \
+		$(GO) test -count=1 -v -run '^TestStore' ./e2e/
 
 # container-test runs the image with podman as the Kubernetes DaemonSet does
 # (e2e/container_test.go: non-root with the file capabilities, the agent's
@@ -421,7 +438,7 @@ AB_ARGS ?=
 bench-ab:
 	bench/ab.sh $(BASE) $(AB_ARGS)
 
-test: deps lint check-generate unit fuzz e2e container-test deploy-test deb-test vmtest
+test: deps lint check-generate unit fuzz e2e store-test container-test deploy-test deb-test vmtest
 
 # --- The .deb and its systemd test (deploy/systemd) ---
 # deb packages the distribution for each of DEB_ARCHES as

@@ -124,7 +124,14 @@ func writeConfig(t testing.TB, name, config string) string {
 // its standard error is logged when the test failed.
 func startCollector(t testing.TB, bin, name, config string) *collector {
 	t.Helper()
-	cmd := exec.Command(bin, "--config", writeConfig(t, name, config))
+	return startCollectorArgs(t, bin, name, "--config", writeConfig(t, name, config))
+}
+
+// startCollectorArgs is startCollector with the collector's command line
+// arguments given (--config FILE, --set KEY=VALUE).
+func startCollectorArgs(t testing.TB, bin, name string, args ...string) *collector {
+	t.Helper()
+	cmd := exec.Command(bin, args...)
 	c := &collector{name: name, cmd: cmd, stderr: &syncBuffer{}, done: make(chan struct{})}
 	cmd.Stdout = c.stderr // the debug exporter, if any, writes to stdout
 	cmd.Stderr = c.stderr
