@@ -95,6 +95,9 @@ type Config struct {
 	// Aggregation counts repeated connects in the kernel and reports them
 	// once per window (opt-in; aggregate.go).
 	Aggregation AggregationConfig `mapstructure:"aggregation"`
+	// FirstBytes names connects by what their client sends first (TLS
+	// server name, HTTP Host); it needs outcome.enabled.
+	FirstBytes FirstBytesConfig `mapstructure:"first_bytes"`
 
 	// prevent unkeyed literal initialization
 	_ struct{}
@@ -286,6 +289,7 @@ func createDefaultConfig() *Config {
 		MaxCommandLineBytes: procinfo.DefaultMaxCommandLineBytes,
 		ShutdownTimeout:     defaultShutdownTimeout,
 		Aggregation:         defaultAggregationConfig(),
+		FirstBytes:          defaultFirstBytesConfig(),
 	}
 }
 
@@ -338,6 +342,7 @@ func (c *Config) Validate() error {
 		}
 	}
 	errs = append(errs, c.Aggregation.validate(c.PollInterval)...)
+	errs = append(errs, c.FirstBytes.validate()...)
 	// c.DNS validates itself: the collector's config walker calls its
 	// Validate, and its errors name the dns.* field.
 	return errors.Join(errs...)

@@ -25,6 +25,11 @@ type counts struct {
 	summaries, aggregated int64
 	// sanitized, truncated: string values exported cleaned or cut.
 	sanitized, truncated int64
+	// fb: first bytes by result (fbTLS...); fbLost: first bytes that could
+	// not be put together (no reassembly buffer free, a piece missing);
+	// fbUnmatched: pieces that found no record waiting for them.
+	fb                  [fbResults]int64
+	fbLost, fbUnmatched int64
 }
 
 // meter turns the reader's counts and the cumulative counters of the kernel
