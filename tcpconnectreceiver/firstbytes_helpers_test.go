@@ -32,12 +32,14 @@ func fbRaw(tid uint32, bootNs uint64, flags uint8, offset, want uint32, data []b
 	return b
 }
 
-// fbPieces splits first bytes b into records of at most event.FirstBytesChunk
-// bytes, as the kernel writes them, the last one flagged.
-func fbPieces(tid uint32, bootNs uint64, b []byte) [][]byte {
+// fbPieces splits first bytes b into records of at most chunk bytes (at
+// most event.FirstBytesChunk), as the kernel writes them from segments of
+// that size, the last one flagged.
+func fbPieces(tid uint32, bootNs uint64, b []byte, chunk int) [][]byte {
 	var raws [][]byte
-	for off := 0; off < len(b); off += event.FirstBytesChunk {
-		end := min(off+event.FirstBytesChunk, len(b))
+	chunk = min(chunk, event.FirstBytesChunk)
+	for off := 0; off < len(b); off += chunk {
+		end := min(off+chunk, len(b))
 		var flags uint8
 		if end == len(b) {
 			flags = fbFlagLast
