@@ -29,7 +29,8 @@ type FirstBytes struct {
 	Last bool
 	// Closed: the socket sent a FIN or RST before the capture had its
 	// bytes; Data is empty, Offset is how many bytes were captured (0: the
-	// client sent nothing) and no more pieces come.
+	// client sent nothing) and no more pieces come. Such a record is the
+	// header alone (FirstBytesHeaderSize bytes).
 	Closed bool
 	// Data is a sub-slice of the raw record: copy it to keep it.
 	Data []byte
@@ -37,7 +38,8 @@ type FirstBytes struct {
 
 // DecodeFirstBytes fills f from a raw first-bytes record.
 func DecodeFirstBytes(raw []byte, f *FirstBytes) error {
-	if len(raw) < FirstBytesSize {
+	// A closed record is the header alone.
+	if len(raw) < FirstBytesSize && (len(raw) < FirstBytesHeaderSize || raw[1]&firstBytesClosed == 0) {
 		return fmt.Errorf("first-bytes record: %w: %d bytes, want %d", ErrShort, len(raw), FirstBytesSize)
 	}
 	if raw[0] != TypeFirstBytes {
