@@ -25,7 +25,18 @@ type fbRecord struct {
 
 func fbRecords(ld plog.Logs) []fbRecord {
 	var out []fbRecord
-	str := func(a map[string]any, k string) string {
+	for i := 0; i < ld.ResourceLogs().Len(); i++ {
+		lrs := ld.ResourceLogs().At(i).ScopeLogs().At(0).LogRecords()
+		for k := 0; k < lrs.Len(); k++ {
+			out = append(out, fbRecordOf(lrs.At(k).Attributes().AsRaw()))
+		}
+	}
+	return out
+}
+
+// fbRecordOf reads a record's attributes.
+func fbRecordOf(a map[string]any) fbRecord {
+	str := func(k string) string {
 		switch v := a[k].(type) {
 		case string:
 			return v
@@ -41,21 +52,14 @@ func fbRecords(ld plog.Logs) []fbRecord {
 		}
 		return ""
 	}
-	for i := 0; i < ld.ResourceLogs().Len(); i++ {
-		lrs := ld.ResourceLogs().At(i).ScopeLogs().At(0).LogRecords()
-		for k := 0; k < lrs.Len(); k++ {
-			a := lrs.At(k).Attributes().AsRaw()
-			r := fbRecord{outcome: str(a, attrOutcome), serverAddr: str(a, attrServerAddress), source: str(a, attrServerSource),
-				sni: str(a, attrTLSServerName), host: str(a, attrHTTPHost), ech: str(a, attrTLSECH), mismatch: str(a, attrNameMismatch)}
-			if l, ok := a[attrTLSALPN].([]any); ok {
-				for _, p := range l {
-					r.alpn = append(r.alpn, p.(string))
-				}
-			}
-			out = append(out, r)
+	r := fbRecord{outcome: str(attrOutcome), serverAddr: str(attrServerAddress), source: str(attrServerSource),
+		sni: str(attrTLSServerName), host: str(attrHTTPHost), ech: str(attrTLSECH), mismatch: str(attrNameMismatch)}
+	if l, ok := a[attrTLSALPN].([]any); ok {
+		for _, p := range l {
+			r.alpn = append(r.alpn, p.(string))
 		}
 	}
-	return out
+	return r
 }
 
 // TestJoinFirstBytes replays a connect, its outcome and first-bytes records
