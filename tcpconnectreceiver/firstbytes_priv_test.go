@@ -28,7 +28,8 @@ type helloSeen struct {
 }
 
 // tlsServer serves TLS handshakes at addr (a self-signed certificate; it
-// speaks h2 and http/1.1) and sends what it saw of each ClientHello.
+// speaks h2 and http/1.1), closing each connection after its handshake, and
+// sends what it saw of each ClientHello.
 func tlsServer(t *testing.T, addr string) <-chan helloSeen {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
@@ -62,9 +63,7 @@ func tlsServer(t *testing.T, addr string) <-chan helloSeen {
 				defer c.Close()
 				tc := tls.Server(c, conf)
 				_ = tc.SetDeadline(time.Now().Add(10 * time.Second))
-				if tc.Handshake() == nil {
-					_, _ = io.Copy(io.Discard, tc)
-				}
+				_ = tc.Handshake()
 			}()
 		}
 	}()
@@ -101,6 +100,30 @@ func holdServer(t *testing.T, addr string) {
 				return
 			}
 			go func() { _, _ = io.Copy(io.Discard, c); c.Close() }()
+		}
+	}()
+}
+
+// readOnceServer accepts connections at addr, reads once from each and
+// closes it (a client waiting for an answer then gets none, and gives up).
+func readOnceServer(t *testing.T, addr string) {
+	t.Helper()
+	ln, err := net.Listen("tcp4", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+				_, _ = c.Read(make([]byte, 4096))
+				c.Close()
+			}()
 		}
 	}()
 }
@@ -279,4 +302,3 @@ func TestFirstBytesPrivilegedServerFirst(t *testing.T) {
 		return counterBy(t, h.tel, "receiver_tcpconnect_first_bytes", "result")["none"] == 1
 	})
 }
-
