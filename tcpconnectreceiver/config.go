@@ -147,7 +147,7 @@ type OutcomeConfig struct {
 	// Timeouts (tcp_syn_retries: about two minutes) always go out pending.
 	MaxWait time.Duration `mapstructure:"max_wait"`
 	// MaxWaiting bounds the records waiting at once (each holds one slot of
-	// about 250 bytes, allocated at start); when full, the oldest waiting
+	// about 350 bytes, allocated at start); when full, the oldest waiting
 	// record goes out as pending. It also sizes the kernel's map of the
 	// sockets it follows, to at least 1024 per CPU.
 	MaxWaiting int `mapstructure:"max_waiting"`
