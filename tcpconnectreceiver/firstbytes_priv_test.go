@@ -18,6 +18,8 @@ import (
 	"time"
 
 	"go.opentelemetry.io/collector/consumer/consumertest"
+
+	"github.com/tcpconnect/tcpconnect/internal/firstbytes/echtest"
 )
 
 // helloSeen is what a TLS server saw of a client's ClientHello: the oracle
@@ -28,9 +30,10 @@ type helloSeen struct {
 }
 
 // tlsServer serves TLS handshakes at addr (a self-signed certificate; it
-// speaks h2 and http/1.1), closing each connection after its handshake, and
-// sends what it saw of each ClientHello.
-func tlsServer(t *testing.T, addr string) <-chan helloSeen {
+// speaks h2 and http/1.1, and ECH with echKeys), closing each connection
+// after its handshake, and sends what it saw of each ClientHello (the
+// inner one, with ECH).
+func tlsServer(t *testing.T, addr string, echKeys ...tls.EncryptedClientHelloKey) <-chan helloSeen {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -49,6 +52,7 @@ func tlsServer(t *testing.T, addr string) <-chan helloSeen {
 	t.Cleanup(func() { ln.Close() })
 	seen := make(chan helloSeen, 8)
 	conf := &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}, NextProtos: []string{"h2", "http/1.1"},
+		EncryptedClientHelloKeys: echKeys,
 		GetConfigForClient: func(info *tls.ClientHelloInfo) (*tls.Config, error) {
 			seen <- helloSeen{info.ServerName, slices.Clone(info.SupportedProtos)}
 			return nil, nil
@@ -213,7 +217,8 @@ func goTLS(t *testing.T, ip string, port uint16, serverName string, alpn ...stri
 // client that resolved name A through a real DNS server and sends SNI B is
 // flagged, and one that sends A is not; a client that connects and closes
 // without sending ends its record's wait (its record arrives well within
-// outcome.max_wait, which is 10 s here).
+// outcome.max_wait, which is 10 s here). A client with an ECH config is
+// named by the public name, flagged ECH.
 func TestFirstBytesPrivileged(t *testing.T) {
 	const maxWait = 10 * time.Second
 	h := newDNSHarness(t, zone{"front-a.test./A": {"front-a.test. 60 IN A 127.0.19.3"}}, nil,
@@ -265,6 +270,28 @@ func TestFirstBytesPrivileged(t *testing.T) {
 				t.Errorf("SNI %s: names %q, want the DNS answer's", tc.sni, got.names)
 			}
 		}
+	})
+	t.Run("ech", func(t *testing.T) {
+		// The real name is encrypted: the record carries the ECH config's
+		// public name, flagged, and never the inner name the server saw.
+		key, list, err := echtest.Key("public.test")
+		if err != nil {
+			t.Fatal(err)
+		}
+		seen := tlsServer(t, addr("127.0.19.5"), key)
+		c, err := tls.Dial("tcp4", addr("127.0.19.5"), &tls.Config{ServerName: "hidden.test", NextProtos: []string{"h2"},
+			EncryptedClientHelloConfigList: list, MinVersion: tls.VersionTLS13, InsecureSkipVerify: true}) // #nosec G402 -- a test server's self-signed certificate
+		if err != nil {
+			t.Fatalf("ECH handshake: %v", err)
+		}
+		accepted := c.ConnectionState().ECHAccepted
+		c.Close()
+		s := recvHello(t, seen)
+		if !accepted || s.serverName != "hidden.test" {
+			t.Fatalf("ECH accepted %v, the server decrypted name %q: want hidden.test", accepted, s.serverName)
+		}
+		got := waitFBRecord(t, h.sink, "127.0.19.5", port, 1, maxWait/2)
+		wantRecord(t, got, fbRecord{outcome: "established", serverAddr: "public.test", source: "tls", sni: "public.test", alpn: s.protos, ech: "true"})
 	})
 	t.Run("connect_and_close", func(t *testing.T) {
 		holdServer(t, addr("127.0.19.4"))
