@@ -203,7 +203,7 @@ func recvHello(t *testing.T, seen <-chan helloSeen) helloSeen {
 func goTLS(t *testing.T, ip string, port uint16, serverName string, alpn ...string) {
 	t.Helper()
 	c, err := tls.Dial("tcp4", netip.AddrPortFrom(netip.MustParseAddr(ip), port).String(),
-		&tls.Config{ServerName: serverName, NextProtos: alpn, InsecureSkipVerify: true}) // #nosec G402 -- a test server's self-signed certificate
+		&tls.Config{ServerName: serverName, NextProtos: alpn, InsecureSkipVerify: true}) // a test server's self-signed certificate
 	if err != nil {
 		t.Fatalf("TLS handshake with %s: %v", ip, err)
 	}
@@ -280,7 +280,7 @@ func TestFirstBytesPrivileged(t *testing.T) {
 		}
 		seen := tlsServer(t, addr("127.0.19.5"), key)
 		c, err := tls.Dial("tcp4", addr("127.0.19.5"), &tls.Config{ServerName: "hidden.test", NextProtos: []string{"h2"},
-			EncryptedClientHelloConfigList: list, MinVersion: tls.VersionTLS13, InsecureSkipVerify: true}) // #nosec G402 -- a test server's self-signed certificate
+			EncryptedClientHelloConfigList: list, MinVersion: tls.VersionTLS13, InsecureSkipVerify: true}) // a test server's self-signed certificate
 		if err != nil {
 			t.Fatalf("ECH handshake: %v", err)
 		}
