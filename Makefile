@@ -11,10 +11,11 @@ CONFIG ?= config/default.yaml
 # headers for the arm64 objects), qemu (amd64 and arm64 guests)/cpio/xz for
 # the VM tests, and TEST_PACKAGES for the native tests: gcc and libc6-dev
 # for `go test -race` (cgo); curl, wget, busybox-static, iproute2 (ip netns),
-# libc-bin (getent) as real clients and dnsmasq-base as a local DNS stub,
+# libc-bin (getent) and openssl (s_client) as real clients and dnsmasq-base
+# as a local DNS stub,
 # whose absence fails a test under
 # TCPCONNECT_REQUIRE_PRIVILEGED=1.
-TEST_PACKAGES := gcc libc6-dev curl wget busybox-static iproute2 libc-bin dnsmasq-base
+TEST_PACKAGES := gcc libc6-dev curl wget busybox-static iproute2 libc-bin dnsmasq-base openssl
 # podman and runc build the image without a Docker daemon and run the
 # container tests (crun refuses this kind of host's hybrid cgroup layout);
 # libcap2-bin's setcap gives the image's binary its file capabilities.
@@ -55,7 +56,7 @@ VM_ARM64_NOTRAMPOLINE := 6.1-arm64
 VM_BPF_MODE_TESTS := TestProbeConnects,TestProbeProof,TestCheckFeatures,TestProbeFilters,TestProbeProcessFilterMatchesProcess,TestProbeIOURingConnect,TestProbeNetnsVeth,TestProbeConnectSocketNetns,TestProbeOutcome,TestOutcomeLossAccounted,TestProbeOutcomeOff,TestAggregateExact,TestAggregateOutcomes,TestProbeOutcomeReconnect,TestLossAccounted,TestProbeFirstBytes,TestProbeFirstBytesSplit
 VM_BPF_ONCE_TESTS := TestReadLSMState,TestProbeLSMExpectation,TestProbeKprobeLoads,TestProbeModesAgree,TestProbeCgroupSubtreeUnproven,TestProbeDNSCapture,TestProbeDNSSocketNetns,TestCounters,TestProbeDNSMarkedSocket,TestAggregateLateOutcome,TestAggregateFullWindow,TestAggregateDrain,TestAggregateOutcomesSkipped,TestNoLossWhenRead,TestConnectStress
 VM_RECEIVER_MODE_TESTS := TestReceiverPrivileged,TestOpenNamesMissingCapability,TestReceiverPrivilegedHostileStrings
-VM_RECEIVER_ONCE_TESTS := TestDNSPrivileged,TestDNSPrivilegedNetnsScope,TestDNSPrivilegedRestart,TestDNSPrivilegedTCPSegments,TestDNSPrivilegedIPv6ExtHeaders,TestDNSPrivilegedDockerNAT,TestDNSPrivilegedServiceIP,TestAggregationPrivileged,TestAggregationPrivilegedNames
+VM_RECEIVER_ONCE_TESTS := TestDNSPrivileged,TestDNSPrivilegedNetnsScope,TestDNSPrivilegedRestart,TestDNSPrivilegedTCPSegments,TestDNSPrivilegedIPv6ExtHeaders,TestDNSPrivilegedDockerNAT,TestDNSPrivilegedServiceIP,TestAggregationPrivileged,TestAggregationPrivilegedNames,TestFirstBytesPrivileged,TestFirstBytesPrivilegedServerFirst
 VM_E2E_TESTS := TestPipelineOverOTLP,TestAggregationCountsAddUp
 VM_TESTS ?= \
 	-tests bpf.test=$(VM_BPF_MODE_TESTS) -tests bpf-once=$(VM_BPF_ONCE_TESTS) \
@@ -70,7 +71,7 @@ VM_TESTS ?= \
 # privtest.Require (cmd/vmtest -privileged) is in a VM list above or here.
 VM_NATIVE_ONLY_TESTS := TestFindCgroupRoot TestNativeDNSDockerNATGlibc TestNativeDNSLocalStub TestNativeGlibcResolver \
 	TestContainerDaemonSet TestContainerNoHostPID TestContainerShutdownNextHopDown TestContainerStartRefused TestFleetAgentsToGateway \
-	TestStoreVictoriaLogs
+	TestStoreVictoriaLogs TestNativeFirstBytesForeignClients
 VM_TEST_PKGS := bpf tcpconnectreceiver e2e
 # arm64 (TCG, about as fast as amd64 here: TESTING.md): the kernel
 # tests in every mode but fentry (on arm64 the same BPF trampoline as lsm,

@@ -20,6 +20,11 @@
  *   socket's segments are copied until the capture has its bytes, and the
  *   mark is deleted: the socket's later packets cost the same one lookup.
  *
+ * A marked socket that sends a FIN or RST before the capture has its bytes
+ * (a client that connects and closes without sending, or closes mid-way)
+ * gets a header-only record flagged TC_FB_CLOSED and is unmarked: the
+ * receiver stops waiting for it.
+ *
  * How many bytes: a TLS ClientHello whose record header says how long it is
  * is taken whole (up to max_bytes); a ClientHello split across TLS records,
  * up to max_bytes; anything else, the start of its first segment (one
@@ -44,7 +49,9 @@ const volatile __u32 max_bytes = 16384;
 
 #define ETH_P_IP 0x0800
 #define ETH_P_IPV6 0x86DD
+#define TCP_FLAG_FIN 0x01
 #define TCP_FLAG_SYN 0x02
+#define TCP_FLAG_RST 0x04
 /* Records one segment may fill: 64 KiB, a GSO segment's most. */
 #define TC_FB_SEG_CHUNKS 32
 
@@ -151,6 +158,27 @@ static __always_inline void tc_fb_stop(struct bpf_sock *sk)
 	bpf_sk_storage_delete(&fb_socks, sk);
 }
 
+/* The socket closed before the capture had its bytes: say so (a header-only record) and stop. */
+static __always_inline void tc_fb_closed(struct bpf_sock *sk, struct tc_fb_sock *st)
+{
+	struct tc_first_bytes_event *e;
+
+	e = bpf_ringbuf_reserve(&events, __builtin_offsetof(struct tc_first_bytes_event, payload), 0);
+	if (e) {
+		e->type = TC_EVENT_FIRST_BYTES;
+		e->flags = TC_FB_CLOSED;
+		e->len = 0;
+		e->tid = st->tid;
+		e->connect_ts_ns = st->connect_ts_ns;
+		e->offset = st->captured;
+		e->want = st->want;
+		tc_submit(e);
+	} else {
+		tc_count(TC_LOST_FIRST_BYTES);
+	}
+	tc_fb_stop(sk);
+}
+
 /* Copy what segment skb adds to the capture of socket sk (state st). */
 static __always_inline void tc_fb_capture(struct __sk_buff *skb, struct bpf_sock *sk,
 					  struct tc_fb_sock *st)
@@ -180,8 +208,12 @@ static __always_inline void tc_fb_capture(struct __sk_buff *skb, struct bpf_sock
 	if (flags & TCP_FLAG_SYN) /* data on a SYN (Fast Open) starts after it */
 		seq += 1;
 	l4 += (doff >> 4) * 4;
-	if (l4 >= skb->len)
-		return; /* no payload: the handshake's ACK, a bare ACK */
+	if (l4 >= skb->len) {
+		/* no payload: the handshake's ACK, a bare ACK, or a FIN or RST */
+		if (flags & (TCP_FLAG_FIN | TCP_FLAG_RST))
+			tc_fb_closed(sk, st);
+		return;
+	}
 	plen = skb->len - l4;
 	if (!st->want) {
 		__u32 n = plen < sizeof(h) ? plen : sizeof(h);
@@ -245,6 +277,8 @@ static __always_inline void tc_fb_capture(struct __sk_buff *skb, struct bpf_sock
 	}
 	if (st->captured >= st->want)
 		tc_fb_stop(sk);
+	else if (flags & (TCP_FLAG_FIN | TCP_FLAG_RST))
+		tc_fb_closed(sk, st);
 }
 
 /* cgroup_skb/egress: the first bytes of marked sockets; one storage lookup for any other packet. */

@@ -264,6 +264,7 @@ func TestProbeFirstBytes(t *testing.T) {
 			t.Fatalf("captured head parses as %s %q %q (%s)", st, r.Method, r.Name(), r.Reason)
 		}
 	})
+	t.Run("closed", func(t *testing.T) { testFirstBytesClosed(t, p) })
 	t.Run("not_followed", func(t *testing.T) {
 		seen := fbTLSServer(t, unfollowed)
 		c, err := tls.Dial("tcp4", unfollowed.Addr().String(), &tls.Config{ServerName: "unfollowed.example", InsecureSkipVerify: true})

@@ -216,6 +216,12 @@ struct tc_dns_event {
 /* Bits of tc_first_bytes_event.flags. */
 enum tc_first_bytes_flag {
 	TC_FB_LAST = 1 << 0, /* the capture's last record: offset + len == want */
+	/*
+	 * The socket sent a FIN or RST before the capture had its bytes: no
+	 * more come. A header-only record (no payload, len 0, 24 bytes):
+	 * offset is how many bytes were captured (0: the client sent none).
+	 */
+	TC_FB_CLOSED = 1 << 1,
 };
 
 /*

@@ -11,6 +11,7 @@ import (
 
 	"github.com/tcpconnect/tcpconnect/dns"
 	"github.com/tcpconnect/tcpconnect/internal/event"
+	"github.com/tcpconnect/tcpconnect/internal/firstbytes"
 	"github.com/tcpconnect/tcpconnect/internal/procinfo"
 )
 
@@ -113,7 +114,15 @@ func maxRecordBytes(cfg *Config) int {
 	// A comm of invalid bytes between valid ones grows most when cleaned.
 	comm := []byte(strings.Repeat("\xffa", 8)[:15])
 	recs := b.addProcess(procinfo.Key{}, c, info)
-	b.appendRecord(recs, c, comm, lookup{names: names, best: names[0], age: time.Second}, maxOutcomeResult(), time.Time{}, time.Time{})
+	// The client's names: TLS's are the longest (a name, every ALPN
+	// protocol kept at its most, the ECH flag, the mismatch flag).
+	res := maxOutcomeResult()
+	alpn := make([]string, firstbytes.MaxALPN)
+	for i := range alpn {
+		alpn[i] = long(255) // an ALPN protocol's length is one byte
+	}
+	res.fb = &fbResult{kind: firstbytes.KindTLS, name: long(firstbytes.MaxName), alpn: alpn, ech: true}
+	b.appendRecord(recs, c, comm, lookup{names: names, best: names[0], age: time.Second}, res, time.Time{}, time.Time{})
 	if cfg.Aggregation.Enabled {
 		return b.bytes + summaryExtraBytes // a summary record's attributes
 	}

@@ -20,7 +20,8 @@ import (
 )
 
 // envChildCaps makes the test binary, re-executed as a child with a reduced
-// capability set, open the probe as its value says ("MODE" or "MODE,nodns"),
+// capability set, open the probe as its value says ("MODE" or "MODE,nodns":
+// without DNS capture nor first bytes, the cgroup_skb programs),
 // print the outcome and exit (see TestOpenNamesMissingCapability).
 const envChildCaps = "TCPCONNECT_TEST_CHILD_CAPS"
 
@@ -49,6 +50,7 @@ func capsChild(mode string, dnsOn bool) {
 	cfg := createDefaultConfig()
 	cfg.Attach = mode
 	cfg.DNS.Enabled = dnsOn
+	cfg.FirstBytes.TLS, cfg.FirstBytes.HTTP = dnsOn, dnsOn
 	core, logs := observer.New(zap.WarnLevel)
 	src, err := openProbe(cfg, zap.New(core))
 	for _, e := range logs.All() {

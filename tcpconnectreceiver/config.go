@@ -95,6 +95,9 @@ type Config struct {
 	// Aggregation counts repeated connects in the kernel and reports them
 	// once per window (opt-in; aggregate.go).
 	Aggregation AggregationConfig `mapstructure:"aggregation"`
+	// FirstBytes names connects by what their client sends first (TLS
+	// server name, HTTP Host); it needs outcome.enabled.
+	FirstBytes FirstBytesConfig `mapstructure:"first_bytes"`
 
 	// prevent unkeyed literal initialization
 	_ struct{}
@@ -144,7 +147,7 @@ type OutcomeConfig struct {
 	// Timeouts (tcp_syn_retries: about two minutes) always go out pending.
 	MaxWait time.Duration `mapstructure:"max_wait"`
 	// MaxWaiting bounds the records waiting at once (each holds one slot of
-	// about 250 bytes, allocated at start); when full, the oldest waiting
+	// about 350 bytes, allocated at start); when full, the oldest waiting
 	// record goes out as pending. It also sizes the kernel's map of the
 	// sockets it follows, to at least 1024 per CPU.
 	MaxWaiting int `mapstructure:"max_waiting"`
@@ -286,6 +289,7 @@ func createDefaultConfig() *Config {
 		MaxCommandLineBytes: procinfo.DefaultMaxCommandLineBytes,
 		ShutdownTimeout:     defaultShutdownTimeout,
 		Aggregation:         defaultAggregationConfig(),
+		FirstBytes:          defaultFirstBytesConfig(),
 	}
 }
 
@@ -338,6 +342,7 @@ func (c *Config) Validate() error {
 		}
 	}
 	errs = append(errs, c.Aggregation.validate(c.PollInterval)...)
+	errs = append(errs, c.FirstBytes.validate()...)
 	// c.DNS validates itself: the collector's config walker calls its
 	// Validate, and its errors name the dns.* field.
 	return errors.Join(errs...)

@@ -46,7 +46,18 @@ const (
 	attrAttachMode     = "tcpconnect.attach_mode"
 	attrOutcome        = "tcpconnect.outcome"
 	attrConnectTime    = "tcpconnect.connect.duration"
-	severityText       = "INFO"
+	// The names the client sent in its first bytes (convert_names.go).
+	// tls.client.server_name is semconv's (deprecated there for
+	// server.address, which this record keeps for the best name) and
+	// http.request.header.<key> its header attribute; the semconv package
+	// has no constant for either.
+	attrTLSServerName = "tls.client.server_name"
+	attrTLSALPN       = "tcpconnect.tls.alpn"
+	attrTLSECH        = "tcpconnect.tls.ech"
+	attrHTTPHost      = "http.request.header.host"
+	attrServerSource  = "tcpconnect.server.address.source"
+	attrNameMismatch  = "tcpconnect.name.mismatch"
+	severityText      = "INFO"
 	// recordAttributes is how many attributes every record has; thread.name,
 	// tcpconnect.dns.names, tcpconnect.dns.age, tcpconnect.dns.source and
 	// the outcome's attributes are added when present. The attribute slice
@@ -338,6 +349,7 @@ func (b *batcher) fillRecord(lr plog.LogRecord, c *event.Connect, comm []byte, d
 	if len(dns.names) > 0 {
 		n += 3
 	}
+	n += clientNameAttrs(dns, res.fb)
 	if res.kind != event.KindNone {
 		n++
 		if res.errType != "" {
@@ -358,11 +370,7 @@ func (b *batcher) fillRecord(lr plog.LogRecord, c *event.Connect, comm []byte, d
 	ip := b.ipString(c.Dst)
 	size += appendStr(m, attrNetPeerAddress, ip)
 	size += appendInt(m, attrNetPeerPort, int64(c.DstPort))
-	if dns.best != "" {
-		size += appendStr(m, attrServerAddress, dns.best)
-	} else {
-		size += appendStr(m, attrServerAddress, ip)
-	}
+	size += appendServerAddress(m, dns, res.fb, ip)
 	size += appendInt(m, attrServerPort, int64(c.DstPort))
 	size += appendInt(m, attrThreadID, int64(c.TID))
 	if len(comm) > 0 {
@@ -385,6 +393,7 @@ func (b *batcher) fillRecord(lr plog.LogRecord, c *event.Connect, comm []byte, d
 		size += attrOverhead + len(attrDNSNameAge) + doubleBytes
 		size += appendStr(m, attrDNSSource, dns.source.String())
 	}
+	size += appendClientName(m, dns, res.fb)
 	if res.kind != event.KindNone {
 		size += appendStr(m, attrOutcome, res.kind.String())
 		if res.errType != "" {

@@ -13,6 +13,7 @@ type outcomeResult struct {
 	kind     event.Kind    // event.KindNone: outcome tracking is off
 	errType  string        // error.type; "" unless the connect failed
 	duration time.Duration // connect to outcome; 0 when pending
+	fb       *fbResult     // what the client's first bytes named; nil when none
 }
 
 // pendingResult is the result of a record that went out without an outcome.
@@ -46,6 +47,14 @@ type waitingRecord struct {
 	ts   time.Time // the connect's kernel time, wall clock
 	read time.Time // when it was read: its wait starts here
 	done bool      // its outcome came and it was sent; the slot waits to be popped
+
+	// An established connect's record waits on for its first bytes
+	// (first_bytes): its outcome is kept here meanwhile.
+	res     outcomeResult
+	outcome bool     // res is its outcome; it waits for its first bytes
+	fb      fbResult // what its first bytes named, once fbDone
+	fbDone  bool     // its first bytes came (or will not)
+	asm     int32    // 1 + its reassembly buffer in the join's pool; 0: none
 }
 
 // outcomeWait is the bounded queue of connect records waiting for their
@@ -98,6 +107,7 @@ func (q *outcomeWait) push(c *event.Connect, info *procinfo.Info, ts, now time.T
 	}
 	s := &q.slots[q.at(q.n)]
 	s.conn, s.info, s.ts, s.read, s.done = *c, info, ts, now, false
+	s.res, s.outcome, s.fb, s.fbDone, s.asm = outcomeResult{}, false, fbResult{}, false, 0
 	q.n++
 	q.recent++
 }
@@ -108,12 +118,22 @@ func (q *outcomeWait) at(i int) int { return (q.head + i) % len(q.slots) }
 // take returns the waiting record of outcome o and marks it done, or nil
 // when none waits (it was sent as pending, or its connect record was lost).
 func (q *outcomeWait) take(o *event.Outcome) *waitingRecord {
+	i, ok := q.find(o.TID, o.ConnectBootNs)
+	if !ok {
+		return nil
+	}
+	q.finish(i)
+	return &q.slots[i]
+}
+
+// find returns the slot of the record of connect (tid, bootNs) that still
+// waits, leaving it waiting.
+func (q *outcomeWait) find(tid uint32, bootNs uint64) (int, bool) {
 	if q.recent > 0 {
 		for i, j := q.at(q.n-1), 0; j < q.recent; j++ {
 			s := &q.slots[i]
-			if s.conn.BootTimeNs == o.ConnectBootNs && s.conn.TID == o.TID && !s.done {
-				s.done = true
-				return s
+			if s.conn.BootTimeNs == bootNs && s.conn.TID == tid && !s.done {
+				return i, true
 			}
 			if i == 0 {
 				i = len(q.slots)
@@ -121,13 +141,17 @@ func (q *outcomeWait) take(o *event.Outcome) *waitingRecord {
 			i--
 		}
 	}
-	i, ok := q.index.remove(waitKey{o.TID, o.ConnectBootNs})
-	if !ok {
-		return nil
-	}
+	return q.index.get(waitKey{tid, bootNs})
+}
+
+// finish marks waiting slot i done (its record is sent) and takes it out of
+// the index when it is there.
+func (q *outcomeWait) finish(i int) {
 	s := &q.slots[i]
 	s.done = true
-	return s
+	if pos := (i - q.head + len(q.slots)) % len(q.slots); pos < q.n-q.recent {
+		q.index.remove(waitKey{s.conn.TID, s.conn.BootTimeNs})
+	}
 }
 
 // front returns the oldest slot taken, or nil when the queue is empty.

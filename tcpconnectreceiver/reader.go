@@ -58,6 +58,7 @@ type reader struct {
 	conn     event.Connect
 	dnsRec   event.DNS
 	outRec   event.Outcome
+	fbRec    event.FirstBytes
 	bootWall int64     // CLOCK_REALTIME - CLOCK_BOOTTIME, ns
 	clock    time.Time // time.Now() at the last tick; see readTime
 	// recordTime's: the read time shared by records that were in the ring
@@ -83,7 +84,7 @@ func newReader(d readerDeps) *reader {
 	}
 	rd.out = &emitter{dns: d.dns, procs: d.procs, batch: d.batch, agg: d.agg, names: make([]string, 0, maxNames), c: &rd.c}
 	if d.cfg.Outcome.Enabled {
-		rd.join = newJoin(d.cfg.Outcome, rd.out, rd.flush, &rd.c)
+		rd.join = newJoin(d.cfg.Outcome, d.cfg.FirstBytes, rd.out, rd.flush, &rd.c)
 	}
 	return rd
 }
@@ -308,6 +309,18 @@ func (rd *reader) handle(raw []byte, now time.Time) {
 			return
 		}
 		rd.join.outcome(o, now)
+	case event.TypeFirstBytes:
+		f := &rd.fbRec
+		if err := event.DecodeFirstBytes(raw, f); err != nil {
+			rd.c.decodeErrors++
+			rd.log.Debug("Undecodable first-bytes record", zap.Error(err))
+			return
+		}
+		if rd.join == nil {
+			rd.c.fbUnmatched++
+			return
+		}
+		rd.join.firstBytes(f, now)
 	case event.TypeDNS:
 		d := &rd.dnsRec
 		if err := event.DecodeDNS(raw, d); err != nil {

@@ -72,6 +72,7 @@ func openProbe(cfg *Config, logger *zap.Logger) (source, error) {
 	if err != nil {
 		return nil, err
 	}
+	firstBytes := cfg.Outcome.Enabled && cfg.FirstBytes.on()
 	var cg *bpf.CgroupRoot
 	path := cfg.CgroupPath
 	if path == "" {
@@ -80,7 +81,8 @@ func openProbe(cfg *Config, logger *zap.Logger) (source, error) {
 		case err != nil && (mode == bpf.ModeCgroup || cfg.DNS.Enabled):
 			return nil, fmt.Errorf("cgroup v2 root (needed by attach: cgroup and dns capture): %w", err)
 		case err != nil:
-			logger.Warn("No cgroup v2 root: attach mode cgroup unavailable, container.id only from /proc", zap.Error(err))
+			logger.Warn("No cgroup v2 root: attach mode cgroup unavailable, first bytes off, container.id only from /proc", zap.Error(err))
+			firstBytes = false
 		default:
 			path = cg.Path
 			if cg.Mounted {
@@ -99,6 +101,9 @@ func openProbe(cfg *Config, logger *zap.Logger) (source, error) {
 	if cfg.Outcome.Enabled {
 		opts.Outcome, opts.OutcomeSockets = true, cfg.Outcome.MaxWaiting
 	}
+	if firstBytes {
+		opts.FirstBytes, opts.FirstBytesMax = true, cfg.FirstBytes.MaxBytes
+	}
 	if cfg.Aggregation.Enabled {
 		opts.Aggregate, opts.AggregateKeys = true, cfg.Aggregation.MaxKeys
 		opts.AggregateSkipOutcomes = !cfg.Aggregation.CountOutcomes
@@ -106,7 +111,7 @@ func openProbe(cfg *Config, logger *zap.Logger) (source, error) {
 	if err := cfg.checkHost(); err != nil {
 		return nil, err
 	}
-	if err := checkCaps(mode, cfg.DNS.Enabled, logger); err != nil {
+	if err := checkCaps(mode, cfg.DNS.Enabled, firstBytes, logger); err != nil {
 		return nil, err
 	}
 	opened := time.Now()
@@ -125,6 +130,13 @@ func openProbe(cfg *Config, logger *zap.Logger) (source, error) {
 		logger.Info("Connect outcome tracking on", zap.Duration("max_wait", cfg.Outcome.MaxWait), zap.Int("max_waiting", cfg.Outcome.MaxWaiting))
 	} else {
 		logger.Info("Connect outcome tracking off")
+	}
+	switch {
+	case firstBytes:
+		logger.Info("First bytes on: connects named by their TLS server name or HTTP Host",
+			zap.Bool("tls", cfg.FirstBytes.TLS), zap.Bool("http", cfg.FirstBytes.HTTP), zap.Int("max_bytes", cfg.FirstBytes.MaxBytes))
+	case cfg.FirstBytes.on() && !cfg.Outcome.Enabled:
+		logger.Info("First bytes inactive: they are captured only for sockets the outcome follows, and outcome.enabled is false")
 	}
 	return probeSource{Probe: p, cgroup: cg, path: path}, nil
 }
@@ -149,7 +161,7 @@ func logAttempts(logger *zap.Logger, requested bpf.Mode, attempts []bpf.Attempt)
 // one. When the set cannot be read it lets Open try. It first makes the
 // permitted capabilities effective (a non-root process holds the binary's
 // file capabilities as permitted only).
-func checkCaps(mode bpf.Mode, dnsOn bool, logger *zap.Logger) error {
+func checkCaps(mode bpf.Mode, dnsOn, firstBytesOn bool, logger *zap.Logger) error {
 	have, err := caps.RaiseEffective()
 	if err != nil {
 		logger.Warn("Cannot make the permitted capabilities effective", zap.Error(err))
@@ -163,6 +175,7 @@ func checkCaps(mode bpf.Mode, dnsOn bool, logger *zap.Logger) error {
 		Cgroup:            mode == bpf.ModeCgroup,
 		CgroupFallback:    mode == bpf.ModeAuto,
 		DNS:               dnsOn,
+		FirstBytes:        firstBytesOn,
 		Kprobe:            mode == bpf.ModeKprobe,
 		KprobeFallback:    mode == bpf.ModeAuto,
 		PerfEventParanoid: caps.PerfEventParanoid(),

@@ -25,6 +25,11 @@ type counts struct {
 	summaries, aggregated int64
 	// sanitized, truncated: string values exported cleaned or cut.
 	sanitized, truncated int64
+	// fb: first bytes by result (fbTLS...); fbLost: first bytes that could
+	// not be put together (no reassembly buffer free, a piece missing);
+	// fbUnmatched: pieces that found no record waiting for them.
+	fb                  [fbResults]int64
+	fbLost, fbUnmatched int64
 }
 
 // meter turns the reader's counts and the cumulative counters of the kernel
@@ -53,6 +58,13 @@ func (m *meter) addCounts(ctx context.Context, c counts) {
 	addIf(ctx, t.ReceiverTcpconnectOutcomesUnmatched, c.outcomeUnmatched)
 	addIf(ctx, t.ReceiverTcpconnectAggregationSummaries, c.summaries)
 	addIf(ctx, t.ReceiverTcpconnectConnectsAggregated, c.aggregated)
+	for r, n := range c.fb {
+		if n > 0 {
+			t.ReceiverTcpconnectFirstBytes.Add(ctx, n, metric.WithAttributes(attribute.String("result", fbResultNames[r])))
+		}
+	}
+	addIf(ctx, t.ReceiverTcpconnectFirstBytesLost, c.fbLost)
+	addIf(ctx, t.ReceiverTcpconnectFirstBytesUnmatched, c.fbUnmatched)
 }
 
 // addKernel adds what the kernel's cumulative counters k gained since the
@@ -68,6 +80,7 @@ func (m *meter) addKernel(ctx context.Context, k bpf.Counters) {
 	addDelta(ctx, t.ReceiverTcpconnectDNSPacketsCopyFailed, l.DNSCopy, p.DNSCopy)
 	addDelta(ctx, t.ReceiverTcpconnectOutcomesLost, l.Outcome, p.Outcome)
 	addDelta(ctx, t.ReceiverTcpconnectOutcomesMissed, l.OutcomeMissed, p.OutcomeMissed)
+	addDelta(ctx, t.ReceiverTcpconnectFirstBytesLost, l.FirstBytes, p.FirstBytes)
 	addDelta(ctx, t.ReceiverTcpconnectConnectsFiltered, k.Filtered, m.kernel.Filtered)
 	addDelta(ctx, t.ReceiverTcpconnectAggregationOverflows, k.AggOverflow, m.kernel.AggOverflow)
 	addDelta(ctx, t.ReceiverTcpconnectAggregationLateOutcomes, k.AggLateOutcomes, m.kernel.AggLateOutcomes)

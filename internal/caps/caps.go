@@ -121,6 +121,9 @@ type Needs struct {
 	CgroupFallback bool
 	// DNS: the cgroup_skb DNS capture programs must load.
 	DNS bool
+	// FirstBytes: the cgroup first-bytes programs (sock_addr and
+	// cgroup_skb) must load.
+	FirstBytes bool
 	// Kprobe: the kprobe program must attach (attach mode kprobe).
 	Kprobe bool
 	// KprobeFallback: the kprobe program may be used by auto.
@@ -152,8 +155,15 @@ func Check(have Set, needs Needs) (warnings []Warning, err error) {
 		errs = append(errs, errors.New("CAP_PERFMON missing: the connect programs cannot read the process fields (bpf_get_current_task, bpf_probe_read_kernel) nor attach as lsm, fentry or kprobe"))
 	}
 	switch {
-	case needs.DNS && !have.Has(unix.CAP_NET_ADMIN):
-		what := "DNS capture (dns.enabled)"
+	case (needs.DNS || needs.FirstBytes) && !have.Has(unix.CAP_NET_ADMIN):
+		var parts []string
+		if needs.DNS {
+			parts = append(parts, "DNS capture (dns.enabled)")
+		}
+		if needs.FirstBytes {
+			parts = append(parts, "first bytes (first_bytes, with outcome.enabled)")
+		}
+		what := strings.Join(parts, " and ")
 		if needs.Cgroup {
 			what = "attach mode cgroup and " + what
 		}

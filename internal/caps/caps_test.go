@@ -33,6 +33,8 @@ func TestCheck(t *testing.T) {
 		{"no CAP_BPF", minimal &^ Of(unix.CAP_BPF), all, []string{"CAP_BPF missing"}, []string{"CAP_PERFMON", "CAP_NET_ADMIN missing"}, nil},
 		{"no CAP_PERFMON", minimal &^ Of(unix.CAP_PERFMON), all, []string{"CAP_PERFMON missing"}, []string{"CAP_BPF missing"}, nil},
 		{"no CAP_NET_ADMIN, DNS on", minimal &^ Of(unix.CAP_NET_ADMIN), Needs{DNS: true, CgroupFallback: true}, []string{"CAP_NET_ADMIN missing: the cgroup programs of DNS capture (dns.enabled) cannot attach"}, nil, nil},
+		{"no CAP_NET_ADMIN, first bytes on", minimal &^ Of(unix.CAP_NET_ADMIN), Needs{FirstBytes: true, CgroupFallback: true}, []string{"CAP_NET_ADMIN missing: the cgroup programs of first bytes (first_bytes, with outcome.enabled) cannot attach"}, nil, nil},
+		{"no CAP_NET_ADMIN, DNS and first bytes on", minimal &^ Of(unix.CAP_NET_ADMIN), Needs{DNS: true, FirstBytes: true}, []string{"CAP_NET_ADMIN missing: the cgroup programs of DNS capture (dns.enabled) and first bytes (first_bytes, with outcome.enabled) cannot attach"}, nil, nil},
 		{"no CAP_NET_ADMIN, cgroup mode", minimal &^ Of(unix.CAP_NET_ADMIN), Needs{Cgroup: true}, []string{"CAP_NET_ADMIN missing: the cgroup programs of attach mode cgroup cannot load"}, nil, nil},
 		{"no CAP_NET_ADMIN, tracing modes only", minimal &^ Of(unix.CAP_NET_ADMIN), Needs{}, nil, nil, nil},
 		{"no CAP_NET_ADMIN, auto without DNS", minimal &^ Of(unix.CAP_NET_ADMIN), Needs{CgroupFallback: true}, nil, nil, []Cap{unix.CAP_NET_ADMIN}},

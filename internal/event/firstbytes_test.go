@@ -35,6 +35,15 @@ func TestDecodeFirstBytes(t *testing.T) {
 		{"last_not_at_end", firstBytesRaw(1, 100, 0, 500), false},
 		{"end_not_last", firstBytesRaw(0, 100, 400, 500), false},
 		{"offset_overflow", firstBytesRaw(0, 100, 0xffffffff, 0xffffffff), false},
+		{"closed_none_sent", firstBytesRaw(2, 0, 0, 0), true},
+		{"closed_header_only", firstBytesRaw(2, 0, 0, 0)[:FirstBytesHeaderSize], true},
+		{"closed_short_header", firstBytesRaw(2, 0, 0, 0)[:FirstBytesHeaderSize-1], false},
+		{"not_closed_header_only", firstBytesRaw(1, 10, 0, 10)[:FirstBytesHeaderSize], false},
+		{"closed_part_sent", firstBytesRaw(2, 0, 2048, 4000), true},
+		{"closed_with_bytes", firstBytesRaw(2, 10, 0, 0), false},
+		{"closed_and_last", firstBytesRaw(3, 0, 0, 0), false},
+		{"closed_past_want", firstBytesRaw(2, 0, 4001, 4000), false},
+		{"closed_when_complete", firstBytesRaw(2, 0, 4000, 4000), false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var f FirstBytes

@@ -327,6 +327,13 @@ type Assembly struct {
 // Reset empties a for another socket, keeping its buffer.
 func (a *Assembly) Reset() { *a = Assembly{buf: a.buf[:0]} }
 
+// Grow makes room for n bytes in all, so that adding them allocates nothing.
+func (a *Assembly) Grow(n int) {
+	if cap(a.buf) < n {
+		a.buf = append(make([]byte, 0, n), a.buf...)
+	}
+}
+
 // Add appends data found at offset in a capture of want bytes in all. It
 // returns false when the piece does not continue the bytes so far (a piece
 // was lost): the assembly keeps what it has and takes nothing more.

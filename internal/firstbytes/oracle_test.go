@@ -2,7 +2,6 @@ package firstbytes
 
 import (
 	"bytes"
-	"crypto/ecdh"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -18,6 +17,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/tcpconnect/tcpconnect/internal/firstbytes/echtest"
 )
 
 // recordingConn keeps every byte read from the connection, so a server
@@ -288,33 +289,14 @@ func TestClientHelloAcrossRecords(t *testing.T) {
 	}
 }
 
-// echKey makes an ECH config (DHKEM(X25519, HKDF-SHA256), HKDF-SHA256,
-// AES-128-GCM) with public name publicName, as a server key and a client
-// config list (draft-ietf-tls-esni ECHConfig, version 0xfe0d).
+// echKey makes an ECH server key and client config list (echtest.Key).
 func echKey(t testing.TB, publicName string) (tls.EncryptedClientHelloKey, []byte) {
 	t.Helper()
-	priv, err := ecdh.X25519().GenerateKey(rand.Reader)
+	key, list, err := echtest.Key(publicName)
 	if err != nil {
 		t.Fatal(err)
 	}
-	pub := priv.PublicKey().Bytes()
-	var c []byte
-	c = append(c, 7)                             // config_id
-	c = binary.BigEndian.AppendUint16(c, 0x0020) // kem_id
-	c = binary.BigEndian.AppendUint16(c, uint16(len(pub)))
-	c = append(c, pub...)
-	c = binary.BigEndian.AppendUint16(c, 4)      // cipher_suites length
-	c = binary.BigEndian.AppendUint16(c, 0x0001) // kdf_id
-	c = binary.BigEndian.AppendUint16(c, 0x0001) // aead_id
-	c = append(c, 32)                            // maximum_name_length
-	c = append(c, byte(len(publicName)))
-	c = append(c, publicName...)
-	c = binary.BigEndian.AppendUint16(c, 0) // extensions
-	config := binary.BigEndian.AppendUint16([]byte{0xfe, 0x0d}, uint16(len(c)))
-	config = append(config, c...)
-	list := binary.BigEndian.AppendUint16(nil, uint16(len(config)))
-	list = append(list, config...)
-	return tls.EncryptedClientHelloKey{Config: config, PrivateKey: priv.Bytes(), SendAsRetry: true}, list
+	return key, list
 }
 
 // TestECHClient: a Go client with an ECH config against a Go server that

@@ -54,6 +54,9 @@ type TelemetryBuilder struct {
 	ReceiverTcpconnectDNSStateNamesSkipped    metric.Int64Counter
 	ReceiverTcpconnectDNSStateWritesFailed    metric.Int64Counter
 	ReceiverTcpconnectDNSTCPStreamsAbandoned  metric.Int64Counter
+	ReceiverTcpconnectFirstBytes              metric.Int64Counter
+	ReceiverTcpconnectFirstBytesLost          metric.Int64Counter
+	ReceiverTcpconnectFirstBytesUnmatched     metric.Int64Counter
 	ReceiverTcpconnectOutcomeWaitFull         metric.Int64Counter
 	ReceiverTcpconnectOutcomesLost            metric.Int64Counter
 	ReceiverTcpconnectOutcomesMissed          metric.Int64Counter
@@ -260,6 +263,24 @@ func NewTelemetryBuilder(settings component.TelemetrySettings, options ...Teleme
 		"otelcol_receiver_tcpconnect_dns_tcp_streams_abandoned",
 		metric.WithDescription("DNS-over-TCP messages split across segments that could not be put together (a segment not captured or cut, longer than 16 KiB, no segment for 30 s, or too many streams waiting); parsed as far as they went. [Development]"),
 		metric.WithUnit("{stream}"),
+	)
+	errs = errors.Join(errs, err)
+	builder.ReceiverTcpconnectFirstBytes, err = builder.meter.Int64Counter(
+		"otelcol_receiver_tcpconnect_first_bytes",
+		metric.WithDescription("First bytes of established connects (first_bytes), by attribute result: tls and http (a ClientHello or an HTTP/1.x request head parsed), other (neither: not parsed), truncated (a well-formed prefix cut at first_bytes.max_bytes, at the socket's close or at outcome.max_wait), malformed (claims TLS or HTTP but breaks its grammar), none (nothing sent before the socket closed or outcome.max_wait passed). [Development]"),
+		metric.WithUnit("{connect}"),
+	)
+	errs = errors.Join(errs, err)
+	builder.ReceiverTcpconnectFirstBytesLost, err = builder.meter.Int64Counter(
+		"otelcol_receiver_tcpconnect_first_bytes_lost",
+		metric.WithDescription("First bytes not captured whole: the kernel's ring was full or a copy failed (its capture stopped), or the receiver could not put the pieces together (a piece missing, no reassembly buffer free). What came before is still parsed. [Development]"),
+		metric.WithUnit("{connect}"),
+	)
+	errs = errors.Join(errs, err)
+	builder.ReceiverTcpconnectFirstBytesUnmatched, err = builder.meter.Int64Counter(
+		"otelcol_receiver_tcpconnect_first_bytes_unmatched",
+		metric.WithDescription("First-bytes records that found no record waiting for them: it went out first (outcome.max_wait passed, the wait queue was full) or its connect record was lost. [Development]"),
+		metric.WithUnit("{record}"),
 	)
 	errs = errors.Join(errs, err)
 	builder.ReceiverTcpconnectOutcomeWaitFull, err = builder.meter.Int64Counter(

@@ -465,6 +465,54 @@ func AssertEqualReceiverTcpconnectDNSTCPStreamsAbandoned(t *testing.T, tt *compo
 	metricdatatest.AssertEqual(t, want, got, opts...)
 }
 
+func AssertEqualReceiverTcpconnectFirstBytes(t *testing.T, tt *componenttest.Telemetry, dps []metricdata.DataPoint[int64], opts ...metricdatatest.Option) {
+	want := metricdata.Metrics{
+		Name:        "otelcol_receiver_tcpconnect_first_bytes",
+		Description: "First bytes of established connects (first_bytes), by attribute result: tls and http (a ClientHello or an HTTP/1.x request head parsed), other (neither: not parsed), truncated (a well-formed prefix cut at first_bytes.max_bytes, at the socket's close or at outcome.max_wait), malformed (claims TLS or HTTP but breaks its grammar), none (nothing sent before the socket closed or outcome.max_wait passed). [Development]",
+		Unit:        "{connect}",
+		Data: metricdata.Sum[int64]{
+			Temporality: metricdata.CumulativeTemporality,
+			IsMonotonic: true,
+			DataPoints:  dps,
+		},
+	}
+	got, err := tt.GetMetric("otelcol_receiver_tcpconnect_first_bytes")
+	require.NoError(t, err)
+	metricdatatest.AssertEqual(t, want, got, opts...)
+}
+
+func AssertEqualReceiverTcpconnectFirstBytesLost(t *testing.T, tt *componenttest.Telemetry, dps []metricdata.DataPoint[int64], opts ...metricdatatest.Option) {
+	want := metricdata.Metrics{
+		Name:        "otelcol_receiver_tcpconnect_first_bytes_lost",
+		Description: "First bytes not captured whole: the kernel's ring was full or a copy failed (its capture stopped), or the receiver could not put the pieces together (a piece missing, no reassembly buffer free). What came before is still parsed. [Development]",
+		Unit:        "{connect}",
+		Data: metricdata.Sum[int64]{
+			Temporality: metricdata.CumulativeTemporality,
+			IsMonotonic: true,
+			DataPoints:  dps,
+		},
+	}
+	got, err := tt.GetMetric("otelcol_receiver_tcpconnect_first_bytes_lost")
+	require.NoError(t, err)
+	metricdatatest.AssertEqual(t, want, got, opts...)
+}
+
+func AssertEqualReceiverTcpconnectFirstBytesUnmatched(t *testing.T, tt *componenttest.Telemetry, dps []metricdata.DataPoint[int64], opts ...metricdatatest.Option) {
+	want := metricdata.Metrics{
+		Name:        "otelcol_receiver_tcpconnect_first_bytes_unmatched",
+		Description: "First-bytes records that found no record waiting for them: it went out first (outcome.max_wait passed, the wait queue was full) or its connect record was lost. [Development]",
+		Unit:        "{record}",
+		Data: metricdata.Sum[int64]{
+			Temporality: metricdata.CumulativeTemporality,
+			IsMonotonic: true,
+			DataPoints:  dps,
+		},
+	}
+	got, err := tt.GetMetric("otelcol_receiver_tcpconnect_first_bytes_unmatched")
+	require.NoError(t, err)
+	metricdatatest.AssertEqual(t, want, got, opts...)
+}
+
 func AssertEqualReceiverTcpconnectOutcomeWaitFull(t *testing.T, tt *componenttest.Telemetry, dps []metricdata.DataPoint[int64], opts ...metricdatatest.Option) {
 	want := metricdata.Metrics{
 		Name:        "otelcol_receiver_tcpconnect_outcome_wait_full",

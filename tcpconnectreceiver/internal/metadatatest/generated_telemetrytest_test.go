@@ -47,6 +47,9 @@ func TestSetupTelemetry(t *testing.T) {
 	tb.ReceiverTcpconnectDNSStateNamesSkipped.Add(context.Background(), 1)
 	tb.ReceiverTcpconnectDNSStateWritesFailed.Add(context.Background(), 1)
 	tb.ReceiverTcpconnectDNSTCPStreamsAbandoned.Add(context.Background(), 1)
+	tb.ReceiverTcpconnectFirstBytes.Add(context.Background(), 1)
+	tb.ReceiverTcpconnectFirstBytesLost.Add(context.Background(), 1)
+	tb.ReceiverTcpconnectFirstBytesUnmatched.Add(context.Background(), 1)
 	tb.ReceiverTcpconnectOutcomeWaitFull.Add(context.Background(), 1)
 	tb.ReceiverTcpconnectOutcomesLost.Add(context.Background(), 1)
 	tb.ReceiverTcpconnectOutcomesMissed.Add(context.Background(), 1)
@@ -138,6 +141,15 @@ func TestSetupTelemetry(t *testing.T) {
 		[]metricdata.DataPoint[int64]{{Value: 1}},
 		metricdatatest.IgnoreTimestamp())
 	AssertEqualReceiverTcpconnectDNSTCPStreamsAbandoned(t, testTel,
+		[]metricdata.DataPoint[int64]{{Value: 1}},
+		metricdatatest.IgnoreTimestamp())
+	AssertEqualReceiverTcpconnectFirstBytes(t, testTel,
+		[]metricdata.DataPoint[int64]{{Value: 1}},
+		metricdatatest.IgnoreTimestamp())
+	AssertEqualReceiverTcpconnectFirstBytesLost(t, testTel,
+		[]metricdata.DataPoint[int64]{{Value: 1}},
+		metricdatatest.IgnoreTimestamp())
+	AssertEqualReceiverTcpconnectFirstBytesUnmatched(t, testTel,
 		[]metricdata.DataPoint[int64]{{Value: 1}},
 		metricdatatest.IgnoreTimestamp())
 	AssertEqualReceiverTcpconnectOutcomeWaitFull(t, testTel,
