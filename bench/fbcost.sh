@@ -6,7 +6,7 @@
 #
 #   bench/fbcost.sh BASE NEW [--pairs N] [--loads writes,pingpong,tls]
 #                   [--writes N] [--roundtrips N] [--size B] [--connects N]
-#                   [--bpf-stats] [--out DIR]
+#                   [--variants none,base,new] [--bpf-stats] [--out DIR]
 #   make bench-fbcost BASE=main NEW=<commit> [FB_ARGS='--pairs 6']
 #
 # BASE and NEW are commit-ishes, each built once with its own `make build`
@@ -27,6 +27,15 @@
 #   tls       bench/tlsstorm: --connects connects (default 6,000), each a
 #             full crypto/tls handshake (Go's default client config) to a
 #             crypto/tls server on loopback, then a close; rate = connects/s.
+# Variants (--variants, default none,base,new): none (no collector), base,
+# new, and base-nofb / new-nofb: that collector with first_bytes.tls and
+# first_bytes.http false (a commit with the first_bytes section), which
+# isolates what first-bytes capture costs from what a collector's presence
+# does. On this VM any collector running, even one with no per-packet
+# program attached (DNS off), makes the loopback stream about 1.7x faster
+# than no collector (idle vCPUs are slow to wake; a process that wakes now
+# and then keeps them warm): read the none ratios with that in mind.
+#
 # Per run: the load's rate, the collector's CPU over the load (to the sink
 # having counted every record the receiver read), and the loss check (the
 # receiver read at least the load's connects, the sink counted what it
@@ -46,18 +55,19 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 root=$(dirname "$here")
 
 usage() {
-	echo "usage: $0 BASE NEW [--pairs N] [--loads writes,pingpong,tls] [--writes N] [--roundtrips N] [--size B] [--connects N] [--bpf-stats] [--out DIR]" >&2
+	echo "usage: $0 BASE NEW [--pairs N] [--loads writes,pingpong,tls] [--variants none,base,new,new-nofb] [--writes N] [--roundtrips N] [--size B] [--connects N] [--bpf-stats] [--out DIR]" >&2
 	exit 2
 }
 [[ $# -ge 2 && $1 != -* && $2 != -* ]] || usage
 base=$1 new=$2
 shift 2
-pairs=6 loads=writes,pingpong,tls writes=2000000 roundtrips=200000 size=64 connects=6000 bpf_stats=0
+pairs=6 variants=none,base,new loads=writes,pingpong,tls writes=2000000 roundtrips=200000 size=64 connects=6000 bpf_stats=0
 out="/tmp/tcpconnect-bench/fbcost-$(date +%Y%m%d-%H%M%S)"
 while [[ $# -gt 0 ]]; do
 	case "$1" in
 	--pairs) pairs=$2; shift 2 ;;
 	--loads) loads=$2; shift 2 ;;
+	--variants) variants=$2; shift 2 ;;
 	--writes) writes=$2; shift 2 ;;
 	--roundtrips) roundtrips=$2; shift 2 ;;
 	--size) size=$2; shift 2 ;;
@@ -73,6 +83,9 @@ done
 [[ $pairs -le 60 ]] || usage
 for l in ${loads//,/ }; do
 	case $l in writes | pingpong | tls) ;; *) echo "unknown load $l" >&2; usage ;; esac
+done
+for v in ${variants//,/ }; do
+	case $v in none | base | new | base-nofb | new-nofb) ;; *) echo "unknown variant $v" >&2; usage ;; esac
 done
 [[ $(id -u) == 0 ]] || { echo "fbcost.sh loads eBPF programs: run as root" >&2; exit 1; }
 
@@ -116,7 +129,7 @@ describe() { if [[ $1 == . ]]; then echo "working tree at $(git rev-parse HEAD)"
 {
 	echo "base: $(describe "$base")"
 	echo "new: $(describe "$new")"
-	echo "run: bench/fbcost.sh $base $new --pairs $pairs --loads $loads --writes $writes --roundtrips $roundtrips --size $size --connects $connects$([[ $bpf_stats == 1 ]] && echo ' --bpf-stats')"
+	echo "run: bench/fbcost.sh $base $new --pairs $pairs --loads $loads --writes $writes --roundtrips $roundtrips --size $size --connects $connects --variants $variants$([[ $bpf_stats == 1 ]] && echo ' --bpf-stats')"
 	echo "machine: $(nproc) CPUs, $(uname -r), $(date -u +%Y-%m-%dT%H:%MZ), load $(cut -d' ' -f1-3 /proc/loadavg)"
 } | tee "$out/fbcost.txt" >&2
 
@@ -164,11 +177,14 @@ printf 'load\tvariant\tpair\tpos\tstats\trate\tunits\tseconds\tcpu_s\trecv\tsink
 # one_run LOAD VARIANT PAIR POS STATS: one run of LOAD with VARIANT's collector (none, base, new).
 one_run() {
 	local load=$1 variant=$2 pair=$3 pos=$4 stats=$5 col="" exe line cpu=NA recv=NA sink=NA lost=NA
-	local tag="$load-$variant-$pair" r0 s0 c0 st0="" st1="" i hold="" s
-	case $variant in base) exe=$col_base ;; new) exe=$col_new ;; *) exe="" ;; esac
+	local tag="$load-$variant-$pair" r0 s0 c0 st0="" st1="" i hold="" s sets=()
+	case $variant in base*) exe=$col_base ;; new*) exe=$col_new ;; *) exe="" ;; esac
+	if [[ $variant == *-nofb ]]; then
+		sets=(--set receivers::tcpconnect::first_bytes::tls=false --set receivers::tcpconnect::first_bytes::http=false)
+	fi
 	if [[ -n $exe ]]; then
 		BENCH_DNS=true BENCH_HEALTH_PORT=$health_port BENCH_METRICS_PORT=$metrics_port BENCH_OUT=/dev/null \
-			"$exe" --config "$here/configs/sink.yaml" >"$out/$tag.log" 2>&1 &
+			"$exe" --config "$here/configs/sink.yaml" "${sets[@]}" >"$out/$tag.log" 2>&1 &
 		col=$!
 		pids+=("$col")
 		for ((i = 0; i < 300; i++)); do
@@ -224,12 +240,23 @@ one_run() {
 		"$progs" "$(cut -d' ' -f1 /proc/loadavg)" | tee -a "$results" >&2
 }
 
-# The six orders of (none, base, new); pair P runs order (P-1) mod 6.
-orders=("none base new" "new base none" "base new none" "none new base" "new none base" "base none new")
+# order P: the variants rotated by (P-1) mod n, reversed every other n
+# pairs (for three variants, all six orders in six pairs).
+read -ra vs <<<"${variants//,/ }"
+order() {
+	local p=$1 n=${#vs[@]} k i o=()
+	k=$(((p - 1) % n))
+	for ((i = 0; i < n; i++)); do o+=("${vs[$(((k + i) % n))]}"); done
+	if (((p - 1) / n % 2)); then
+		for ((i = n - 1; i >= 0; i--)); do echo "${o[$i]}"; done
+	else
+		printf '%s\n' "${o[@]}"
+	fi
+}
 for ((p = 1; p <= pairs; p++)); do
 	for load in ${loads//,/ }; do
 		pos=0
-		for v in ${orders[$(((p - 1) % 6))]}; do
+		for v in $(order "$p"); do
 			pos=$((pos + 1))
 			one_run "$load" "$v" "$p" "$pos" 0
 		done
@@ -237,8 +264,9 @@ for ((p = 1; p <= pairs; p++)); do
 done
 if [[ $bpf_stats == 1 ]]; then
 	for load in ${loads//,/ }; do
-		one_run "$load" base stats 1 1
-		one_run "$load" new stats 1 1
+		for v in "${vs[@]}"; do
+			if [[ $v != none ]]; then one_run "$load" "$v" stats 1 1; fi
+		done
 	done
 fi
 "$bin/benchtool" fbcost -in "$results" | tee -a "$out/fbcost.txt"

@@ -25,9 +25,8 @@ func fbcostTable(args []string) error {
 	if len(t.rows) == 0 {
 		return errors.New("no rows")
 	}
-	type pair map[string][]string // variant -> row
 	var loads []string
-	byLoad := map[string]map[string]pair{}
+	byLoad := map[string]map[string]map[string][]string{} // load -> pair -> variant -> row
 	var stats [][]string
 	for _, r := range t.rows {
 		if t.str(r, "stats") == "1" {
@@ -36,12 +35,12 @@ func fbcostTable(args []string) error {
 		}
 		l := t.str(r, "load")
 		if byLoad[l] == nil {
-			byLoad[l] = map[string]pair{}
+			byLoad[l] = map[string]map[string][]string{}
 			loads = append(loads, l)
 		}
 		p := t.str(r, "pair")
 		if byLoad[l][p] == nil {
-			byLoad[l][p] = pair{}
+			byLoad[l][p] = map[string][]string{}
 		}
 		byLoad[l][p][t.str(r, "variant")] = r
 	}
@@ -61,48 +60,64 @@ func fbcostTable(args []string) error {
 		u, ok2 := t.num(r, "units")
 		return c / u * 1e6, ok1 && ok2 && u > 0
 	}
-	fmt.Println("| load | pairs | rate alone | rate kept base | rate kept new | new/base rate | collector CPU us/unit base | new | new/base CPU | segments per write | loss check |")
-	fmt.Println("|---|---|---|---|---|---|---|---|---|---|---|")
+	fmt.Println("| load | variant | pairs | rate (median, range) | rate over no collector's, same pair | collector CPU us/unit | segments per write | loss check |")
+	fmt.Println("|---|---|---|---|---|---|---|---|")
 	for _, l := range loads {
-		var alone, keptB, keptN, nb, cpuB, cpuN, cpuR, segs []float64
-		var fails []string
-		for _, pr := range byLoad[l] {
-			add := func(v float64, ok bool, to *[]float64) {
-				if ok {
-					*to = append(*to, v)
+		for _, v := range variantsOf(byLoad[l]) {
+			var rate, kept, cpu, segs []float64
+			var fails []string
+			for _, pr := range byLoad[l] {
+				r := pr[v]
+				if r == nil {
+					continue
+				}
+				if x, ok := t.num(r, "rate"); ok {
+					rate = append(rate, x)
+				}
+				if x, ok := t.num(r, "segs_per_write"); ok {
+					segs = append(segs, x)
+				}
+				if x, ok := ratio(r, pr["none"], "rate"); ok && v != "none" {
+					kept = append(kept, x)
+				}
+				if x, ok := perUnit(r); ok && v != "none" {
+					cpu = append(cpu, x)
+				}
+				if bad := fbLossCheck(t, r, l, v); bad != "" {
+					fails = append(fails, "pair "+t.str(r, "pair")+": "+bad)
 				}
 			}
-			if v, ok := t.num(pr["none"], "rate"); ok && pr["none"] != nil {
-				alone = append(alone, v)
+			loss := "0 lost in every run"
+			if v == "none" {
+				loss = "-"
+			} else if len(fails) > 0 {
+				slices.Sort(fails)
+				loss = "**LOSS**: " + strings.Join(fails, "; ")
 			}
-			if v, ok := t.num(pr["none"], "segs_per_write"); ok && pr["none"] != nil {
-				segs = append(segs, v)
-			}
-			v, ok := ratio(pr["base"], pr["none"], "rate")
-			add(v, ok, &keptB)
-			v, ok = ratio(pr["new"], pr["none"], "rate")
-			add(v, ok, &keptN)
-			v, ok = ratio(pr["new"], pr["base"], "rate")
-			add(v, ok, &nb)
-			b, okB := perUnit(pr["base"])
-			n, okN := perUnit(pr["new"])
-			add(b, okB, &cpuB)
-			add(n, okN, &cpuN)
-			add(n/b, okB && okN && b > 0, &cpuR)
-			for _, v := range []string{"base", "new"} {
-				if bad := fbLossCheck(t, pr[v], l); bad != "" {
-					fails = append(fails, v+" pair "+t.str(pr[v], "pair")+": "+bad)
+			fmt.Printf("| %s | %s | %d | %s | %s | %s | %s | %s |\n", l, v, len(rate),
+				spread("%.0f", rate), spread("%.3f", kept), spread("%.3f", cpu), spread("%.3f", segs), loss)
+		}
+	}
+	fmt.Println()
+	fmt.Println("| load | comparison | pairs | rate ratio, same pair | collector CPU per unit ratio, same pair |")
+	fmt.Println("|---|---|---|---|---|")
+	for _, l := range loads {
+		for _, c := range [][2]string{{"new", "base"}, {"new", "new-nofb"}, {"base", "base-nofb"}, {"new-nofb", "base"}} {
+			var rr, cr []float64
+			for _, pr := range byLoad[l] {
+				if x, ok := ratio(pr[c[0]], pr[c[1]], "rate"); ok {
+					rr = append(rr, x)
+				}
+				a, okA := perUnit(pr[c[0]])
+				b, okB := perUnit(pr[c[1]])
+				if okA && okB && b > 0 {
+					cr = append(cr, a/b)
 				}
 			}
+			if len(rr) > 0 {
+				fmt.Printf("| %s | %s / %s | %d | %s | %s |\n", l, c[0], c[1], len(rr), spread("%.3f", rr), spread("%.3f", cr))
+			}
 		}
-		loss := "0 lost in every run"
-		if len(fails) > 0 {
-			slices.Sort(fails)
-			loss = "**LOSS**: " + strings.Join(fails, "; ")
-		}
-		fmt.Printf("| %s | %d | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", l, len(byLoad[l]),
-			spread("%.0f", alone), spread("%.3f", keptB), spread("%.3f", keptN), spread("%.3f", nb),
-			spread("%.3f", cpuB), spread("%.3f", cpuN), spread("%.3f", cpuR), spread("%.3f", segs), loss)
 	}
 	if len(stats) == 0 {
 		return nil
@@ -131,12 +146,35 @@ func fbcostTable(args []string) error {
 	return nil
 }
 
+// variantsOf lists the variants of a load's pairs: none first, then in
+// the order of the first pair that has them.
+func variantsOf(pairs map[string]map[string][]string) []string {
+	seen := map[string]bool{}
+	var vs []string
+	keys := make([]string, 0, len(pairs))
+	for k := range pairs {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		for v := range pairs[k] {
+			if !seen[v] {
+				seen[v] = true
+				vs = append(vs, v)
+			}
+		}
+	}
+	order := map[string]int{"none": 0, "base": 1, "base-nofb": 2, "new-nofb": 3, "new": 4}
+	slices.SortFunc(vs, func(a, b string) int { return order[a] - order[b] })
+	return vs
+}
+
 // fbLossCheck says whether collector run r lost a connect: the receiver
 // read at least the load's connects (one for writes and pingpong), the sink
 // counted every record the receiver read, the kernel's loss counter is 0.
 // The empty string means no loss.
-func fbLossCheck(t *tsv, r []string, load string) string {
-	if r == nil {
+func fbLossCheck(t *tsv, r []string, load, variant string) string {
+	if r == nil || variant == "none" {
 		return ""
 	}
 	made := 1.0
