@@ -37,7 +37,9 @@
 # and then keeps them warm): read the none ratios with that in mind.
 #
 # Per run: the load's rate, the collector's CPU over the load (to the sink
-# having counted every record the receiver read), and the loss check (the
+# having counted every record the receiver read), the ClientHellos its
+# receiver parsed (fb_tls; 0 for a commit without first bytes), and the
+# loss check (the
 # receiver read at least the load's connects, the sink counted what it
 # read, the kernel loss counter 0).
 #
@@ -172,12 +174,12 @@ load_cmd() {
 }
 
 results=$out/results.tsv
-printf 'load\tvariant\tpair\tpos\tstats\trate\tunits\tseconds\tcpu_s\trecv\tsink\tkernel_lost\tsegs_per_write\tfb_ns\tfb_runs\tdns_ns\tdns_runs\tprogs\tloadavg\n' >"$results"
+printf 'load\tvariant\tpair\tpos\tstats\trate\tunits\tseconds\tcpu_s\trecv\tsink\tkernel_lost\tsegs_per_write\tfb_ns\tfb_runs\tdns_ns\tdns_runs\tprogs\tloadavg\tfb_tls\n' >"$results"
 
 # one_run LOAD VARIANT PAIR POS STATS: one run of LOAD with VARIANT's collector (none, base, new).
 one_run() {
 	local load=$1 variant=$2 pair=$3 pos=$4 stats=$5 col="" exe line cpu=NA recv=NA sink=NA lost=NA
-	local tag="$load-$variant-$pair" r0 s0 c0 st0="" st1="" i hold="" s sets=()
+	local tag="$load-$variant-$pair" r0 s0 t0 fbtls=NA c0 st0="" st1="" i hold="" s sets=()
 	case $variant in base*) exe=$col_base ;; new*) exe=$col_new ;; *) exe="" ;; esac
 	if [[ $variant == *-nofb ]]; then
 		sets=(--set receivers::tcpconnect::first_bytes::tls=false --set receivers::tcpconnect::first_bytes::http=false)
@@ -202,6 +204,7 @@ one_run() {
 		fi
 		r0=$(metric tcpconnect_connects_received)
 		s0=$(metric otelcol_exporter_sent_log_records)
+		t0=$(metric 'tcpconnect_first_bytes[{].*result="tls"')
 		c0=$(cpu_of "$col")
 	fi
 	echo "== $tag" >&2
@@ -220,6 +223,7 @@ one_run() {
 		done
 		sink=$(($(metric otelcol_exporter_sent_log_records) - s0))
 		lost=$(metric tcpconnect_connects_lost)
+		fbtls=$(($(metric 'tcpconnect_first_bytes[{].*result="tls"') - t0))
 		cpu=$(awk -v a="$c0" -v b="$(cpu_of "$col")" 'BEGIN { printf "%.6f", (b - a) / 1e9 }')
 		stop "$col"
 		[[ -n $hold ]] && stop "$hold"
@@ -234,10 +238,10 @@ one_run() {
 		echo "$st0" >"$out/$tag.bpfstats"
 		echo "$st1" >>"$out/$tag.bpfstats"
 	fi
-	printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' \
+	printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' \
 		"$load" "$variant" "$pair" "$pos" "$stats" "$(kv rate "$line")" "$units" "$(kv seconds "$line")" \
 		"$cpu" "$recv" "$sink" "$lost" "$(kv segs_per_write "$line")" "$fb_ns" "$fb_runs" "$dns_ns" "$dns_runs" \
-		"$progs" "$(cut -d' ' -f1 /proc/loadavg)" | tee -a "$results" >&2
+		"$progs" "$(cut -d' ' -f1 /proc/loadavg)" "$fbtls" | tee -a "$results" >&2
 }
 
 # order P: the variants rotated by (P-1) mod n, reversed every other n
