@@ -99,7 +99,7 @@ VM_PIPELINE_MODES := -modes tcpconnectreceiver.test=lsm,cgroup,auto -modes e2e.t
 VM_QUICK_KERNEL ?= 6.12
 VM_QUICK_MODE ?= lsm
 
-.PHONY: victorialogs store-test deb deb-test seccomp-configmap all deps deps-test image container-test gateway deploy-test ocb vmtest $(VM_BOOTS) vmtest-fetch vmtest-quick vmtest-stress vmtest-list vm-binaries vm-binaries-arm64 generate check-generate build build-arm64 run test unit lint e2e fuzz fuzz-long bench bench-go bench-vm bench-ab clean
+.PHONY: victorialogs store-test deb deb-test seccomp-configmap all deps deps-test image container-test gateway deploy-test ocb vmtest $(VM_BOOTS) vmtest-fetch vmtest-quick vmtest-stress vmtest-list vm-binaries vm-binaries-arm64 generate check-generate build build-arm64 run test unit lint e2e fuzz fuzz-long bench bench-go bench-vm bench-ab bench-fbcost clean
 
 all: build
 
@@ -438,6 +438,15 @@ BASE ?= main
 AB_ARGS ?=
 bench-ab:
 	bench/ab.sh $(BASE) $(AB_ARGS)
+
+# bench-fbcost: no collector, BASE's and NEW's default collector over a loopback
+# stream of small writes, a ping-pong and a storm of TLS clients, in rotating
+# order per pair (bench/fbcost.sh; root; issue 19 item 5). NEW is a commit-ish
+# or . (the working tree); FB_ARGS passes more options (e.g. --pairs 8 --bpf-stats).
+NEW ?= .
+FB_ARGS ?=
+bench-fbcost:
+	bench/fbcost.sh $(BASE) $(NEW) $(FB_ARGS)
 
 test: deps lint check-generate unit fuzz e2e store-test container-test deploy-test deb-test vmtest
 

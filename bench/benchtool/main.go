@@ -19,6 +19,11 @@
 //	    the loss check of every run.
 //	benchtool proc -pid P
 //	    prints cpu_seconds (utime+stime) and the peak and current RSS in MiB.
+//	benchtool bpfstats -pid P | -hold
+//	    prints the kernel's run time and run count of process P's eBPF
+//	    programs by name; -hold enables that accounting until a signal.
+//	benchtool fbcost -in results.tsv
+//	    prints the markdown summary of bench/fbcost.sh's rows.
 //
 // Output is key=value on one line, for the shell to pick up.
 package main
@@ -63,6 +68,10 @@ func main() {
 		err = table(os.Args[2:])
 	case "ab":
 		err = abTable(os.Args[2:])
+	case "bpfstats":
+		err = bpfStats(os.Args[2:])
+	case "fbcost":
+		err = fbcostTable(os.Args[2:])
 	default:
 		err = fmt.Errorf("unknown command %q", os.Args[1])
 	}
