@@ -50,6 +50,8 @@ func TestGatewayEnrichesFromAPIServer(t *testing.T) {
 	s := loadShipped(t)
 	s.apply(t, c)
 	web, probe := createWorkloads(t, c)
+	t.Logf("API server: pod %s/%s uid %s (%s %s), pod %s uid %s (%s %s)",
+		workloadNS, web.name, web.uid, web.owner, web.ownerV, probe.name, probe.uid, probe.owner, probe.ownerV)
 	sa := s.serviceAccounts[0]
 	backend := newSink(t)
 	saDir := c.serviceAccountDir(t, sa.Namespace, sa.Name)

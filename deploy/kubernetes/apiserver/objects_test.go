@@ -190,8 +190,6 @@ func createWorkloads(t testing.TB, c *cluster) (web, probe pod) {
 	if err != nil {
 		t.Fatalf("create the daemon set's pod: %v", err)
 	}
-	t.Logf("API server: pod %s/%s uid %s (ReplicaSet %s of Deployment %s), pod %s uid %s (DaemonSet %s)",
-		workloadNS, wp.Name, wp.UID, rs.Name, dep.Name, pp.Name, pp.UID, ds.Name)
 	return pod{name: wp.Name, uid: wp.UID, labels: wp.Labels, owner: "k8s.deployment.name", ownerV: dep.Name},
 		pod{name: pp.Name, uid: pp.UID, labels: pp.Labels, owner: "k8s.daemonset.name", ownerV: ds.Name}
 }
