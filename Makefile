@@ -225,7 +225,9 @@ deploy-test: build gateway
 # K8S_VERSION (once, into $(K8S_APISERVER): remade only when that module's
 # go.mod or go.sum changes), pods made through its API, the agent and the
 # gateway distributions with the shipped configs, and processes in cgroups
-# named as the kubelet names a pod's container. The cold build of the API
+# named as the kubelet names a pod's container; the gateway also exports to
+# a VictoriaLogs ($(VICTORIALOGS)) that the cookbook's per-pod query reads.
+# The cold build of the API
 # server is the cost (2026-12-07, empty build cache, this 2-core machine):
 # 4.6 minutes, 536 CPU-seconds, at load under 3; 7.4 minutes at load 5 to 7
 # (v1.34.0: 3.4 minutes, 388 CPU-seconds, at load under 3). Then 30 s for
@@ -240,10 +242,11 @@ $(K8S_APISERVER): deploy/kubernetes/apiserver/go.mod deploy/kubernetes/apiserver
 	$(K8S_GO) build -ldflags='-s -w -X k8s.io/component-base/version.gitVersion=$(K8S_VERSION)' \
 		-o $(CURDIR)/$@ k8s.io/kubernetes/cmd/kube-apiserver
 
-k8s-test: build gateway $(K8S_APISERVER)
+k8s-test: build gateway victorialogs $(K8S_APISERVER)
 	$(call apt_install,etcd-server util-linux)
 	$(K8S_GO) vet ./... && \
 		TCPCONNECT_COLLECTOR=$(CURDIR)/$(COLLECTOR) TCPCONNECT_GATEWAY=$(CURDIR)/$(GATEWAY) \
+		TCPCONNECT_VICTORIALOGS=$(CURDIR)/$(VICTORIALOGS) \
 		TCPCONNECT_KUBE_APISERVER=$(CURDIR)/$(K8S_APISERVER) TCPCONNECT_ETCD=/usr/bin/etcd \
 		CGO_ENABLED=0 $(GO) test -count=1 -v ./...
 

@@ -43,6 +43,7 @@ func TestGatewayEnrichesFromAPIServer(t *testing.T) {
 	}
 	agentBin := binary(t, envAgent, defaultAgent)
 	gatewayBin := binary(t, envGateway, defaultGateway)
+	vlBin := binary(t, envVictoriaLogs, defaultVictoriaLogs)
 	root := cgroup2Root(t)
 	ctx := context.Background()
 
@@ -55,7 +56,13 @@ func TestGatewayEnrichesFromAPIServer(t *testing.T) {
 	sa := s.serviceAccounts[0]
 	backend := newSink(t)
 	saDir := c.serviceAccountDir(t, sa.Namespace, sa.Name)
-	gw, gwOTLP := startGateway(t, "gateway", gatewayBin, s.configs["gateway"], c, saDir, backend.url(), nil)
+	// The gateway also exports to VictoriaLogs, with the exporter block
+	// that deploy/victorialogs ships.
+	vl := startVictoriaLogs(t, vlBin)
+	gw, gwOTLP := startGateway(t, "gateway", gatewayBin, s.configs["gateway"], c, saDir, backend.url(), func(cfg config) {
+		cfg.at(t, "exporters")[victoriaLogsExp] = vl.exporter(t)
+		cfg.set(t, []any{"otlphttp", victoriaLogsExp}, "service", "pipelines", "logs", "exporters")
+	})
 	grace := startGraceGateway(t, gatewayBin, s.configs["gateway"], c, saDir)
 	// Each gateway's pod informer has listed both pods: records sent from
 	// here on find them (the shipped config does not wait for metadata).
@@ -79,6 +86,8 @@ func TestGatewayEnrichesFromAPIServer(t *testing.T) {
 	for _, m := range made {
 		checkEnriched(t, m, before[m.pid], labelRules)
 	}
+	// The same records in the log store, found by the cookbook's query.
+	checkStored(t, vl, port, made)
 	early := grace.send(t, probe, 1)
 	checkEnriched(t, early, waitRecords(t, grace.backend, syntheticPort, []connect{early})[early.pid], labelRules)
 
