@@ -45,19 +45,28 @@ const (
 // privileged tests must run (privtest.EnvRequire=1).
 func collectorBinary(t testing.TB) string {
 	t.Helper()
-	p := os.Getenv(EnvCollector)
+	return executable(t, EnvCollector, defaultCollector,
+		"end-to-end test: needs the collector binary %s (build it with `make build`, or set %s)")
+}
+
+// executable returns the absolute path of the executable file that env
+// names (def when unset), or skips or fails t (privtest.SkipOrFail) with
+// reason, formatted with that path and env, when it is not one.
+func executable(t testing.TB, env, def, reason string) string {
+	t.Helper()
+	p := os.Getenv(env)
 	if p == "" {
-		p = defaultCollector
+		p = def
 	}
 	abs, err := filepath.Abs(p)
 	if err != nil {
-		t.Fatalf("collector binary path %q: %v", p, err)
+		t.Fatalf("binary path %q: %v", p, err)
 	}
 	fi, err := os.Stat(abs)
 	if err == nil && fi.Mode().IsRegular() && fi.Mode()&0o111 != 0 {
 		return abs
 	}
-	reason := fmt.Sprintf("end-to-end test: needs the collector binary %s (build it with `make build`, or set %s)", abs, EnvCollector)
+	reason = fmt.Sprintf(reason, abs, env)
 	if err != nil {
 		reason += ": " + err.Error()
 	} else {

@@ -22,8 +22,6 @@ import (
 
 	mdns "github.com/miekg/dns"
 	"golang.org/x/sys/unix"
-
-	"github.com/tcpconnect/tcpconnect/internal/privtest"
 )
 
 // EnvVictoriaLogs names the VictoriaLogs server binary of the store test
@@ -86,26 +84,8 @@ func init() {
 // or skips or fails t (privtest.SkipOrFail) when it is missing.
 func victoriaLogsBinary(t *testing.T) string {
 	t.Helper()
-	p := os.Getenv(EnvVictoriaLogs)
-	if p == "" {
-		p = defaultVictoriaLogs
-	}
-	abs, err := filepath.Abs(p)
-	if err != nil {
-		t.Fatalf("VictoriaLogs binary path %q: %v", p, err)
-	}
-	fi, err := os.Stat(abs)
-	if err == nil && fi.Mode().IsRegular() && fi.Mode()&0o111 != 0 {
-		return abs
-	}
-	reason := fmt.Sprintf("store test: needs the VictoriaLogs server %s (make store-test builds it, or set %s)", abs, EnvVictoriaLogs)
-	if err != nil {
-		reason += ": " + err.Error()
-	} else {
-		reason += ": not an executable file"
-	}
-	privtest.SkipOrFail(t, reason)
-	return ""
+	return executable(t, EnvVictoriaLogs, defaultVictoriaLogs,
+		"store test: needs the VictoriaLogs server %s (make store-test builds it, or set %s)")
 }
 
 // victoriaLogs is a VictoriaLogs server the test started.
