@@ -3,7 +3,7 @@ package procinfo
 import (
 	"os"
 	"path/filepath"
-	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -18,35 +18,15 @@ import (
 // for the rescan. Real cgroupfs: its ids increase as cgroups are made.
 func TestCgroupPathNewCgroup(t *testing.T) {
 	privtest.Require(t)
-	root, err := bpf.FindCgroupRoot()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer root.Close()
-	base := filepath.Join(root.Path, "tcpconnect-procinfo-"+strconv.Itoa(os.Getpid()))
-	mk := func(name string) uint64 {
-		t.Helper()
-		p := filepath.Join(base, name)
-		if err := os.MkdirAll(p, 0o755); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = os.Remove(p) })
-		fi, err := os.Stat(p)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return fi.Sys().(*syscall.Stat_t).Ino
-	}
-	t.Cleanup(func() { _ = os.Remove(base) })
-
-	c := New(Config{CgroupRoot: root.Path, CgroupRescan: time.Hour})
+	root, base, mk := testCgroupBase(t)
+	c := New(Config{CgroupRoot: root, CgroupRescan: time.Hour})
 	now := time.Now()
-	old := mk("old")
+	_, old := mk("old")
 	if p, ok := c.cgroupPath(old, now); !ok || filepath.Base(p) != "old" {
 		t.Fatalf("first walk: cgroupPath(old) = %q, %t", p, ok)
 	}
 	later := now.Add(2 * minCgroupRescan)
-	fresh := mk("fresh")
+	_, fresh := mk("fresh")
 	if p, ok := c.cgroupPath(fresh, later); !ok || filepath.Base(p) != "fresh" {
 		t.Errorf("a cgroup made after the walk: cgroupPath = %q, %t; want it found at once", p, ok)
 	}
@@ -61,4 +41,54 @@ func TestCgroupPathNewCgroup(t *testing.T) {
 	if _, ok := c.cgroupPath(notCgroup, later.Add(4*minCgroupRescan)); ok || c.cgroupsScan != walked {
 		t.Errorf("an unknown id that is not newer walked the tree again before CgroupRescan")
 	}
+}
+
+// testCgroupBase makes a cgroup for one test below the cgroup v2 root,
+// removed (with what the test made below it, deepest first) at its end.
+// mk makes a path of cgroups below it (those not made yet) and returns the
+// last one's directory and id.
+func testCgroupBase(t testing.TB) (root, base string, mk func(rel string) (string, uint64)) {
+	t.Helper()
+	privtest.Require(t)
+	cr, err := bpf.FindCgroupRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cr.Close() })
+	base, err = os.MkdirTemp(cr.Path, "tcpconnect-procinfo-")
+	if err != nil {
+		t.Fatalf("make a test cgroup below %s: %v", cr.Path, err)
+	}
+	var made []string
+	t.Cleanup(func() {
+		for i := len(made) - 1; i >= 0; i-- {
+			if err := os.Remove(made[i]); err != nil {
+				t.Errorf("remove test cgroup: %v", err)
+			}
+		}
+		if err := os.Remove(base); err != nil {
+			t.Errorf("remove test cgroup: %v", err)
+		}
+	})
+	mk = func(rel string) (string, uint64) {
+		t.Helper()
+		p := base
+		for _, elem := range strings.Split(rel, "/") {
+			p = filepath.Join(p, elem)
+			err := os.Mkdir(p, 0o755)
+			if os.IsExist(err) {
+				continue
+			}
+			if err != nil {
+				t.Fatalf("make cgroup %s: %v", p, err)
+			}
+			made = append(made, p)
+		}
+		fi, err := os.Stat(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p, fi.Sys().(*syscall.Stat_t).Ino
+	}
+	return cr.Path, base, mk
 }

@@ -11,15 +11,12 @@ package procinfo
 import (
 	"bytes"
 	"container/list"
-	"fmt"
 	"io"
-	"io/fs"
 	"os"
 	"os/user"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -302,72 +299,4 @@ func (c *Cache) userName(uid uint32) string {
 	}
 	c.users[uid] = name
 	return name
-}
-
-// cgroupPath maps a cgroup v2 id to its path below the mount. A cgroup's id
-// is its directory's inode number in cgroupfs, and the kernel hands them out
-// in increasing order. The tree is walked on a miss, at most once per
-// CgroupRescan; an id above every id of the last walk is a cgroup made
-// since (a new container), and is looked for at once, at most once per
-// minCgroupRescan: its process may be gone, and its cgroup with it, by the
-// next regular walk.
-func (c *Cache) cgroupPath(id uint64, now time.Time) (string, bool) {
-	if c.cfg.CgroupRoot == "" {
-		return "", false
-	}
-	if p, ok := c.cgroups[id]; ok {
-		return p, true
-	}
-	if !c.cgroupsScan.IsZero() {
-		since := now.Sub(c.cgroupsScan)
-		newer := id > c.cgroupsMax && since >= minCgroupRescan
-		if since < c.cfg.CgroupRescan && !newer {
-			return "", false
-		}
-	}
-	c.cgroupsScan = now
-	m, err := scanCgroups(c.cfg.CgroupRoot)
-	if err != nil {
-		return "", false
-	}
-	c.cgroups = m
-	c.cgroupsMax = 0
-	for k := range m {
-		c.cgroupsMax = max(c.cgroupsMax, k)
-	}
-	p, ok := m[id]
-	return p, ok
-}
-
-// scanCgroups walks a cgroup v2 mount and maps each cgroup's id (its
-// directory's inode number) to its path relative to root, "/"-prefixed as in
-// /proc/PID/cgroup.
-func scanCgroups(root string) (map[uint64]string, error) {
-	m := make(map[uint64]string)
-	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			if p == root {
-				return err
-			}
-			return nil // a cgroup removed during the walk
-		}
-		if !d.IsDir() {
-			return nil
-		}
-		fi, err := d.Info()
-		if err != nil {
-			return nil
-		}
-		st, ok := fi.Sys().(*syscall.Stat_t)
-		if !ok {
-			return nil
-		}
-		rel, _ := filepath.Rel(root, p)
-		m[st.Ino] = "/" + strings.TrimPrefix(filepath.ToSlash(rel), ".")
-		return nil
-	})
-	if err != nil {
-		return nil, fmt.Errorf("scan cgroups under %s: %w", root, err)
-	}
-	return m, nil
 }
