@@ -24,12 +24,12 @@ import (
 
 // Defaults of Config. A container's process that is gone before its record
 // is read (a short nc, curl or CronJob) is found by its cgroup id, which a
-// walk of the cgroup tree maps to a path (see cgroupPath).
+// walk of the cgroup tree maps to a path (see cgroupPath and the walks'
+// bounds in cgroupid.go).
 const (
 	DefaultMaxEntries   = 4096
 	DefaultTTL          = 5 * time.Minute
 	DefaultCgroupRescan = 10 * time.Second
-	minCgroupRescan     = 100 * time.Millisecond
 	maxUsers            = 1024
 )
 
@@ -49,7 +49,10 @@ type Config struct {
 	MaxEntries int
 	// TTL bounds how long an entry is trusted before /proc is read again.
 	TTL time.Duration
-	// CgroupRescan is the least time between two walks of CgroupRoot.
+	// CgroupRescan is the least time between two walks of CgroupRoot on
+	// misses of ids that the last walk would have found; an id of a cgroup
+	// that may have been made since walks at once, within a budget of
+	// walking time (cgroupid.go).
 	CgroupRescan time.Duration
 	// CommandLine reads /proc/PID/cmdline (opt-in: it may hold secrets).
 	CommandLine bool
@@ -88,6 +91,9 @@ type Info struct {
 	Sanitized, Truncated uint8
 
 	kernelExe string // the record's exe basename this entry was built for
+	// retry: the cgroup id may name a cgroup that a walk refused by its
+	// budget would have found; the entry is kept cgroupRetry only.
+	retry bool
 }
 
 type entry struct {
@@ -109,8 +115,11 @@ type Cache struct {
 	users map[uint32]string
 
 	cgroups     map[uint64]string // cgroup id (inode) -> path below CgroupRoot
-	cgroupsScan time.Time
-	cgroupsMax  uint64 // the largest id the last walk saw
+	cgroupsScan time.Time         // when the last walk began
+	cgroupsSeen uint64            // every cgroup with an id up to this existed at the last walk (cgroupPath)
+	walkDebt    time.Duration     // the walks' time not yet paid back (cgroupid.go)
+	walkDebtAt  time.Time
+	walks       int // walks of CgroupRoot done
 }
 
 // New returns an empty cache.
@@ -158,6 +167,9 @@ func (c *Cache) Lookup(k Key, kernelExe, comm []byte, uid uint32, cgroupID uint6
 	}
 	info := c.load(k, kernelExe, comm, uid, cgroupID, now)
 	e := &entry{key: k, info: info, expires: now.Add(c.cfg.TTL)}
+	if info.retry {
+		e.expires = now.Add(cgroupRetry)
+	}
 	c.entries[k] = c.lru.PushFront(e)
 	c.front = e
 	for c.lru.Len() > c.cfg.MaxEntries {
@@ -186,9 +198,11 @@ func (c *Cache) load(k Key, kernelExe, comm []byte, uid uint32, cgroupID uint64,
 		}
 	}
 	if info.Container == (Container{}) && cgroupID != 0 {
-		if p, ok := c.cgroupPath(cgroupID, now); ok {
+		p, ok, retry := c.cgroupPath(cgroupID, now)
+		if ok {
 			info.Container = parseCgroupPath(p)
 		}
+		info.retry = retry
 	}
 	switch {
 	case info.ExePath != "":
