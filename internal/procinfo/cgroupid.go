@@ -10,16 +10,17 @@ import (
 )
 
 // The bounds of the walks of the cgroup tree. A walk reads every cgroup's
-// directory: 4 to 18 ms for 500 cgroups and 25 to 90 ms for 2000 on the
-// shared 2-core build machine (BenchmarkScanCgroups; cgroups there have no
-// controllers, a node's have more files to list), so it is done on a miss
-// only, and bounded:
+// directory: 4 to 5 ms of CPU for 500 cgroups and 23 to 25 ms for 2000
+// (wall time 4 to 7 ms and 27 to 62 ms) on the shared 2-core build machine
+// (BenchmarkScanCgroups; its cgroups have no controllers, a node's have more
+// files to list), so it is done on a miss only, and bounded:
 //   - an id that may be a cgroup made since the last walk (see cgroupPath)
-//     walks at once, while the walks' time not yet paid back (walkDebt) is
-//     below maxWalkDebt; it is paid back at 1/walkShare of the time that
-//     passes: in the long run the walks take at most 1/walkShare of the
-//     reader's time, however many new cgroups come, and a burst of new
-//     pods (each walk finds every cgroup made before it) walks at once;
+//     walks at once, while the walks' wall time not yet paid back
+//     (walkDebt) is below maxWalkDebt; it is paid back at 1/walkShare of
+//     the time that passes: in the long run these walks take at most
+//     1/walkShare of the reader's time, however many new cgroups come, and
+//     a burst of new pods (each walk finds every cgroup made before it)
+//     walks at once;
 //   - any other miss waits for Config.CgroupRescan since the last walk.
 //
 // A new id refused by the budget is looked for again by the process's next
