@@ -1,6 +1,7 @@
 package procinfo
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -106,11 +107,13 @@ func scanCgroups(root string) (map[uint64]string, error) {
 	return w.m, nil
 }
 
+// cgroupWalk is one walk of scanCgroups.
 type cgroupWalk struct {
 	m   map[uint64]string
 	buf []byte // getdents' buffer, shared: a directory is read whole before its children
 }
 
+// subdir is a directory entry that is a directory.
 type subdir struct {
 	name string
 	ino  uint64
@@ -158,11 +161,8 @@ func appendSubdirs(subs []subdir, fd int, b []byte) []subdir {
 		rec := b[:reclen]
 		b = b[reclen:]
 		name := rec[nameOff:]
-		for i, ch := range name {
-			if ch == 0 {
-				name = name[:i]
-				break
-			}
+		if i := bytes.IndexByte(name, 0); i >= 0 {
+			name = name[:i]
 		}
 		if len(name) == 0 || string(name) == "." || string(name) == ".." {
 			continue
