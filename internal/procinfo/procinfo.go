@@ -11,15 +11,12 @@ package procinfo
 import (
 	"bytes"
 	"container/list"
-	"fmt"
 	"io"
-	"io/fs"
 	"os"
 	"os/user"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -27,12 +24,12 @@ import (
 
 // Defaults of Config. A container's process that is gone before its record
 // is read (a short nc, curl or CronJob) is found by its cgroup id, which a
-// walk of the cgroup tree maps to a path (see cgroupPath).
+// walk of the cgroup tree maps to a path (see cgroupPath and the walks'
+// bounds in cgroupid.go).
 const (
 	DefaultMaxEntries   = 4096
 	DefaultTTL          = 5 * time.Minute
 	DefaultCgroupRescan = 10 * time.Second
-	minCgroupRescan     = 100 * time.Millisecond
 	maxUsers            = 1024
 )
 
@@ -52,7 +49,10 @@ type Config struct {
 	MaxEntries int
 	// TTL bounds how long an entry is trusted before /proc is read again.
 	TTL time.Duration
-	// CgroupRescan is the least time between two walks of CgroupRoot.
+	// CgroupRescan is the least time between two walks of CgroupRoot on
+	// misses of ids that the last walk would have found; an id of a cgroup
+	// that may have been made since walks at once, within a budget of
+	// walking time (cgroupid.go).
 	CgroupRescan time.Duration
 	// CommandLine reads /proc/PID/cmdline (opt-in: it may hold secrets).
 	CommandLine bool
@@ -91,6 +91,9 @@ type Info struct {
 	Sanitized, Truncated uint8
 
 	kernelExe string // the record's exe basename this entry was built for
+	// retry: the cgroup id may name a cgroup that a walk refused by its
+	// budget would have found; the entry is kept cgroupRetry only.
+	retry bool
 }
 
 type entry struct {
@@ -112,8 +115,11 @@ type Cache struct {
 	users map[uint32]string
 
 	cgroups     map[uint64]string // cgroup id (inode) -> path below CgroupRoot
-	cgroupsScan time.Time
-	cgroupsMax  uint64 // the largest id the last walk saw
+	cgroupsScan time.Time         // when the last walk began
+	cgroupsSeen uint64            // every cgroup with an id up to this existed at the last walk (cgroupPath)
+	walkDebt    time.Duration     // the walks' time not yet paid back (cgroupid.go)
+	walkDebtAt  time.Time
+	walks       int // walks of CgroupRoot done
 }
 
 // New returns an empty cache.
@@ -161,6 +167,9 @@ func (c *Cache) Lookup(k Key, kernelExe, comm []byte, uid uint32, cgroupID uint6
 	}
 	info := c.load(k, kernelExe, comm, uid, cgroupID, now)
 	e := &entry{key: k, info: info, expires: now.Add(c.cfg.TTL)}
+	if info.retry {
+		e.expires = now.Add(cgroupRetry)
+	}
 	c.entries[k] = c.lru.PushFront(e)
 	c.front = e
 	for c.lru.Len() > c.cfg.MaxEntries {
@@ -189,9 +198,11 @@ func (c *Cache) load(k Key, kernelExe, comm []byte, uid uint32, cgroupID uint64,
 		}
 	}
 	if info.Container == (Container{}) && cgroupID != 0 {
-		if p, ok := c.cgroupPath(cgroupID, now); ok {
+		p, ok, retry := c.cgroupPath(cgroupID, now)
+		if ok {
 			info.Container = parseCgroupPath(p)
 		}
+		info.retry = retry
 	}
 	switch {
 	case info.ExePath != "":
@@ -302,72 +313,4 @@ func (c *Cache) userName(uid uint32) string {
 	}
 	c.users[uid] = name
 	return name
-}
-
-// cgroupPath maps a cgroup v2 id to its path below the mount. A cgroup's id
-// is its directory's inode number in cgroupfs, and the kernel hands them out
-// in increasing order. The tree is walked on a miss, at most once per
-// CgroupRescan; an id above every id of the last walk is a cgroup made
-// since (a new container), and is looked for at once, at most once per
-// minCgroupRescan: its process may be gone, and its cgroup with it, by the
-// next regular walk.
-func (c *Cache) cgroupPath(id uint64, now time.Time) (string, bool) {
-	if c.cfg.CgroupRoot == "" {
-		return "", false
-	}
-	if p, ok := c.cgroups[id]; ok {
-		return p, true
-	}
-	if !c.cgroupsScan.IsZero() {
-		since := now.Sub(c.cgroupsScan)
-		newer := id > c.cgroupsMax && since >= minCgroupRescan
-		if since < c.cfg.CgroupRescan && !newer {
-			return "", false
-		}
-	}
-	c.cgroupsScan = now
-	m, err := scanCgroups(c.cfg.CgroupRoot)
-	if err != nil {
-		return "", false
-	}
-	c.cgroups = m
-	c.cgroupsMax = 0
-	for k := range m {
-		c.cgroupsMax = max(c.cgroupsMax, k)
-	}
-	p, ok := m[id]
-	return p, ok
-}
-
-// scanCgroups walks a cgroup v2 mount and maps each cgroup's id (its
-// directory's inode number) to its path relative to root, "/"-prefixed as in
-// /proc/PID/cgroup.
-func scanCgroups(root string) (map[uint64]string, error) {
-	m := make(map[uint64]string)
-	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			if p == root {
-				return err
-			}
-			return nil // a cgroup removed during the walk
-		}
-		if !d.IsDir() {
-			return nil
-		}
-		fi, err := d.Info()
-		if err != nil {
-			return nil
-		}
-		st, ok := fi.Sys().(*syscall.Stat_t)
-		if !ok {
-			return nil
-		}
-		rel, _ := filepath.Rel(root, p)
-		m[st.Ino] = "/" + strings.TrimPrefix(filepath.ToSlash(rel), ".")
-		return nil
-	})
-	if err != nil {
-		return nil, fmt.Errorf("scan cgroups under %s: %w", root, err)
-	}
-	return m, nil
 }
