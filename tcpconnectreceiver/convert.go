@@ -91,13 +91,6 @@ type commText struct {
 	sanitized bool
 }
 
-// newBatcher returns a batcher for cfg's batch and record bounds.
-func newBatcher(hostName, scopeVersion string, cfg *Config) *batcher {
-	b := newUnboundedBatcher(hostName, scopeVersion, cfg.IncludeCommandLine)
-	b.maxBytes, b.headroom = cfg.Batch.MaxBytes, maxRecordBytes(cfg)
-	return b
-}
-
 // newUnboundedBatcher returns a batcher without a bound on its bytes. The
 // host name and scope version are cleaned and capped like every string.
 func newUnboundedBatcher(hostName, scopeVersion string, commandLine bool) *batcher {
