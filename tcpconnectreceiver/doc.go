@@ -3,7 +3,8 @@
 // a Linux host (event net_tcp_connect) from eBPF programs (package bpf).
 //
 // One file per job; the files use each other one way, from the lifecycle
-// down to record building:
+// down to record building (internal/filedeps' TestReceiverFilesOneWay
+// fails on a cycle):
 //
 //   - factory.go, config.go, aggregate_config.go, firstbytes_config.go:
 //     NewFactory, the configuration and its validation.
