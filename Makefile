@@ -56,7 +56,7 @@ VM_ARM64_NOTRAMPOLINE := 6.1-arm64
 VM_BPF_MODE_TESTS := TestProbeConnects,TestProbeProof,TestCheckFeatures,TestProbeFilters,TestProbeProcessFilterMatchesProcess,TestProbeIOURingConnect,TestProbeNetnsVeth,TestProbeConnectSocketNetns,TestProbeOutcome,TestOutcomeLossAccounted,TestProbeOutcomeOff,TestAggregateExact,TestAggregateOutcomes,TestProbeOutcomeReconnect,TestLossAccounted,TestProbeFirstBytes,TestProbeFirstBytesSplit
 VM_BPF_ONCE_TESTS := TestReadLSMState,TestProbeLSMExpectation,TestProbeKprobeLoads,TestProbeModesAgree,TestProbeCgroupSubtreeUnproven,TestProbeDNSCapture,TestProbeDNSSocketNetns,TestCounters,TestProbeDNSMarkedSocket,TestAggregateLateOutcome,TestAggregateFullWindow,TestAggregateDrain,TestAggregateOutcomesSkipped,TestNoLossWhenRead,TestConnectStress
 VM_RECEIVER_MODE_TESTS := TestReceiverPrivileged,TestOpenNamesMissingCapability,TestReceiverPrivilegedHostileStrings
-VM_RECEIVER_ONCE_TESTS := TestDNSPrivileged,TestDNSPrivilegedNetnsScope,TestDNSPrivilegedRestart,TestDNSPrivilegedTCPSegments,TestDNSPrivilegedIPv6ExtHeaders,TestDNSPrivilegedDockerNAT,TestDNSPrivilegedServiceIP,TestAggregationPrivileged,TestAggregationPrivilegedNames,TestFirstBytesPrivileged,TestFirstBytesPrivilegedServerFirst
+VM_RECEIVER_ONCE_TESTS := TestDNSPrivileged,TestDNSPrivilegedNetnsScope,TestDNSPrivilegedRestart,TestDNSPrivilegedTCPSegments,TestDNSPrivilegedIPv6ExtHeaders,TestDNSPrivilegedDockerNAT,TestDNSPrivilegedServiceIP,TestAggregationPrivileged,TestAggregationPrivilegedNames,TestFirstBytesPrivileged,TestFirstBytesPrivilegedServerFirst,TestFirstBytesSplitClientHello
 VM_E2E_TESTS := TestPipelineOverOTLP,TestAggregationCountsAddUp
 VM_TESTS ?= \
 	-tests bpf.test=$(VM_BPF_MODE_TESTS) -tests bpf-once=$(VM_BPF_ONCE_TESTS) \
@@ -67,12 +67,12 @@ VM_TESTS ?= \
 # resolver, ip netns or dnsmasq, which the initramfs lacks; the container
 # tests need podman (make container-test); the fleet runs four collectors
 # (make e2e); the store test needs VictoriaLogs, curl and glibc (make
-# store-test); TestFirstBytesSplitClientHello is not yet run in the VM.
+# store-test).
 # vmtest-list checks that every test of VM_TEST_PKGS that calls
 # privtest.Require (cmd/vmtest -privileged) is in a VM list above or here.
 VM_NATIVE_ONLY_TESTS := TestFindCgroupRoot TestNativeDNSDockerNATGlibc TestNativeDNSLocalStub TestNativeGlibcResolver \
 	TestContainerDaemonSet TestContainerNoHostPID TestContainerShutdownNextHopDown TestContainerStartRefused TestFleetAgentsToGateway \
-	TestStoreVictoriaLogs TestNativeFirstBytesForeignClients TestFirstBytesSplitClientHello
+	TestStoreVictoriaLogs TestNativeFirstBytesForeignClients
 VM_TEST_PKGS := bpf tcpconnectreceiver e2e
 # arm64 (TCG, about as fast as amd64 here: TESTING.md): the kernel
 # tests in every mode but fentry (on arm64 the same BPF trampoline as lsm,

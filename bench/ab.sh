@@ -7,8 +7,8 @@
 #
 # BASE is any commit-ish. Its collector is built with its own `make build` in
 # a git worktree under _build/ab/ and kept as _build/ab/COMMIT/otelcol-tcpconnect
-# (the next run with the same commit reuses it); the working tree's is built
-# by `make build`. Then bench/run.sh --ab runs, per setup and pair, the storm
+# (the next run with the same commit reuses it; bench/collector.sh); the
+# working tree's is built by `make build`. Then bench/run.sh --ab runs, per setup and pair, the storm
 # alone, with the base collector and with the new one (bare, base, new; then
 # new, base, bare), and benchtool ab prints, per setup: the new/base ratio of
 # collector CPU per connect (median and range over pairs), each collector's
@@ -35,6 +35,8 @@ set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 root=$(dirname "$here")
+# shellcheck source=bench/collector.sh
+. "$here/collector.sh"
 
 usage() {
 	echo "usage: $0 BASE [--pairs N] [--connects N] [--threads T] [--setups LIST] [--out DIR] [--build-only]" >&2
@@ -61,22 +63,9 @@ done
 
 cd "$root"
 commit=$(git rev-parse --verify "$base^{commit}")
-cached="$root/_build/ab/$commit/otelcol-tcpconnect"
-if [[ -x $cached ]]; then
-	echo "== base $base ($commit): cached $cached" >&2
-else
-	src="$root/_build/ab/src-$commit"
-	echo "== base $base ($commit): building in $src" >&2
-	rm -rf "$src"
-	git worktree prune
-	git worktree add --detach "$src" "$commit" >&2
-	make -C "$src" build >&2
-	mkdir -p "$(dirname "$cached")"
-	cp "$src/_build/otelcol-tcpconnect" "$cached"
-	git worktree remove --force "$src"
-fi
-echo "== working tree: make build" >&2
-make build >&2
+collector_of "$base"
+cached=$bin_path
+collector_of .
 if [[ $build_only == 1 ]]; then
 	echo "base: $cached; new: $root/_build/otelcol-tcpconnect" >&2
 	exit 0

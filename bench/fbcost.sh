@@ -11,7 +11,8 @@
 #
 # BASE and NEW are commit-ishes, each built once with its own `make build`
 # in a git worktree and kept as _build/ab/COMMIT/otelcol-tcpconnect (the
-# cache bench/ab.sh keeps); NEW may be `.`, the working tree (make build).
+# cache bench/ab.sh keeps: bench/collector.sh); NEW may be `.`, the working
+# tree (make build). --build-only builds both collectors and stops.
 # Both run bench/configs/sink.yaml with DNS on: the receiver's defaults
 # (DNS capture on, the outcome on, and whatever else a commit turns on by
 # default, e.g. first-bytes capture), records counted by a debug exporter.
@@ -55,15 +56,17 @@ set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 root=$(dirname "$here")
+# shellcheck source=bench/collector.sh
+. "$here/collector.sh"
 
 usage() {
-	echo "usage: $0 BASE NEW [--pairs N] [--loads writes,pingpong,tls] [--variants none,base,new,new-nofb] [--writes N] [--roundtrips N] [--size B] [--connects N] [--bpf-stats] [--out DIR]" >&2
+	echo "usage: $0 BASE NEW [--pairs N] [--loads writes,pingpong,tls] [--variants none,base,new,new-nofb] [--writes N] [--roundtrips N] [--size B] [--connects N] [--bpf-stats] [--out DIR] [--build-only]" >&2
 	exit 2
 }
 [[ $# -ge 2 && $1 != -* && $2 != -* ]] || usage
 base=$1 new=$2
 shift 2
-pairs=6 variants=none,base,new loads=writes,pingpong,tls writes=2000000 roundtrips=200000 size=64 connects=6000 bpf_stats=0
+pairs=6 variants=none,base,new loads=writes,pingpong,tls writes=2000000 roundtrips=200000 size=64 connects=6000 bpf_stats=0 build_only=0
 out="/tmp/tcpconnect-bench/fbcost-$(date +%Y%m%d-%H%M%S)"
 while [[ $# -gt 0 ]]; do
 	case "$1" in
@@ -76,6 +79,7 @@ while [[ $# -gt 0 ]]; do
 	--connects) connects=$2; shift 2 ;;
 	--bpf-stats) bpf_stats=1; shift ;;
 	--out) out=$2; shift 2 ;;
+	--build-only) build_only=1; shift ;;
 	*) usage ;;
 	esac
 done
@@ -92,35 +96,14 @@ done
 [[ $(id -u) == 0 ]] || { echo "fbcost.sh loads eBPF programs: run as root" >&2; exit 1; }
 
 cd "$root"
-# collector_of REV: sets bin_path to REV's collector, built once (cached
-# under _build/ab/COMMIT as bench/ab.sh keeps it); `.` is the working tree.
-collector_of() {
-	local rev=$1 commit src
-	if [[ $rev == . ]]; then
-		make build >&2
-		bin_path=$root/_build/otelcol-tcpconnect
-		return
-	fi
-	commit=$(git rev-parse --verify "$rev^{commit}")
-	bin_path=$root/_build/ab/$commit/otelcol-tcpconnect
-	if [[ -x $bin_path ]]; then
-		echo "== $rev ($commit): cached $bin_path" >&2
-		return
-	fi
-	src=$root/_build/ab/src-$commit
-	echo "== $rev ($commit): building in $src" >&2
-	rm -rf "$src"
-	git worktree prune
-	git worktree add --detach "$src" "$commit" >&2
-	make -C "$src" build >&2
-	mkdir -p "$(dirname "$bin_path")"
-	cp "$src/_build/otelcol-tcpconnect" "$bin_path"
-	git worktree remove --force "$src"
-}
 collector_of "$base"
 col_base=$bin_path
 collector_of "$new"
 col_new=$bin_path
+if [[ $build_only == 1 ]]; then
+	echo "base: $col_base; new: $col_new" >&2
+	exit 0
+fi
 
 mkdir -p "$out/bin"
 bin=$out/bin

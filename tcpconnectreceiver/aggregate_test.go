@@ -58,13 +58,7 @@ func TestAggregationConfig(t *testing.T) {
 			if err := confmap.NewFromStringMap(raw).Unmarshal(cfg); err != nil {
 				t.Fatal(err)
 			}
-			err := cfg.Validate()
-			switch {
-			case tt.wantErr == "" && err != nil:
-				t.Fatalf("Validate: %v", err)
-			case tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)):
-				t.Fatalf("Validate: %v, want %q", err, tt.wantErr)
-			}
+			wantErr(t, "Validate", cfg.Validate(), tt.wantErr)
 		})
 	}
 }

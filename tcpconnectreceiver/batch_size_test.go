@@ -100,11 +100,11 @@ func TestBatchBytesBound(t *testing.T) {
 // are exported.
 func TestMaxRecordBytes(t *testing.T) {
 	cfg := createDefaultConfig()
-	without := maxRecordBytes(cfg)
+	without := maxRecordBytes(cfg.recordCaps())
 	cfg.IncludeCommandLine = true
-	with := maxRecordBytes(cfg)
+	with := maxRecordBytes(cfg.recordCaps())
 	cfg.MaxCommandLineBytes = 1 << 20
-	largest := maxRecordBytes(cfg)
+	largest := maxRecordBytes(cfg.recordCaps())
 	t.Logf("largest record: %d bytes without command line, %d with 4096, %d with 1 MiB", without, with, largest)
 	if with-without < procinfo.DefaultMaxCommandLineBytes || largest-with != 1<<20-procinfo.DefaultMaxCommandLineBytes {
 		t.Errorf("bounds %d, %d, %d do not follow the command line cap", without, with, largest)

@@ -329,7 +329,7 @@ func (c *Config) Validate() error {
 	if c.ShutdownTimeout <= 0 || c.ShutdownTimeout > maxShutdownTimeout {
 		errs = append(errs, fmt.Errorf("shutdown_timeout: must be positive and at most %s, got %s", maxShutdownTimeout, c.ShutdownTimeout))
 	}
-	errs = append(errs, c.validateRecordBounds()...)
+	errs = append(errs, validateRecordBounds(c.recordCaps(), c.Batch.MaxBytes)...)
 	if _, err := c.Filter.toBPF(); err != nil {
 		errs = append(errs, err)
 	}
@@ -346,6 +346,11 @@ func (c *Config) Validate() error {
 	// c.DNS validates itself: the collector's config walker calls its
 	// Validate, and its errors name the dns.* field.
 	return errors.Join(errs...)
+}
+
+// recordCaps returns what of c bounds a record's size.
+func (c *Config) recordCaps() recordCaps {
+	return recordCaps{commandLine: c.IncludeCommandLine, commandLineBytes: c.MaxCommandLineBytes, aggregation: c.Aggregation.Enabled}
 }
 
 // checkHost checks the fields that only the host can judge, before the eBPF

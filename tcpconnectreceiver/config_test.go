@@ -164,14 +164,19 @@ func TestConfigValidate(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			cfg := createDefaultConfig()
 			tt.mod(cfg)
-			err := confmap.Validate(cfg)
-			switch {
-			case tt.wantErr == "" && err != nil:
-				t.Errorf("Validate() = %v, want nil", err)
-			case tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)):
-				t.Errorf("Validate() = %v, want an error containing %q", err, tt.wantErr)
-			}
+			wantErr(t, "Validate", confmap.Validate(cfg), tt.wantErr)
 		})
+	}
+}
+
+// wantErr fails t unless err is nil where want is "", or contains want.
+func wantErr(t *testing.T, what string, err error, want string) {
+	t.Helper()
+	switch {
+	case want == "" && err != nil:
+		t.Errorf("%s: %v, want nil", what, err)
+	case want != "" && (err == nil || !strings.Contains(err.Error(), want)):
+		t.Errorf("%s: %v, want an error containing %q", what, err, want)
 	}
 }
 
@@ -233,12 +238,8 @@ func TestOpenErrorsNameTheField(t *testing.T) {
 			} else {
 				err = cfg.checkHost()
 			}
-			switch {
-			case tt.wantErr == "" && err != nil:
-				t.Errorf("err = %v, want nil", err)
-			case tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)):
-				t.Errorf("err = %v, want one containing %q", err, tt.wantErr)
-			case tt.openErr != nil && !errors.Is(err, tt.openErr):
+			wantErr(t, "err", err, tt.wantErr)
+			if tt.openErr != nil && !errors.Is(err, tt.openErr) {
 				t.Errorf("err = %v does not wrap %v", err, tt.openErr)
 			}
 		})

@@ -8,7 +8,6 @@ import (
 	"go.opentelemetry.io/collector/pdata/plog"
 	"go.opentelemetry.io/collector/pdata/xpdata"
 
-	"github.com/tcpconnect/tcpconnect/dns"
 	"github.com/tcpconnect/tcpconnect/internal/event"
 	"github.com/tcpconnect/tcpconnect/internal/procinfo"
 	"github.com/tcpconnect/tcpconnect/tcpconnectreceiver/internal/metadata"
@@ -29,14 +28,6 @@ const (
 	// thread names); a full cache is emptied and refilled.
 	maxInterned = 1024
 )
-
-// lookup is what the DNS correlator found for one connect.
-type lookup struct {
-	names  []string      // every name, best first; empty when none
-	best   string        // the best name, "" when none
-	age    time.Duration // time since the answer that gave best
-	source dns.Source    // where best came from; SourceNone when none
-}
 
 // batcher builds one plog.Logs batch: one ResourceLogs per process
 // incarnation (pid and start time), each with one ScopeLogs. It is used by the
@@ -89,13 +80,6 @@ type batcher struct {
 type commText struct {
 	s         string
 	sanitized bool
-}
-
-// newBatcher returns a batcher for cfg's batch and record bounds.
-func newBatcher(hostName, scopeVersion string, cfg *Config) *batcher {
-	b := newUnboundedBatcher(hostName, scopeVersion, cfg.IncludeCommandLine)
-	b.maxBytes, b.headroom = cfg.Batch.MaxBytes, maxRecordBytes(cfg)
-	return b
 }
 
 // newUnboundedBatcher returns a batcher without a bound on its bytes. The

@@ -2,11 +2,21 @@ package tcpconnectreceiver
 
 import (
 	"strings"
+	"time"
 
 	"go.opentelemetry.io/collector/pdata/xpdata"
 
+	"github.com/tcpconnect/tcpconnect/dns"
 	"github.com/tcpconnect/tcpconnect/internal/firstbytes"
 )
+
+// lookup is what the DNS correlator found for one connect.
+type lookup struct {
+	names  []string      // every name, best first; empty when none
+	best   string        // the best name, "" when none
+	age    time.Duration // time since the answer that gave best
+	source dns.Source    // where best came from; SourceNone when none
+}
 
 // The values of tcpconnect.server.address.source.
 const (

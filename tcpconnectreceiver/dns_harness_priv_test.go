@@ -182,7 +182,7 @@ type dnsHarness struct {
 	t    *testing.T
 	sink *consumertest.LogsSink
 	tel  *componenttest.Telemetry
-	srv  *dnsTestServer
+	srv  *dnsTestServer // nil: newReceiverHarness, no DNS server
 	port uint16
 
 	cfg     *Config
@@ -190,20 +190,33 @@ type dnsHarness struct {
 	started int
 }
 
+// newDNSHarness starts a DNS server for zone z (truncating the answers to
+// the names in truncate over UDP) and a receiver (newReceiverHarness) that
+// reports connects to a closed port.
 func newDNSHarness(t *testing.T, z zone, truncate map[string]bool, opts ...func(*Config)) *dnsHarness {
 	privtest.Require(t)
-	h := &dnsHarness{t: t, sink: new(consumertest.LogsSink), tel: componenttest.NewTelemetry(),
-		srv: &dnsTestServer{zone: z, truncate: truncate}}
-	t.Cleanup(func() { _ = h.tel.Shutdown(context.Background()) })
+	srv := &dnsTestServer{zone: z, truncate: truncate}
 	pc, ln := listenDNS(t, dnsServer)
-	h.srv.serve(t, pc, ln)
+	srv.serve(t, pc, ln)
 
 	ln, err := net.Listen("tcp4", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	h.port = ln.Addr().(*net.TCPAddr).AddrPort().Port()
+	port := ln.Addr().(*net.TCPAddr).AddrPort().Port()
 	ln.Close()
+	h := newReceiverHarness(t, port, opts...)
+	h.srv = srv
+	return h
+}
+
+// newReceiverHarness starts a receiver (attach mode privtest.Mode(),
+// polling and flushing every 20 ms) that reports connects to port only,
+// with opts applied to its config; its harness has no DNS server.
+func newReceiverHarness(t *testing.T, port uint16, opts ...func(*Config)) *dnsHarness {
+	privtest.Require(t)
+	h := &dnsHarness{t: t, sink: new(consumertest.LogsSink), tel: componenttest.NewTelemetry(), port: port}
+	t.Cleanup(func() { _ = h.tel.Shutdown(context.Background()) })
 
 	cfg := createDefaultConfig()
 	cfg.Attach = privtest.Mode()

@@ -30,15 +30,7 @@ func (s *splitServer) serve(t *testing.T, addr string) {
 		t.Fatalf("split server %s: %v", addr, err)
 	}
 	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go s.conn(c)
-		}
-	}()
+	serve(ln, s.conn)
 }
 
 func (s *splitServer) conn(c net.Conn) {

@@ -3,23 +3,28 @@
 // a Linux host (event net_tcp_connect) from eBPF programs (package bpf).
 //
 // One file per job; the files use each other one way, from the lifecycle
-// down to record building:
+// down to record building (internal/filedeps' TestReceiverFilesOneWay
+// fails on a cycle):
 //
-//   - factory.go, config.go, aggregate_config.go: NewFactory, the
-//     configuration and its validation.
+//   - factory.go, config.go, aggregate_config.go, firstbytes_config.go:
+//     NewFactory, the configuration and its validation.
 //   - receiver.go: the lifecycle (Start, Shutdown) and the sender goroutine,
 //     which hands batches to the next consumer and retries.
 //   - source.go: the event source (the eBPF probe, package bpf).
 //   - reader.go: the reader goroutine: reads the ring, decodes each record
 //     and hands it on by type, once per poll interval ends aggregation
 //     windows, flushes old batches and reports its counters.
-//   - join.go (with outcome.go and outcome_index.go, its queue): holds each
-//     connect until its outcome record comes.
+//   - join.go (with outcome.go and outcome_index.go, its queue, and
+//     join_firstbytes.go, the first bytes' reassembly and parse): holds each
+//     connect until its outcome record (and first bytes) come.
 //   - aggregate.go: the reader's side of the kernel's aggregation windows.
 //   - flush.go: when a batch goes to the sender (full, or old).
 //   - emit.go: names a connect (process, DNS names) and adds it to the batch.
-//   - convert.go, summary.go, batch_size.go: record building (kernel record
-//     to plog) and the bound on a batch's size in bytes.
+//   - record_bound.go: the largest record the configuration allows, and
+//     the bounds it sets on max_command_line_bytes and batch.max_bytes.
+//   - convert.go, convert_names.go, summary.go, attributes.go,
+//     batch_size.go: record building (kernel record to plog, the names on
+//     a record) and each attribute's bound on a batch's size in bytes.
 //   - telemetry.go: the receiver's own metrics.
 //   - dns_seam.go: the DNS correlator as the reader uses it; dns_state.go:
 //     dns.state_file (load at start, save periodically and at shutdown).

@@ -29,11 +29,36 @@ type helloSeen struct {
 	protos     []string
 }
 
-// tlsServer serves TLS handshakes at addr (a self-signed certificate; it
-// speaks h2 and http/1.1, and ECH with echKeys), closing each connection
-// after its handshake, and sends what it saw of each ClientHello (the
-// inner one, with ECH).
-func tlsServer(t *testing.T, addr string, echKeys ...tls.EncryptedClientHelloKey) <-chan helloSeen {
+// listenTCP4 listens at addr until the test ends.
+func listenTCP4(t *testing.T, addr string) net.Listener {
+	t.Helper()
+	ln, err := net.Listen("tcp4", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	return ln
+}
+
+// serve accepts connections on ln until it closes, and handles each in a
+// goroutine of its own.
+func serve(ln net.Listener, handle func(net.Conn)) {
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go handle(c)
+		}
+	}()
+}
+
+// serveTLS serves TLS handshakes on ln (a self-signed certificate; it speaks
+// h2 and http/1.1, and ECH with echKeys), closing each connection after its
+// handshake, and calls hello with each ClientHello it is sent (the inner
+// one, with ECH): the oracle of what the client sent.
+func serveTLS(t *testing.T, ln net.Listener, hello func(*tls.ClientHelloInfo), echKeys ...tls.EncryptedClientHelloKey) {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -45,32 +70,28 @@ func tlsServer(t *testing.T, addr string, echKeys ...tls.EncryptedClientHelloKey
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln, err := net.Listen("tcp4", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	seen := make(chan helloSeen, 8)
 	conf := &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}, NextProtos: []string{"h2", "http/1.1"},
 		EncryptedClientHelloKeys: echKeys,
 		GetConfigForClient: func(info *tls.ClientHelloInfo) (*tls.Config, error) {
-			seen <- helloSeen{info.ServerName, slices.Clone(info.SupportedProtos)}
+			hello(info)
 			return nil, nil
 		}}
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				tc := tls.Server(c, conf)
-				_ = tc.SetDeadline(time.Now().Add(10 * time.Second))
-				_ = tc.Handshake()
-			}()
-		}
-	}()
+	serve(ln, func(c net.Conn) {
+		defer c.Close()
+		tc := tls.Server(c, conf)
+		_ = tc.SetDeadline(time.Now().Add(10 * time.Second))
+		_ = tc.Handshake()
+	})
+}
+
+// tlsServer serves TLS handshakes at addr (serveTLS) and sends what it saw
+// of each ClientHello.
+func tlsServer(t *testing.T, addr string, echKeys ...tls.EncryptedClientHelloKey) <-chan helloSeen {
+	t.Helper()
+	seen := make(chan helloSeen, 8)
+	serveTLS(t, listenTCP4(t, addr), func(info *tls.ClientHelloInfo) {
+		seen <- helloSeen{info.ServerName, slices.Clone(info.SupportedProtos)}
+	}, echKeys...)
 	return seen
 }
 
@@ -92,44 +113,18 @@ func httpServer(t *testing.T, addr string) <-chan string {
 // the test ends (a server that would speak first, and never does).
 func holdServer(t *testing.T, addr string) {
 	t.Helper()
-	ln, err := net.Listen("tcp4", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() { _, _ = io.Copy(io.Discard, c); c.Close() }()
-		}
-	}()
+	serve(listenTCP4(t, addr), func(c net.Conn) { _, _ = io.Copy(io.Discard, c); c.Close() })
 }
 
 // readOnceServer accepts connections at addr, reads once from each and
 // closes it (a client waiting for an answer then gets none, and gives up).
 func readOnceServer(t *testing.T, addr string) {
 	t.Helper()
-	ln, err := net.Listen("tcp4", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				_ = c.SetDeadline(time.Now().Add(10 * time.Second))
-				_, _ = c.Read(make([]byte, 4096))
-				c.Close()
-			}()
-		}
-	}()
+	serve(listenTCP4(t, addr), func(c net.Conn) {
+		_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+		_, _ = c.Read(make([]byte, 4096))
+		c.Close()
+	})
 }
 
 // fbSeenRecord is a record to one destination, with its times.
@@ -186,8 +181,8 @@ func wantRecord(t *testing.T, got fbSeenRecord, want fbRecord) {
 	}
 }
 
-// recvHello waits for what the server saw.
-func recvHello(t *testing.T, seen <-chan helloSeen) helloSeen {
+// recvHello waits for what the server saw of a ClientHello.
+func recvHello[H any](t *testing.T, seen <-chan H) H {
 	t.Helper()
 	select {
 	case s := <-seen:
@@ -195,7 +190,8 @@ func recvHello(t *testing.T, seen <-chan helloSeen) helloSeen {
 	case <-time.After(15 * time.Second):
 		t.Fatal("the server saw no ClientHello")
 	}
-	return helloSeen{}
+	var none H
+	return none
 }
 
 // goTLS makes a TLS handshake with Go's client to ip:port, sending

@@ -1,14 +1,8 @@
 package tcpconnectreceiver
 
 import (
-	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
 	"fmt"
-	"math/big"
 	"net"
 	"slices"
 	"testing"
@@ -16,13 +10,9 @@ import (
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
-	"go.opentelemetry.io/collector/component/componenttest"
-	"go.opentelemetry.io/collector/consumer/consumertest"
-	"go.opentelemetry.io/collector/receiver/receivertest"
 	"golang.org/x/sys/unix"
 
 	"github.com/tcpconnect/tcpconnect/internal/privtest"
-	"github.com/tcpconnect/tcpconnect/tcpconnectreceiver/internal/metadata"
 )
 
 // splitHello is what a TLS server saw of one ClientHello, and how it came:
@@ -58,46 +48,19 @@ func tcpInfo(c net.Conn) (*unix.TCPInfo, error) {
 	return info, nil
 }
 
-// splitTLSServer serves TLS handshakes (h2, http/1.1; a self-signed
-// certificate) on ln and sends what it saw of each ClientHello and how many
-// bytes and segments carried it.
+// splitTLSServer serves TLS handshakes on ln (serveTLS) and sends what it
+// saw of each ClientHello and how many bytes and segments carried it.
 func splitTLSServer(t *testing.T, ln net.Listener) <-chan splitHello {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), DNSNames: []string{"split.test"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
 	seen := make(chan splitHello, 4)
-	conf := &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}, NextProtos: []string{"h2", "http/1.1"},
-		GetConfigForClient: func(info *tls.ClientHelloInfo) (*tls.Config, error) {
-			s := splitHello{helloSeen: helloSeen{info.ServerName, slices.Clone(info.SupportedProtos)}, curves: slices.Clone(info.SupportedCurves)}
-			ti, err := tcpInfo(info.Conn)
-			if s.err = err; err == nil {
-				s.bytes, s.segments = ti.Bytes_received, ti.Data_segs_in
-			}
-			seen <- s
-			return nil, nil
-		}}
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				tc := tls.Server(c, conf)
-				_ = tc.SetDeadline(time.Now().Add(10 * time.Second))
-				_ = tc.Handshake()
-			}()
+	serveTLS(t, ln, func(info *tls.ClientHelloInfo) {
+		s := splitHello{helloSeen: helloSeen{info.ServerName, slices.Clone(info.SupportedProtos)}, curves: slices.Clone(info.SupportedCurves)}
+		ti, err := tcpInfo(info.Conn)
+		if s.err = err; err == nil {
+			s.bytes, s.segments = ti.Bytes_received, ti.Data_segs_in
 		}
-	}()
+		seen <- s
+	})
 	return seen
 }
 
@@ -121,40 +84,6 @@ func splitLink(t *testing.T, ns netns.NsHandle, name string) {
 	if err := h.LinkSetGSOMaxSegs(l, 1); err != nil {
 		t.Fatalf("gso_max_segs of %s: %v", name, err)
 	}
-}
-
-// startFBReceiver starts a receiver (attach mode privtest.Mode()) that
-// reports connects to port only, with outcome.max_wait maxWait and the
-// default first_bytes, and returns its sink and telemetry. It needs no DNS
-// server (newDNSHarness binds 127.0.53.53:53, which one test binary at a
-// time can hold).
-func startFBReceiver(t *testing.T, port uint16, maxWait time.Duration) (*consumertest.LogsSink, *componenttest.Telemetry) {
-	t.Helper()
-	sink, tel := new(consumertest.LogsSink), componenttest.NewTelemetry()
-	t.Cleanup(func() { _ = tel.Shutdown(context.Background()) })
-	cfg := createDefaultConfig()
-	cfg.Attach = privtest.Mode()
-	cfg.ExcludeSelf = false
-	cfg.PollInterval = 20 * time.Millisecond
-	cfg.Batch.Timeout = 20 * time.Millisecond
-	cfg.Filter.IncludePorts = []int{int(port)}
-	cfg.Outcome.MaxWait = maxWait
-	set := receivertest.NewNopSettings(metadata.Type)
-	set.TelemetrySettings = tel.NewTelemetrySettings()
-	rcv, err := NewFactory().CreateLogs(context.Background(), set, cfg, sink)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := rcv.Start(context.Background(), componenttest.NewNopHost()); err != nil {
-		t.Fatalf("Start (attach %s): %v", cfg.Attach, err)
-	}
-	t.Cleanup(func() {
-		if err := rcv.Shutdown(context.Background()); err != nil {
-			t.Errorf("Shutdown: %v", err)
-		}
-	})
-	privtest.CheckAutoMode(t, rcv.(*tcpconnectReceiver).src.Mode())
-	return sink, tel
 }
 
 // TestFirstBytesSplitClientHello: Go's TLS client, with its default key
@@ -183,16 +112,13 @@ func TestFirstBytesSplitClientHello(t *testing.T) {
 	}
 	t.Cleanup(func() { ln.Close() })
 	port := ln.Addr().(*net.TCPAddr).AddrPort().Port()
-	sink, tel := startFBReceiver(t, port, maxWait)
+	// No DNS server (newDNSHarness binds 127.0.53.53:53, which one test
+	// binary at a time can hold).
+	h := newReceiverHarness(t, port, func(c *Config) { c.Outcome.MaxWait = maxWait })
 	seen := splitTLSServer(t, ln)
 
 	privtest.InNetns(t, clientNS, func() { goTLS(t, serverIP, port, "split.test", "h2", "http/1.1") })
-	var s splitHello
-	select {
-	case s = <-seen:
-	case <-time.After(15 * time.Second):
-		t.Fatal("the server saw no ClientHello")
-	}
+	s := recvHello(t, seen)
 	if s.err != nil {
 		t.Fatalf("the server's socket: %v", s.err)
 	}
@@ -205,15 +131,15 @@ func TestFirstBytesSplitClientHello(t *testing.T) {
 	if s.serverName != "split.test" || len(s.protos) != 2 {
 		t.Fatalf("server saw name %q, ALPN %q", s.serverName, s.protos)
 	}
-	got := waitFBRecord(t, sink, serverIP, port, 1, maxWait/2)
+	got := waitFBRecord(t, h.sink, serverIP, port, 1, maxWait/2)
 	wantRecord(t, got, fbRecord{outcome: "established", serverAddr: s.serverName, source: "tls", sni: s.serverName, alpn: s.protos})
 	if len(got.names) != 0 {
 		t.Errorf("record names %q: no DNS answer named %s", got.names, serverIP)
 	}
 	waitFor(t, "first_bytes{result=tls}", func() bool {
-		return counterBy(t, tel, "receiver_tcpconnect_first_bytes", "result")["tls"] == 1
+		return counterBy(t, h.tel, "receiver_tcpconnect_first_bytes", "result")["tls"] == 1
 	})
-	if lost := counter(t, tel, "receiver_tcpconnect_first_bytes_lost"); lost != 0 {
+	if lost := counter(t, h.tel, "receiver_tcpconnect_first_bytes_lost"); lost != 0 {
 		t.Errorf("first_bytes_lost %d, want 0", lost)
 	}
 	t.Logf("ClientHello of %d bytes in %d TCP segments; record %+v", s.bytes, s.segments, got.fbRecord)

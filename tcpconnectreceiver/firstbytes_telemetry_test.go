@@ -2,7 +2,6 @@ package tcpconnectreceiver
 
 import (
 	"context"
-	"strings"
 	"testing"
 	"time"
 
@@ -102,16 +101,7 @@ func TestFirstBytesConfig(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			cfg := createDefaultConfig()
 			tt.mod(cfg)
-			err := cfg.Validate()
-			if tt.wantErr == "" {
-				if err != nil {
-					t.Fatalf("Validate: %v", err)
-				}
-				return
-			}
-			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
-				t.Fatalf("Validate: %v, want an error naming %s", err, tt.wantErr)
-			}
+			wantErr(t, "Validate", cfg.Validate(), tt.wantErr)
 		})
 	}
 }

@@ -19,6 +19,13 @@ type plogBatch struct {
 	n    int
 }
 
+// newBatcher returns a batcher for cfg's batch and record bounds.
+func newBatcher(hostName, scopeVersion string, cfg *Config) *batcher {
+	b := newUnboundedBatcher(hostName, scopeVersion, cfg.IncludeCommandLine)
+	b.maxBytes, b.headroom = cfg.Batch.MaxBytes, maxRecordBytes(cfg.recordCaps())
+	return b
+}
+
 // flusher hands the reader's batch to the sender when it is full or old:
 // batch.max_size records, batch.max_bytes, batch.timeout. It waits while
 // the sender is behind, so that the kernel ring absorbs the backlog.

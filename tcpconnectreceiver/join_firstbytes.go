@@ -5,39 +5,6 @@ import (
 	"github.com/tcpconnect/tcpconnect/internal/firstbytes"
 )
 
-// fbResult is what the first bytes a client sent name: a record carries it
-// (outcomeResult.fb). Its strings are interned by the join and shared, its
-// ALPN slice is shared and read-only.
-type fbResult struct {
-	kind     firstbytes.Kind // KindTLS or KindHTTP; KindOther: nothing to report
-	name     string          // the server name (SNI, Host), lowercased, no trailing dot; "" none
-	nameIsIP bool            // name is an HTTP Host's IP literal, not a DNS name
-	alpn     []string        // the ALPN protocols offered (TLS)
-	ech      bool            // the ClientHello carries encrypted_client_hello
-}
-
-// clientName returns the DNS name the client sent, "" when none (or an IP literal).
-func (f *fbResult) clientName() string {
-	if f == nil || f.nameIsIP {
-		return ""
-	}
-	return f.name
-}
-
-// The results of first bytes, counted (receiver_tcpconnect_first_bytes, attribute result).
-const (
-	fbTLS       = iota // a ClientHello parsed
-	fbHTTP             // an HTTP/1.x request head parsed
-	fbOther            // neither: not parsed
-	fbTruncated        // a well-formed prefix, cut at the bound or the close or max_wait
-	fbMalformed        // claims TLS or HTTP but breaks its grammar
-	fbNone             // nothing sent: the socket closed, or max_wait passed, first
-	fbResults
-)
-
-// fbResultNames are the attribute values of the fb* results.
-var fbResultNames = [fbResults]string{"tls", "http", "other", "truncated", "malformed", "none"}
-
 // maxAssemblies bounds the reassembly buffers (first_bytes.max_bytes each)
 // for first bytes that come in more than one record: most come in one, and
 // the pieces of one socket come back to back.

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/tcpconnect/tcpconnect/internal/event"
+	"github.com/tcpconnect/tcpconnect/internal/firstbytes"
 	"github.com/tcpconnect/tcpconnect/internal/procinfo"
 )
 
@@ -16,6 +17,25 @@ type outcomeResult struct {
 	fb       *fbResult     // what the client's first bytes named; nil when none
 }
 
+// fbResult is what the first bytes a client sent name: a record carries it
+// (outcomeResult.fb). Its strings are interned by the join and shared, its
+// ALPN slice is shared and read-only.
+type fbResult struct {
+	kind     firstbytes.Kind // KindTLS or KindHTTP; KindOther: nothing to report
+	name     string          // the server name (SNI, Host), lowercased, no trailing dot; "" none
+	nameIsIP bool            // name is an HTTP Host's IP literal, not a DNS name
+	alpn     []string        // the ALPN protocols offered (TLS)
+	ech      bool            // the ClientHello carries encrypted_client_hello
+}
+
+// clientName returns the DNS name the client sent, "" when none (or an IP literal).
+func (f *fbResult) clientName() string {
+	if f == nil || f.nameIsIP {
+		return ""
+	}
+	return f.name
+}
+
 // pendingResult is the result of a record that went out without an outcome.
 func pendingResult() outcomeResult { return outcomeResult{kind: event.KindPending} }
 
@@ -24,7 +44,7 @@ func pendingResult() outcomeResult { return outcomeResult{kind: event.KindPendin
 const maxErrorTypeBytes = 32
 
 // maxOutcomeResult is the result with the longest attributes, for the
-// record size bound (batch_size.go).
+// record size bound (record_bound.go).
 func maxOutcomeResult() outcomeResult {
 	return outcomeResult{kind: event.KindUnreachable, errType: strings.Repeat("E", maxErrorTypeBytes), duration: time.Second}
 }

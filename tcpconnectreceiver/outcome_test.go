@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/binary"
 	"net/netip"
-	"strings"
 	"testing"
 	"time"
 
@@ -253,16 +252,7 @@ func TestOutcomeConfig(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			cfg := createDefaultConfig()
 			tt.mod(&cfg.Outcome)
-			err := cfg.Validate()
-			if tt.wantErr == "" {
-				if err != nil {
-					t.Fatalf("Validate: %v", err)
-				}
-				return
-			}
-			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
-				t.Fatalf("Validate: %v, want an error naming %s", err, tt.wantErr)
-			}
+			wantErr(t, "Validate", cfg.Validate(), tt.wantErr)
 		})
 	}
 }

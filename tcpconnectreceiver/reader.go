@@ -116,9 +116,7 @@ func (rd *reader) run(ctx context.Context) {
 				}
 				break
 			}
-			now := rd.recordTime()
-			rd.handle(rd.rec.RawSample, now)
-			rd.flush.flushIfFull(ctx)
+			now := rd.take(ctx)
 			if now.After(rd.next) {
 				if rd.tick(ctx, now) {
 					return
@@ -165,6 +163,16 @@ func (rd *reader) recordTime() time.Time {
 	rd.readBytes = rd.rec.Remaining
 	rd.readLeft = clockEvery - 1
 	return rd.readAt
+}
+
+// take hands on the record just read into rd.rec, at its read time, and
+// flushes the batch if that filled it; it returns the read time. Every read
+// of the ring (run, readRing) takes its records through it.
+func (rd *reader) take(ctx context.Context) time.Time {
+	now := rd.recordTime()
+	rd.handle(rd.rec.RawSample, now)
+	rd.flush.flushIfFull(ctx)
+	return now
 }
 
 // wall returns the wall time of kernel timestamp bootNs
@@ -244,8 +252,7 @@ func (rd *reader) readRing(ctx context.Context, maxRecords int, budget time.Dura
 			return n, false
 		}
 		n++
-		rd.handle(rd.rec.RawSample, rd.recordTime())
-		rd.flush.flushIfFull(ctx)
+		rd.take(ctx)
 		if budget > 0 && n%256 == 0 && (time.Now().After(end) || ctx.Err() != nil) {
 			return n, true
 		}

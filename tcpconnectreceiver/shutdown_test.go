@@ -92,7 +92,7 @@ func TestShutdownDrainKeepsMaxBytes(t *testing.T) {
 	sink := new(consumertest.LogsSink)
 	cfg := testConfig()
 	cfg.Batch.MaxSize = 1000
-	cfg.Batch.MaxBytes = 2 * maxRecordBytes(cfg)
+	cfg.Batch.MaxBytes = 2 * maxRecordBytes(cfg.recordCaps())
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}

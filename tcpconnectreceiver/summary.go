@@ -20,7 +20,7 @@ const (
 	attrConnectOutcomes = "tcpconnect.connect.outcomes."
 	// summaryTimeLayout: UTC, so every value has the same length at most.
 	summaryTimeLayout = time.RFC3339Nano
-	// summaryExtraBytes bounds what a summary adds to a record (batch_size.go).
+	// summaryExtraBytes bounds what a summary adds to a record (record_bound.go).
 	summaryExtraBytes = 3*attrOverhead + len(attrConnectCount) + intBytes +
 		len(attrConnectFirstTime) + len(attrConnectLastTime) + 2*len("2006-01-02T15:04:05.999999999Z") +
 		int(event.KindPending)*(attrOverhead+len(attrConnectOutcomes)+len("established")+intBytes)

@@ -12,6 +12,20 @@ import (
 	"github.com/tcpconnect/tcpconnect/tcpconnectreceiver/internal/metadata"
 )
 
+// The results of first bytes, counted (receiver_tcpconnect_first_bytes, attribute result).
+const (
+	fbTLS       = iota // a ClientHello parsed
+	fbHTTP             // an HTTP/1.x request head parsed
+	fbOther            // neither: not parsed
+	fbTruncated        // a well-formed prefix, cut at the bound or the close or max_wait
+	fbMalformed        // claims TLS or HTTP but breaks its grammar
+	fbNone             // nothing sent: the socket closed, or max_wait passed, first
+	fbResults
+)
+
+// fbResultNames are the attribute values of the fb* results.
+var fbResultNames = [fbResults]string{"tls", "http", "other", "truncated", "malformed", "none"}
+
 // counts are the reader's counters, added to the metrics once per tick so
 // that the per-record path does not touch the metrics SDK.
 type counts struct {

@@ -1,0 +1,3 @@
+package cycle
+
+func top() int { return useT(T{}) + V + two() }

@@ -1,0 +1,3 @@
+package cycle
+
+const three = one + 2
