@@ -132,7 +132,7 @@ func TestProbeIOURingConnect(t *testing.T) {
 	}
 	got := readConnects(t, p, 3*time.Second, func(c *event.Connect) bool {
 		return c.DstPort == ap.Port() && int(c.TGID) == os.Getpid()
-	}, 2)
+	}, 1)
 	if len(got) != 1 || got[0].Dst != ap.Addr() {
 		t.Fatalf("records for the io_uring connect: %+v, want exactly one to %s", got, ap)
 	}

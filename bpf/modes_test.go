@@ -67,7 +67,7 @@ func TestProbeModesAgree(t *testing.T) {
 			for i, p := range probes {
 				got := readConnects(t, p, 3*time.Second, func(c *event.Connect) bool {
 					return c.DstPort == ap.Port() && int(c.TGID) == os.Getpid()
-				}, 2)
+				}, 1)
 				if len(got) != 1 {
 					t.Fatalf("mode %s: %d records, want 1", p.Mode(), len(got))
 				}

@@ -130,7 +130,7 @@ func TestProbeNetnsVeth(t *testing.T) {
 	}
 	child := cmd.Process.Pid
 
-	got := readConnects(t, p, 3*time.Second, func(c *event.Connect) bool { return c.DstPort == port }, 2)
+	got := readConnects(t, p, 3*time.Second, func(c *event.Connect) bool { return c.DstPort == port }, 1)
 	if len(got) != 1 {
 		t.Fatalf("records for port %d: %+v, want exactly one", port, got)
 	}
@@ -177,7 +177,7 @@ func TestProbeConnectSocketNetns(t *testing.T) {
 	t.Logf("connect from the namespace's socket: %v", err)
 	got := readConnects(t, p, 3*time.Second, func(c *event.Connect) bool {
 		return c.DstPort == port && int(c.TGID) == os.Getpid()
-	}, 2)
+	}, 1)
 	if len(got) != 1 {
 		t.Fatalf("got %d records of the connect, want 1", len(got))
 	}
