@@ -15,8 +15,14 @@
  * OUTPUT and POSTROUTING hooks, so a DNAT'd query (Docker's 127.0.0.11:53
  * sent to another port, a service IP sent to its backend) leaves with
  * rewritten addresses; the cgroup connect4/6 and sendmsg4/6 hooks run on the
- * address the application gave, before any rewrite, and mark the socket (by
- * cookie, in dns_socks) when its port is 53.
+ * address the application gave, before any rewrite, and mark the socket (in
+ * its own storage, dns_socks) when its port is 53.
+ *
+ * Every packet on the host runs the cgroup_skb programs, so a packet that is
+ * not DNS must cost little: its IP and L4 headers are read for the ports
+ * and, when neither is 53 where it counts, the socket's storage is looked up
+ * (no create); the addresses are read only for a packet that goes to the
+ * ring.
  */
 #include <linux/bpf.h>
 #include "kernel.h"
@@ -37,17 +43,31 @@ const struct tc_dns_event *const tc_dns_event_btf = 0;
 #define SOCK_DGRAM 2
 
 /*
- * Sockets the application pointed at port 53 (connect or sendmsg), by
- * socket cookie (never reused while the system runs). LRU: the entries of
- * closed sockets age out; an evicted live socket falls back to the port-53
- * rule. 64 Ki entries take about 6 MiB.
+ * Sockets the application pointed at port 53 (connect or sendmsg): 1 in the
+ * socket's own storage, which goes away with the socket; 0 once a UDP socket
+ * is connected elsewhere.
  */
 struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 65536);
-	__type(key, __u64);
+	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
 	__type(value, __u8);
 } dns_socks SEC(".maps");
+
+/* Whether skb's socket was marked as a DNS socket (dns_socks). */
+static __always_inline int tc_dns_marked(struct __sk_buff *skb)
+{
+	struct bpf_sock *sk = skb->sk;
+	__u8 *mark;
+
+	if (!sk)
+		return 0;
+	sk = bpf_sk_fullsock(sk);
+	if (!sk)
+		return 0;
+	mark = bpf_sk_storage_get(&dns_socks, sk, 0, 0);
+	return mark && *mark;
+}
 
 /* Where a DNS packet came from and went to, found before the ring is touched. */
 struct tc_dns_loc {
@@ -114,11 +134,66 @@ static __always_inline int tc_ipv6_skip_ext(struct __sk_buff *skb, __u8 *proto, 
 	return *proto == IPPROTO_UDP || *proto == IPPROTO_TCP ? 0 : -1;
 }
 
+/* What the linear headers alone say about a packet (tc_dns_quick). */
+enum { TC_DNS_NO, TC_DNS_YES, TC_DNS_UNSURE };
+
 /*
- * Find the L4 payload of a DNS packet in the wanted direction. Returns 0
- * and fills hdr's addresses, ports and protocol, and *off, *len; -1 to skip.
+ * Whether skb is DNS in the wanted direction, from its linear part with
+ * direct packet access (a header there costs a load, where
+ * bpf_skb_load_bytes costs a helper call each): TC_DNS_UNSURE when the
+ * headers are not all in the linear part or an IPv6 packet has extension
+ * headers, for tc_dns_locate to decide with bpf_skb_load_bytes.
  */
-static __always_inline int tc_dns_locate(struct __sk_buff *skb, int egress,
+static __always_inline int tc_dns_quick(struct __sk_buff *skb, int egress)
+{
+	void *data = (void *)(long)skb->data;
+	void *end = (void *)(long)skb->data_end;
+	__u8 *ip = data;
+	__u16 *ports;
+	__u32 l4;
+	__u8 proto;
+
+	if (skb->protocol == bpf_htons(ETH_P_IP)) {
+		if (data + 20 > end)
+			return TC_DNS_UNSURE;
+		if (*(__u16 *)(ip + 6) & bpf_htons(0x1fff)) /* not the first fragment */
+			return TC_DNS_NO;
+		proto = ip[9];
+		l4 = (ip[0] & 0x0f) * 4;
+		if (l4 < 20)
+			return TC_DNS_NO;
+	} else if (skb->protocol == bpf_htons(ETH_P_IPV6)) {
+		if (data + 40 > end)
+			return TC_DNS_UNSURE;
+		proto = ip[6];
+		switch (proto) {
+		case NEXTHDR_HOP:
+		case NEXTHDR_ROUTING:
+		case NEXTHDR_FRAGMENT:
+		case NEXTHDR_AUTH:
+		case NEXTHDR_DEST:
+			return TC_DNS_UNSURE;
+		}
+		l4 = 40;
+	} else {
+		return TC_DNS_NO;
+	}
+	if (proto != IPPROTO_UDP && proto != IPPROTO_TCP)
+		return TC_DNS_NO;
+	ports = data + l4;
+	if ((void *)(ports + 2) > end)
+		return TC_DNS_UNSURE;
+	if (ports[egress ? 1 : 0] == bpf_htons(DNS_PORT))
+		return TC_DNS_YES;
+	return tc_dns_marked(skb) ? TC_DNS_YES : TC_DNS_NO;
+}
+
+/*
+ * Find the L4 payload of a DNS packet in the wanted direction (known: the
+ * quick look said DNS already). Returns 0 and fills hdr's addresses, ports
+ * and protocol, and *off, *len; -1 to skip.
+ */
+static __always_inline int tc_dns_locate(struct __sk_buff *skb, int egress, int known,
 					 struct tc_dns_loc *hdr, __u32 *off, __u32 *len)
 {
 	__u32 l4;
@@ -139,9 +214,6 @@ static __always_inline int tc_dns_locate(struct __sk_buff *skb, int egress,
 		if (l4 < 20)
 			return -1;
 		hdr->ip_version = 4;
-		if (bpf_skb_load_bytes(skb, 12, hdr->saddr, 4) ||
-		    bpf_skb_load_bytes(skb, 16, hdr->daddr, 4))
-			return -1;
 	} else if (skb->protocol == bpf_htons(ETH_P_IPV6)) {
 		if (bpf_skb_load_bytes(skb, 6, &proto, 1))
 			return -1;
@@ -149,9 +221,6 @@ static __always_inline int tc_dns_locate(struct __sk_buff *skb, int egress,
 		if (tc_ipv6_skip_ext(skb, &proto, &l4))
 			return -1;
 		hdr->ip_version = 6;
-		if (bpf_skb_load_bytes(skb, 8, hdr->saddr, 16) ||
-		    bpf_skb_load_bytes(skb, 24, hdr->daddr, 16))
-			return -1;
 	} else {
 		return -1;
 	}
@@ -161,12 +230,17 @@ static __always_inline int tc_dns_locate(struct __sk_buff *skb, int egress,
 		return -1;
 	hdr->sport = bpf_ntohs(ports[0]);
 	hdr->dport = bpf_ntohs(ports[1]);
-	if (egress ? hdr->dport != DNS_PORT : hdr->sport != DNS_PORT) {
-		/* Not port 53 on the wire: DNS only if the socket was marked. */
-		__u64 cookie = bpf_get_socket_cookie(skb);
-
-		if (!bpf_map_lookup_elem(&dns_socks, &cookie))
+	/* Not port 53 on the wire: DNS only if the socket was marked. */
+	if (!known && (egress ? hdr->dport != DNS_PORT : hdr->sport != DNS_PORT) &&
+	    !tc_dns_marked(skb))
+		return -1;
+	if (hdr->ip_version == 4) {
+		if (bpf_skb_load_bytes(skb, 12, hdr->saddr, 4) ||
+		    bpf_skb_load_bytes(skb, 16, hdr->daddr, 4))
 			return -1;
+	} else if (bpf_skb_load_bytes(skb, 8, hdr->saddr, 16) ||
+		   bpf_skb_load_bytes(skb, 24, hdr->daddr, 16)) {
+		return -1;
 	}
 	hdr->l4proto = proto;
 	if (proto == IPPROTO_UDP) {
@@ -218,8 +292,9 @@ static __always_inline void tc_dns_capture(struct __sk_buff *skb, int egress)
 	struct tc_dns_loc hdr = {};
 	struct tc_dns_event *e;
 	__u32 off, len, n;
+	int q = tc_dns_quick(skb, egress);
 
-	if (tc_dns_locate(skb, egress, &hdr, &off, &len))
+	if (q == TC_DNS_NO || tc_dns_locate(skb, egress, q == TC_DNS_YES, &hdr, &off, &len))
 		return;
 	e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
 	if (!e) {
@@ -291,16 +366,20 @@ int tc_dns_egress(struct __sk_buff *skb)
  */
 static __always_inline int tc_dns_mark(struct bpf_sock_addr *ctx)
 {
-	__u64 cookie;
-	__u8 one = 1;
+	struct bpf_sock *sk = ctx->sk;
+	__u8 *mark;
 
-	if (ctx->protocol != IPPROTO_UDP && ctx->protocol != IPPROTO_TCP)
+	if (!sk || (ctx->protocol != IPPROTO_UDP && ctx->protocol != IPPROTO_TCP))
 		return 1;
-	cookie = bpf_get_socket_cookie(ctx);
-	if (ctx->user_port == bpf_htons(DNS_PORT))
-		bpf_map_update_elem(&dns_socks, &cookie, &one, BPF_ANY);
-	else if (ctx->type == SOCK_DGRAM)
-		bpf_map_delete_elem(&dns_socks, &cookie);
+	if (ctx->user_port == bpf_htons(DNS_PORT)) {
+		mark = bpf_sk_storage_get(&dns_socks, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+		if (mark)
+			*mark = 1;
+	} else if (ctx->type == SOCK_DGRAM) {
+		mark = bpf_sk_storage_get(&dns_socks, sk, 0, 0);
+		if (mark)
+			*mark = 0;
+	}
 	return 1;
 }
 
@@ -310,13 +389,14 @@ static __always_inline int tc_dns_mark(struct bpf_sock_addr *ctx)
  */
 static __always_inline int tc_dns_mark_sender(struct bpf_sock_addr *ctx)
 {
-	__u64 cookie;
-	__u8 one = 1;
+	struct bpf_sock *sk = ctx->sk;
+	__u8 *mark;
 
-	if (ctx->user_port != bpf_htons(DNS_PORT))
+	if (ctx->user_port != bpf_htons(DNS_PORT) || !sk)
 		return 1;
-	cookie = bpf_get_socket_cookie(ctx);
-	bpf_map_update_elem(&dns_socks, &cookie, &one, BPF_ANY);
+	mark = bpf_sk_storage_get(&dns_socks, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+	if (mark)
+		*mark = 1;
 	return 1;
 }
 

@@ -300,8 +300,9 @@ func TestCounters(t *testing.T) {
 // is a DNS socket whatever ports its later packets carry (as after NAT):
 // an unconnected UDP socket that sent to port 53 (sendmsg4 marks it) has
 // its datagrams to and from port 5353 captured too, while another socket's
-// port-5353 traffic is not. A TCP socket connected to port 53 (connect4)
-// has its segments captured with their sequence numbers.
+// port-5353 traffic is not. A UDP socket connected to port 53 and then
+// elsewhere is unmarked (connect4). A TCP socket connected to port 53
+// (connect4) has its segments captured with their sequence numbers.
 func TestProbeDNSMarkedSocket(t *testing.T) {
 	p := openForTest(t, Options{DNS: true})
 	defer p.Close()
@@ -327,6 +328,22 @@ func TestProbeDNSMarkedSocket(t *testing.T) {
 	send(other, "127.77.1.53:5353", "unmarked-egress")
 	send(peer, dnsSock.LocalAddr().String(), "marked-ingress")
 	send(peer, other.LocalAddr().String(), "unmarked-ingress")
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(fd)
+	for _, c := range []struct {
+		port    int
+		payload string
+	}{{53, "reconnected-53"}, {5353, "reconnected-elsewhere"}} {
+		if err := unix.Connect(fd, &unix.SockaddrInet4{Port: c.port, Addr: [4]byte{127, 77, 1, 53}}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := unix.Write(fd, []byte(c.payload)); err != nil {
+			t.Fatal(err)
+		}
+	}
 
 	// TCP: connected to port 53, the segments carry their sequence numbers.
 	ln, err := net.Listen("tcp4", "127.77.1.53:53")
@@ -355,7 +372,7 @@ func TestProbeDNSMarkedSocket(t *testing.T) {
 
 	got := map[string]event.DNS{}
 	var seqs []uint32
-	want := []string{"marked-53", "marked-egress", "marked-ingress", "tcp-answer", "tcp-query-1", "tcp-query-2"}
+	want := []string{"marked-53", "marked-egress", "marked-ingress", "reconnected-53", "tcp-answer", "tcp-query-1", "tcp-query-2"}
 	var d event.DNS
 	for end := time.Now().Add(3 * time.Second); time.Now().Before(end) && len(got) < len(want); {
 		drainRound(t, p, 50*time.Millisecond, func(raw []byte) {
@@ -377,7 +394,7 @@ func TestProbeDNSMarkedSocket(t *testing.T) {
 			t.Errorf("%q not captured", w)
 		}
 	}
-	for _, w := range []string{"unmarked-egress", "unmarked-ingress"} {
+	for _, w := range []string{"unmarked-egress", "unmarked-ingress", "reconnected-elsewhere"} {
 		if _, ok := got[w]; ok {
 			t.Errorf("%q captured: not a DNS socket", w)
 		}

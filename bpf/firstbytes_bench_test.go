@@ -19,7 +19,8 @@ import (
 // kernel's own accounting (BPF_ENABLE_STATS) over the stream's packets,
 // next to a program that only returns, attached beside it (the floor that
 // the accounting itself and the program call cost), and the DNS capture's
-// egress program, which every packet passes today. Run it as root:
+// egress and ingress programs, which every packet passes (dns-ns/pkt and
+// dns-in-ns/pkt, over the same stream's packets). Run it as root:
 //
 //	go test -run '^$' -bench FirstBytesPacketCost -benchtime 200000x ./bpf/
 func BenchmarkFirstBytesPacketCost(b *testing.B) {
@@ -31,14 +32,19 @@ func BenchmarkFirstBytesPacketCost(b *testing.B) {
 	defer stats.Close()
 	p := openForTest(b, Options{Outcome: true, FirstBytes: true, DNS: true})
 	defer p.Close()
-	var dns *ebpf.Program
+	var dns, dnsIn *ebpf.Program
 	for _, prog := range p.progs {
-		if info, err := prog.Info(); err == nil && info.Name == "tc_dns_egress" {
-			dns = prog
+		if info, err := prog.Info(); err == nil {
+			switch info.Name {
+			case "tc_dns_egress":
+				dns = prog
+			case "tc_dns_ingress":
+				dnsIn = prog
+			}
 		}
 	}
-	if dns == nil {
-		b.Fatal("no DNS egress program")
+	if dns == nil || dnsIn == nil {
+		b.Fatal("no DNS egress or ingress program")
 	}
 	null, err := ebpf.NewProgram(&ebpf.ProgramSpec{Type: ebpf.CGroupSKB, AttachType: ebpf.AttachCGroupInetEgress, License: "GPL",
 		Instructions: asm.Instructions{asm.Mov.Imm(asm.R0, 1), asm.Return()}})
@@ -78,6 +84,10 @@ func BenchmarkFirstBytesPacketCost(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
+	dnsInBefore, err := dnsIn.Stats()
+	if err != nil {
+		b.Fatal(err)
+	}
 	b.ResetTimer()
 	for range b.N {
 		if _, err := c.Write(msg); err != nil {
@@ -98,8 +108,15 @@ func BenchmarkFirstBytesPacketCost(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
+	dnsInAfter, err := dnsIn.Stats()
+	if err != nil {
+		b.Fatal(err)
+	}
 	if n := dnsAfter.RunCount - dnsBefore.RunCount; n > 0 {
 		b.ReportMetric(float64(dnsAfter.Runtime-dnsBefore.Runtime)/float64(n), "dns-ns/pkt")
+	}
+	if n := dnsInAfter.RunCount - dnsInBefore.RunCount; n > 0 {
+		b.ReportMetric(float64(dnsInAfter.Runtime-dnsInBefore.Runtime)/float64(n), "dns-in-ns/pkt")
 	}
 	runs, nullRuns := after.RunCount-before.RunCount, nullAfter.RunCount-nullBefore.RunCount
 	if runs == 0 || nullRuns == 0 {
