@@ -179,35 +179,80 @@ static __always_inline void tc_fb_closed(struct bpf_sock *sk, struct tc_fb_sock 
 	tc_fb_stop(sk);
 }
 
+/* The TCP header fields of an egress segment that the capture needs. */
+struct tc_fb_tcp {
+	__u32 l4;  /* offset of the TCP header */
+	__u32 seq; /* sequence number, network order */
+	__u8 doff; /* data offset byte */
+	__u8 flags;
+};
+
+/*
+ * Read skb's TCP header fields into h: from the linear part with direct
+ * packet access (a field costs a load, where bpf_skb_load_bytes costs a
+ * helper call each), else with bpf_skb_load_bytes. A TCP socket's IPv6
+ * packets carry no extension headers. Returns -1 when skb is not TCP or
+ * cannot be read.
+ */
+static __always_inline int tc_fb_tcp_header(struct __sk_buff *skb, struct tc_fb_tcp *h)
+{
+	void *data = (void *)(long)skb->data;
+	void *end = (void *)(long)skb->data_end;
+	__u8 *ip = data, *tcp;
+	__u8 proto, vihl;
+	__u32 l4;
+
+	if (skb->protocol == bpf_htons(ETH_P_IP)) {
+		if (data + 20 <= end) {
+			proto = ip[9];
+			vihl = ip[0];
+		} else if (bpf_skb_load_bytes(skb, 0, &vihl, 1) || bpf_skb_load_bytes(skb, 9, &proto, 1)) {
+			return -1;
+		}
+		l4 = (vihl & 0x0f) * 4;
+	} else if (skb->protocol == bpf_htons(ETH_P_IPV6)) {
+		if (data + 40 <= end)
+			proto = ip[6];
+		else if (bpf_skb_load_bytes(skb, 6, &proto, 1))
+			return -1;
+		l4 = 40;
+	} else {
+		return -1;
+	}
+	if (proto != IPPROTO_TCP)
+		return -1;
+	h->l4 = l4;
+	tcp = data + l4;
+	if ((void *)(tcp + 14) <= end) {
+		h->seq = *(__u32 *)(tcp + 4);
+		h->doff = tcp[12];
+		h->flags = tcp[13];
+		return 0;
+	}
+	if (bpf_skb_load_bytes(skb, l4 + 4, &h->seq, 4) ||
+	    bpf_skb_load_bytes(skb, l4 + 12, &h->doff, 1) ||
+	    bpf_skb_load_bytes(skb, l4 + 13, &h->flags, 1))
+		return -1;
+	return 0;
+}
+
 /* Copy what segment skb adds to the capture of socket sk (state st). */
 static __always_inline void tc_fb_capture(struct __sk_buff *skb, struct bpf_sock *sk,
 					  struct tc_fb_sock *st)
 {
+	struct tc_fb_tcp th;
 	__u32 l4, seq, off, plen, start, end;
-	__u8 proto, doff, flags, h[9];
+	__u8 flags, h[9];
 
-	if (skb->protocol == bpf_htons(ETH_P_IP)) {
-		__u8 vihl;
-
-		if (bpf_skb_load_bytes(skb, 0, &vihl, 1) || bpf_skb_load_bytes(skb, 9, &proto, 1))
-			return;
-		l4 = (vihl & 0x0f) * 4;
-	} else if (skb->protocol == bpf_htons(ETH_P_IPV6)) {
-		if (bpf_skb_load_bytes(skb, 6, &proto, 1))
-			return;
-		l4 = 40; /* a TCP socket's packets carry no extension headers */
-	} else {
+	if (tc_fb_tcp_header(skb, &th))
 		return;
-	}
-	if (proto != IPPROTO_TCP ||
-	    bpf_skb_load_bytes(skb, l4 + 4, &seq, 4) ||
-	    bpf_skb_load_bytes(skb, l4 + 12, &doff, 1) ||
-	    bpf_skb_load_bytes(skb, l4 + 13, &flags, 1))
-		return;
+	l4 = th.l4;
+	seq = th.seq;
+	flags = th.flags;
 	seq = bpf_ntohl(seq);
 	if (flags & TCP_FLAG_SYN) /* data on a SYN (Fast Open) starts after it */
 		seq += 1;
-	l4 += (doff >> 4) * 4;
+	l4 += (th.doff >> 4) * 4;
 	if (l4 >= skb->len) {
 		/* no payload: the handshake's ACK, a bare ACK, or a FIN or RST */
 		if (flags & (TCP_FLAG_FIN | TCP_FLAG_RST))
