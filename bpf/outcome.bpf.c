@@ -123,7 +123,8 @@ int tc_outcome_destroy(struct bpf_raw_tracepoint_args *ctx)
 		return 0;
 	/* Established, its first bytes still wanted: that capture ends here. */
 	if (track.fb & TC_FB_OUTCOME_SENT) {
-		tc_fb_closed(&track);
+		if (track.fb & TC_FB_WANTED)
+			tc_fb_closed(&track);
 		return 0;
 	}
 	if (BPF_CORE_READ(tp, write_seq))

@@ -206,10 +206,12 @@ static __always_inline int tc_outcome_follow(__u64 sk, const struct tc_outcome_t
 			 * bytes (a socket disconnected with AF_UNSPEC and
 			 * connected again): that capture ends here.
 			 */
-			if (prev.fb & TC_FB_OUTCOME_SENT)
-				tc_fb_closed(&prev);
-			else
+			if (prev.fb & TC_FB_OUTCOME_SENT) {
+				if (prev.fb & TC_FB_WANTED)
+					tc_fb_closed(&prev);
+			} else {
 				tc_outcome_report(&prev, TC_OUTCOME_RECONNECT, TCP_CLOSE, TCP_CLOSE, 0xff, 0, 0);
+			}
 		}
 	}
 	return bpf_map_update_elem(&outcome_socks, &sk, t, BPF_ANY) == 0;
