@@ -51,6 +51,14 @@ func (p *Probe) attachConnect(m Mode, opts Options) error {
 		return fmt.Errorf("set outcome_enabled: %w", err)
 	}
 	spec.Maps["outcome_socks"].MaxEntries = sockets
+	// First bytes (firstbytes.go) live in the outcome entry the hook makes.
+	fb := uint32(0)
+	if opts.FirstBytes {
+		fb = 1
+	}
+	if err := spec.Variables["fb_enabled"].Set(fb); err != nil {
+		return fmt.Errorf("set fb_enabled: %w", err)
+	}
 	if err := setAggregateSpec(spec, opts); err != nil {
 		return err
 	}

@@ -80,8 +80,13 @@ type connectTcOutcomeTrack struct {
 	Tid         uint32
 	AggGen      uint32
 	Agg         uint8
-	Pad         [7]uint8
+	Fb          uint8
+	Pad         [6]uint8
 	Key         connectTcAggKey
+	FbBaseSeq   uint32
+	FbCaptured  uint32
+	FbWant      uint32
+	Pad2        uint32
 }
 
 // Names of all BPF objects in the ELF.
@@ -107,6 +112,7 @@ const (
 	connectProgTcLsmConnect     = "tc_lsm_connect"
 	connectVarAggEnabled        = "agg_enabled"
 	connectVarAggOutcomes       = "agg_outcomes"
+	connectVarFbEnabled         = "fb_enabled"
 	connectVarFilterFlags       = "filter_flags"
 	connectVarOutcomeEnabled    = "outcome_enabled"
 	connectVarProofComm         = "proof_comm"
@@ -192,6 +198,7 @@ type connectMapSpecs struct {
 type connectVariableSpecs struct {
 	AggEnabled        *ebpf.VariableSpec `ebpf:"agg_enabled"`
 	AggOutcomes       *ebpf.VariableSpec `ebpf:"agg_outcomes"`
+	FbEnabled         *ebpf.VariableSpec `ebpf:"fb_enabled"`
 	FilterFlags       *ebpf.VariableSpec `ebpf:"filter_flags"`
 	OutcomeEnabled    *ebpf.VariableSpec `ebpf:"outcome_enabled"`
 	ProofComm         *ebpf.VariableSpec `ebpf:"proof_comm"`
@@ -261,6 +268,7 @@ func (m *connectMaps) Close() error {
 type connectVariables struct {
 	AggEnabled        *ebpf.Variable `ebpf:"agg_enabled"`
 	AggOutcomes       *ebpf.Variable `ebpf:"agg_outcomes"`
+	FbEnabled         *ebpf.Variable `ebpf:"fb_enabled"`
 	FilterFlags       *ebpf.Variable `ebpf:"filter_flags"`
 	OutcomeEnabled    *ebpf.Variable `ebpf:"outcome_enabled"`
 	ProofComm         *ebpf.Variable `ebpf:"proof_comm"`

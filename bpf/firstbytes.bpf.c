@@ -7,23 +7,23 @@
  * internal/firstbytes to parse, keyed as the connect's outcome record is (the
  * connect record's tid and ts_ns).
  *
- * - cgroup/connect4 and connect6 mark the socket with per-socket storage
- *   (fb_socks) when the connect hook has just started following it
- *   (outcome_socks, outcome.bpf.h). They run in every attach mode, after the
- *   connect hook: the LSM, fentry and kprobe hooks run in
- *   security_socket_connect, before the cgroup hooks' pre-connect, and in
- *   cgroup mode the connect object's program is attached first. Raw
- *   tracepoints (the outcome object) cannot use socket storage, and kprobes
- *   cannot either: the cgroup hook is the one place every mode shares.
- * - cgroup_skb/egress sees every packet on the host: a packet of an unmarked
- *   socket costs the storage lookup (no create flag) and returns. A marked
- *   socket's segments are copied until the capture has its bytes, and the
- *   mark is deleted: the socket's later packets cost the same one lookup.
+ * - The connect hook marks the entry it makes in outcome_socks for each
+ *   reported connect (TC_FB_WANTED, outcome.bpf.h), and the outcome
+ *   tracepoint leaves an established socket's entry in place
+ *   (TC_FB_OUTCOME_SENT): the capture's state lives in that entry, and
+ *   following a socket costs no storage of its own.
+ * - cgroup_skb/egress sees every packet on the host. It looks a TCP packet
+ *   up in outcome_socks only when it carries data or a FIN or RST and its
+ *   socket has sent at most fb_max_segs data segments (bpf_tcp_sock's
+ *   data_segs_out); any other packet returns without a lookup. A followed
+ *   socket's segments are copied until the capture has its bytes, and its
+ *   entry is deleted.
  *
- * A marked socket that sends a FIN or RST before the capture has its bytes
+ * A followed socket that sends a FIN or RST before the capture has its bytes
  * (a client that connects and closes without sending, or closes mid-way)
- * gets a header-only record flagged TC_FB_CLOSED and is unmarked: the
- * receiver stops waiting for it.
+ * gets a header-only record flagged TC_FB_CLOSED and its entry is deleted:
+ * the receiver stops waiting for it. A socket destroyed with its capture
+ * still open gets the same record from tc_outcome_destroy.
  *
  * How many bytes: a TLS ClientHello whose record header says how long it is
  * is taken whole (up to max_bytes); a ClientHello split across TLS records,
@@ -55,82 +55,21 @@ const volatile __u32 max_bytes = 16384;
 /* Records one segment may fill: 64 KiB, a GSO segment's most. */
 #define TC_FB_SEG_CHUNKS 32
 
-/* A socket waiting for its first bytes. */
-struct tc_fb_sock {
-	__u64 connect_ts_ns; /* its connect record's */
-	__u32 tid;           /* its connect record's */
-	__u32 base_seq;      /* sequence number of the first byte sent */
-	__u32 captured;      /* bytes copied so far */
-	__u32 want;          /* bytes to copy in all; 0 until the first segment */
-};
+/*
+ * Set by the loader: a TCP socket's packets are looked for in outcome_socks
+ * only while it has sent at most this many data segments before them. A
+ * capture that needs more (max_bytes in writes of under 256 bytes) gets no
+ * more bytes and ends at the socket's close (tc_outcome_destroy).
+ */
+const volatile __u32 fb_max_segs = 68;
 
-struct {
-	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__type(key, int);
-	__type(value, struct tc_fb_sock);
-} fb_socks SEC(".maps");
-
-/* Where the connect hook turns a socket pointer into outcome_socks' key. */
+/* Where the egress program turns a socket pointer into outcome_socks' key. */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, 1);
 	__type(key, __u32);
 	__type(value, __u64);
 } fb_scratch SEC(".maps");
-
-/*
- * Mark the socket of a TCP connect that the connect hook follows to its
- * outcome (and reports: aggregated connects have no record to key on).
- * Always allows the connect.
- */
-static __always_inline int tc_fb_mark(struct bpf_sock_addr *ctx)
-{
-	struct tc_outcome_track *t;
-	struct tc_fb_sock *st;
-	struct bpf_sock *sk;
-	__u32 zero = 0;
-	__u64 *v, key;
-
-	if (ctx->type != SOCK_STREAM || ctx->protocol != IPPROTO_TCP)
-		return 1;
-	sk = ctx->sk;
-	if (!sk)
-		return 1;
-	v = bpf_map_lookup_elem(&fb_scratch, &zero);
-	if (!v)
-		return 1;
-	/* The socket's address as a number, as the connect hook keyed it (tc_sk_netns). */
-	*(volatile __u64 *)v = (__u64)(long)sk;
-	key = *(volatile __u64 *)v;
-	*v = 0;
-	t = bpf_map_lookup_elem(&outcome_socks, &key);
-	if (!t || t->agg)
-		return 1;
-	st = bpf_sk_storage_get(&fb_socks, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
-	if (!st)
-		return 1;
-	st->connect_ts_ns = t->connect_ts_ns;
-	st->tid = t->tid;
-	st->base_seq = 0;
-	st->captured = 0;
-	st->want = 0;
-	return 1;
-}
-
-/* cgroup/connect4: mark a followed IPv4 TCP socket. */
-SEC("cgroup/connect4")
-int tc_fb_connect4(struct bpf_sock_addr *ctx)
-{
-	return tc_fb_mark(ctx);
-}
-
-/* cgroup/connect6: as connect4, for AF_INET6 sockets. */
-SEC("cgroup/connect6")
-int tc_fb_connect6(struct bpf_sock_addr *ctx)
-{
-	return tc_fb_mark(ctx);
-}
 
 /*
  * How many bytes to take, from the first segment's first bytes (n of them in
@@ -152,31 +91,24 @@ static __always_inline __u32 tc_fb_want(const __u8 *h, __u32 n, __u32 seglen)
 	return want < max_bytes ? want : max_bytes;
 }
 
-/* Stop capturing: the socket's later packets return at the lookup. */
-static __always_inline void tc_fb_stop(struct bpf_sock *sk)
+/*
+ * Stop capturing: an entry whose outcome went out leaves outcome_socks; one
+ * still waiting for its outcome (data sent before the handshake ended: Fast
+ * Open) only stops wanting bytes.
+ */
+static __always_inline void tc_fb_stop(__u64 key, struct tc_outcome_track *t)
 {
-	bpf_sk_storage_delete(&fb_socks, sk);
+	if (t->fb & TC_FB_OUTCOME_SENT)
+		bpf_map_delete_elem(&outcome_socks, &key);
+	else
+		t->fb &= ~TC_FB_WANTED;
 }
 
-/* The socket closed before the capture had its bytes: say so (a header-only record) and stop. */
-static __always_inline void tc_fb_closed(struct bpf_sock *sk, struct tc_fb_sock *st)
+/* The socket closed before the capture had its bytes: say so and stop. */
+static __always_inline void tc_fb_close(__u64 key, struct tc_outcome_track *t)
 {
-	struct tc_first_bytes_event *e;
-
-	e = bpf_ringbuf_reserve(&events, __builtin_offsetof(struct tc_first_bytes_event, payload), 0);
-	if (e) {
-		e->type = TC_EVENT_FIRST_BYTES;
-		e->flags = TC_FB_CLOSED;
-		e->len = 0;
-		e->tid = st->tid;
-		e->connect_ts_ns = st->connect_ts_ns;
-		e->offset = st->captured;
-		e->want = st->want;
-		tc_submit(e);
-	} else {
-		tc_count(TC_LOST_FIRST_BYTES);
-	}
-	tc_fb_stop(sk);
+	tc_fb_closed(t);
+	tc_fb_stop(key, t);
 }
 
 /* The TCP header fields of an egress segment that the capture needs. */
@@ -236,51 +168,45 @@ static __always_inline int tc_fb_tcp_header(struct __sk_buff *skb, struct tc_fb_
 	return 0;
 }
 
-/* Copy what segment skb adds to the capture of socket sk (state st). */
-static __always_inline void tc_fb_capture(struct __sk_buff *skb, struct bpf_sock *sk,
-					  struct tc_fb_sock *st)
+/* Copy what segment skb (TCP header th) adds to the capture of the socket followed as key (entry st). */
+static __always_inline void tc_fb_capture(struct __sk_buff *skb, const struct tc_fb_tcp *th,
+					  __u64 key, struct tc_outcome_track *st)
 {
-	struct tc_fb_tcp th;
 	__u32 l4, seq, off, plen, start, end;
-	__u8 flags, h[9];
+	__u8 flags = th->flags, h[9];
 
-	if (tc_fb_tcp_header(skb, &th))
-		return;
-	l4 = th.l4;
-	seq = th.seq;
-	flags = th.flags;
-	seq = bpf_ntohl(seq);
+	seq = bpf_ntohl(th->seq);
 	if (flags & TCP_FLAG_SYN) /* data on a SYN (Fast Open) starts after it */
 		seq += 1;
-	l4 += (th.doff >> 4) * 4;
+	l4 = th->l4 + (th->doff >> 4) * 4;
 	if (l4 >= skb->len) {
-		/* no payload: the handshake's ACK, a bare ACK, or a FIN or RST */
+		/* no payload: a FIN or RST (the egress program let no other through) */
 		if (flags & (TCP_FLAG_FIN | TCP_FLAG_RST))
-			tc_fb_closed(sk, st);
+			tc_fb_close(key, st);
 		return;
 	}
 	plen = skb->len - l4;
-	if (!st->want) {
+	if (!st->fb_want) {
 		__u32 n = plen < sizeof(h) ? plen : sizeof(h);
 
 		__builtin_memset(h, 0, sizeof(h));
 		if (n == sizeof(h) && bpf_skb_load_bytes(skb, l4, h, sizeof(h)))
 			return;
-		st->base_seq = seq;
-		st->want = tc_fb_want(h, n, plen);
+		st->fb_base_seq = seq;
+		st->fb_want = tc_fb_want(h, n, plen);
 	}
-	off = seq - st->base_seq;
-	if (off > st->captured) { /* a gap: never on egress in order; give up */
+	off = seq - st->fb_base_seq;
+	if (off > st->fb_captured) { /* a gap: never on egress in order; give up */
 		tc_count(TC_LOST_FIRST_BYTES);
-		tc_fb_stop(sk);
+		tc_fb_stop(key, st);
 		return;
 	}
-	start = st->captured - off; /* a retransmit may repeat what was copied */
+	start = st->fb_captured - off; /* a retransmit may repeat what was copied */
 	if (start >= plen)
 		return;
 	end = plen;
-	if (off + end > st->want)
-		end = st->want - off;
+	if (off + end > st->fb_want)
+		end = st->fb_want - off;
 	/*
 	 * pos follows from i alone, not from the lengths before: the verifier
 	 * then sees the same state at each iteration's end whatever the clamp
@@ -295,7 +221,7 @@ static __always_inline void tc_fb_capture(struct __sk_buff *skb, struct bpf_sock
 		e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
 		if (!e) {
 			tc_count(TC_LOST_FIRST_BYTES);
-			tc_fb_stop(sk);
+			tc_fb_stop(key, st);
 			return;
 		}
 		/* shape n as [1, TC_FB_CHUNK] in a way the verifier follows */
@@ -307,7 +233,7 @@ static __always_inline void tc_fb_capture(struct __sk_buff *skb, struct bpf_sock
 		if (bpf_skb_load_bytes(skb, l4 + pos, e->payload, n)) {
 			bpf_ringbuf_discard(e, BPF_RB_NO_WAKEUP);
 			tc_count(TC_LOST_FIRST_BYTES);
-			tc_fb_stop(sk);
+			tc_fb_stop(key, st);
 			return;
 		}
 		e->type = TC_EVENT_FIRST_BYTES;
@@ -315,32 +241,55 @@ static __always_inline void tc_fb_capture(struct __sk_buff *skb, struct bpf_sock
 		e->tid = st->tid;
 		e->connect_ts_ns = st->connect_ts_ns;
 		e->offset = off + pos;
-		e->want = st->want;
-		st->captured = off + pos + n;
-		e->flags = st->captured >= st->want ? TC_FB_LAST : 0;
+		e->want = st->fb_want;
+		st->fb_captured = off + pos + n;
+		e->flags = st->fb_captured >= st->fb_want ? TC_FB_LAST : 0;
 		tc_submit(e);
 	}
-	if (st->captured >= st->want)
-		tc_fb_stop(sk);
+	if (st->fb_captured >= st->fb_want)
+		tc_fb_stop(key, st);
 	else if (flags & (TCP_FLAG_FIN | TCP_FLAG_RST))
-		tc_fb_closed(sk, st);
+		tc_fb_close(key, st);
 }
 
-/* cgroup_skb/egress: the first bytes of marked sockets; one storage lookup for any other packet. */
+/*
+ * cgroup_skb/egress: the first bytes of followed sockets. A TCP packet that
+ * carries data, or ends the stream, of a socket that has sent few data
+ * segments is looked up in outcome_socks; any other packet returns after
+ * reading its headers and the socket's counters.
+ */
 SEC("cgroup_skb/egress")
 int tc_fb_egress(struct __sk_buff *skb)
 {
 	struct bpf_sock *sk = skb->sk;
-	struct tc_fb_sock *st;
+	struct tc_outcome_track *t;
+	struct bpf_tcp_sock *tp;
+	struct tc_fb_tcp th;
+	__u32 zero = 0;
+	__u64 *v, key;
 
 	if (!sk)
 		return 1;
 	sk = bpf_sk_fullsock(sk);
-	if (!sk)
+	if (!sk || sk->protocol != IPPROTO_TCP || tc_fb_tcp_header(skb, &th))
 		return 1;
-	st = bpf_sk_storage_get(&fb_socks, sk, 0, 0);
-	if (!st)
+	/* A SYN or bare ACK neither adds to a capture nor ends one. */
+	if (th.l4 + (th.doff >> 4) * 4 >= skb->len && !(th.flags & (TCP_FLAG_FIN | TCP_FLAG_RST)))
 		return 1;
-	tc_fb_capture(skb, sk, st);
+	tp = bpf_tcp_sock(sk);
+	/* data_segs_out counts this packet's segments already (gso_segs). */
+	if (!tp || tp->data_segs_out > fb_max_segs + skb->gso_segs)
+		return 1;
+	v = bpf_map_lookup_elem(&fb_scratch, &zero);
+	if (!v)
+		return 1;
+	/* The socket's address as a number, as the connect hook keyed it (tc_sk_netns). */
+	*(volatile __u64 *)v = (__u64)(long)sk;
+	key = *(volatile __u64 *)v;
+	*v = 0;
+	t = bpf_map_lookup_elem(&outcome_socks, &key);
+	if (!t || !(t->fb & TC_FB_WANTED))
+		return 1;
+	tc_fb_capture(skb, &th, key, t);
 	return 1;
 }

@@ -18,19 +18,19 @@ const MaxFirstBytes = 64 << 10
 
 // firstBytesSet is what the loader keeps of the first-bytes object.
 type firstBytesSet struct {
-	Connect4 *ebpf.Program `ebpf:"tc_fb_connect4"`
-	Connect6 *ebpf.Program `ebpf:"tc_fb_connect6"`
-	Egress   *ebpf.Program `ebpf:"tc_fb_egress"`
+	Egress *ebpf.Program `ebpf:"tc_fb_egress"`
 }
 
-// attachFirstBytes loads firstbytes.bpf.c: cgroup connect4/6 programs that
-// mark each socket the connect hook follows to its outcome, and a
-// cgroup_skb egress program that copies a marked socket's first bytes into
-// the shared ring (event.FirstBytes records, keyed by the connect record's
-// tid and ts_ns). Call after the connect and outcome programs are attached:
-// the mark looks the socket up in outcome_socks, and in cgroup mode the
-// connect program must run first (programs on one cgroup run in attach
-// order).
+// fbMaxSegs is how many data segments a socket may have sent before a packet
+// for the egress program still to look it up: max_bytes in segments of 256
+// bytes, and a few more.
+func fbMaxSegs(maxBytes int) uint32 { return uint32(maxBytes/256 + 4) }
+
+// attachFirstBytes loads firstbytes.bpf.c: a cgroup_skb egress program that
+// copies the first bytes of each socket the connect hook follows (its
+// outcome_socks entry, marked because attachConnect set fb_enabled) into the
+// shared ring (event.FirstBytes records, keyed by the connect record's tid
+// and ts_ns). Call after the connect and outcome programs are attached.
 func (p *Probe) attachFirstBytes(opts Options) error {
 	spec, err := loadFirstbytes()
 	if err != nil {
@@ -42,6 +42,9 @@ func (p *Probe) attachFirstBytes(opts Options) error {
 	if err := spec.Variables["max_bytes"].Set(uint32(opts.FirstBytesMax)); err != nil {
 		return fmt.Errorf("set max_bytes: %w", err)
 	}
+	if err := spec.Variables["fb_max_segs"].Set(fbMaxSegs(opts.FirstBytesMax)); err != nil {
+		return fmt.Errorf("set fb_max_segs: %w", err)
+	}
 	spec.Maps["events"].MaxEntries = p.events.MaxEntries()
 	spec.Maps["outcome_socks"].MaxEntries = p.outcomeSocks.MaxEntries()
 	replace := map[string]*ebpf.Map{"events": p.events, "counters": p.counters, "outcome_socks": p.outcomeSocks}
@@ -49,26 +52,13 @@ func (p *Probe) attachFirstBytes(opts Options) error {
 	if err := spec.LoadAndAssign(&objs, &ebpf.CollectionOptions{MapReplacements: replace}); err != nil {
 		return fmt.Errorf("load programs: %w", err)
 	}
-	progs := []*ebpf.Program{objs.Connect4, objs.Connect6, objs.Egress}
-	p.progs = append(p.progs, progs...)
-	for _, prog := range progs {
-		p.closers = append(p.closers, prog)
+	p.progs = append(p.progs, objs.Egress)
+	p.closers = append(p.closers, objs.Egress)
+	l, err := link.AttachCgroup(link.CgroupOptions{Path: opts.CgroupPath, Attach: ebpf.AttachCGroupInetEgress, Program: objs.Egress})
+	if err != nil {
+		return fmt.Errorf("attach cgroup_skb/egress to %s: %w", opts.CgroupPath, err)
 	}
-	for _, a := range []struct {
-		name string
-		prog *ebpf.Program
-		at   ebpf.AttachType
-	}{
-		{"cgroup/connect4", objs.Connect4, ebpf.AttachCGroupInet4Connect},
-		{"cgroup/connect6", objs.Connect6, ebpf.AttachCGroupInet6Connect},
-		{"cgroup_skb/egress", objs.Egress, ebpf.AttachCGroupInetEgress},
-	} {
-		l, err := link.AttachCgroup(link.CgroupOptions{Path: opts.CgroupPath, Attach: a.at, Program: a.prog})
-		if err != nil {
-			return fmt.Errorf("attach %s to %s: %w", a.name, opts.CgroupPath, err)
-		}
-		p.closers = append(p.closers, l)
-	}
+	p.closers = append(p.closers, l)
 	p.firstBytesEgress = objs.Egress
 	return nil
 }

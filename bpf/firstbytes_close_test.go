@@ -57,6 +57,18 @@ func readUntilClosed(t *testing.T, p *Probe, dst netip.AddrPort, timeout time.Du
 	return pieces[[2]uint64{uint64(conns[0].TID), conns[0].BootTimeNs}]
 }
 
+// closedCapture waits for the closed record of the connect to addr and
+// returns how many bytes its capture took before it, and that record.
+func closedCapture(t *testing.T, p *Probe, addr string) (int, event.FirstBytes) {
+	t.Helper()
+	pieces := readUntilClosed(t, p, netip.MustParseAddrPort(addr), 5*time.Second)
+	got := 0
+	for _, f := range pieces[:len(pieces)-1] {
+		got += len(f.Data)
+	}
+	return got, pieces[len(pieces)-1]
+}
+
 // testFirstBytesClosed: a followed socket that closes (FIN, or RST with
 // SO_LINGER 0) before sending ends its capture with one header-only closed
 // record at offset 0; one that closes mid-way through a ClientHello its
@@ -89,12 +101,7 @@ func testFirstBytesClosed(t *testing.T, p *Probe) {
 				}
 			}
 			c.Close()
-			pieces := readUntilClosed(t, p, netip.MustParseAddrPort(addr), 5*time.Second)
-			last := pieces[len(pieces)-1]
-			got := 0
-			for _, f := range pieces[:len(pieces)-1] {
-				got += len(f.Data)
-			}
+			got, last := closedCapture(t, p, addr)
 			if got != len(tt.send) || int(last.Offset) != len(tt.send) {
 				t.Fatalf("%d bytes captured, closed at offset %d (want %d)", got, last.Offset, len(tt.send))
 			}
@@ -102,5 +109,42 @@ func testFirstBytesClosed(t *testing.T, p *Probe) {
 				t.Fatalf("closed record wants %d bytes, want %d", last.Want, 5+0x1004)
 			}
 		})
+	}
+}
+
+// testFirstBytesPastBound: a ClientHello's record header, then its bytes one
+// per segment. The egress program stops looking the socket up once it has
+// sent fbMaxSegs data segments before a packet, so the capture stops short;
+// the socket's destruction (tc_outcome_destroy) ends it with a closed record
+// at the offset captured.
+func testFirstBytesPastBound(t *testing.T, p *Probe) {
+	addr := discardListener(t)
+	c, err := net.Dial("tcp4", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hdr := []byte{0x16, 3, 1, 0x10, 0x04, 1, 0, 0x10, 0}
+	if _, err := c.Write(hdr); err != nil {
+		t.Fatal(err)
+	}
+	// One byte a segment: Go sets TCP_NODELAY, and each write waits until
+	// the one before has left (its segment counted in data_segs_out).
+	sent := len(hdr)
+	bound := int(fbMaxSegs(DefaultFirstBytes))
+	for range 2 * bound {
+		if _, err := c.Write([]byte{0}); err != nil {
+			t.Fatal(err)
+		}
+		sent++
+		time.Sleep(time.Millisecond)
+	}
+	c.Close()
+	got, last := closedCapture(t, p, addr)
+	t.Logf("sent %d bytes in %d writes; captured %d, closed at offset %d (bound %d segments)", sent, 1+2*bound, got, last.Offset, bound)
+	if int(last.Offset) != got {
+		t.Fatalf("closed at offset %d after %d bytes captured", last.Offset, got)
+	}
+	if got < len(hdr)+bound/2 || got >= sent {
+		t.Fatalf("captured %d of %d bytes sent one per segment: want the capture to stop near %d segments", got, sent, bound)
 	}
 }

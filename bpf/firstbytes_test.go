@@ -265,6 +265,7 @@ func TestProbeFirstBytes(t *testing.T) {
 		}
 	})
 	t.Run("closed", func(t *testing.T) { testFirstBytesClosed(t, p) })
+	t.Run("past_bound", func(t *testing.T) { testFirstBytesPastBound(t, p) })
 	t.Run("not_followed", func(t *testing.T) {
 		seen := fbTLSServer(t, unfollowed)
 		c, err := tls.Dial("tcp4", unfollowed.Addr().String(), &tls.Config{ServerName: "unfollowed.example", InsecureSkipVerify: true})

@@ -52,15 +52,6 @@ type firstbytesTcAggValue struct {
 	Outcomes [8]uint32
 }
 
-type firstbytesTcFbSock struct {
-	_           structs.HostLayout
-	ConnectTsNs uint64
-	Tid         uint32
-	BaseSeq     uint32
-	Captured    uint32
-	Want        uint32
-}
-
 type firstbytesTcFirstBytesEvent struct {
 	_           structs.HostLayout
 	Type        uint8
@@ -79,8 +70,13 @@ type firstbytesTcOutcomeTrack struct {
 	Tid         uint32
 	AggGen      uint32
 	Agg         uint8
-	Pad         [7]uint8
+	Fb          uint8
+	Pad         [6]uint8
 	Key         firstbytesTcAggKey
+	FbBaseSeq   uint32
+	FbCaptured  uint32
+	FbWant      uint32
+	Pad2        uint32
 }
 
 // Names of all BPF objects in the ELF.
@@ -95,13 +91,12 @@ const (
 	firstbytesMapCounters             = "counters"
 	firstbytesMapEvents               = "events"
 	firstbytesMapFbScratch            = "fb_scratch"
-	firstbytesMapFbSocks              = "fb_socks"
 	firstbytesMapOutcomeSocks         = "outcome_socks"
-	firstbytesProgTcFbConnect4        = "tc_fb_connect4"
-	firstbytesProgTcFbConnect6        = "tc_fb_connect6"
 	firstbytesProgTcFbEgress          = "tc_fb_egress"
 	firstbytesVarAggEnabled           = "agg_enabled"
 	firstbytesVarAggOutcomes          = "agg_outcomes"
+	firstbytesVarFbEnabled            = "fb_enabled"
+	firstbytesVarFbMaxSegs            = "fb_max_segs"
 	firstbytesVarMaxBytes             = "max_bytes"
 	firstbytesVarTcFirstBytesEventBtf = "tc_first_bytes_event_btf"
 	firstbytesVarWakeupBytes          = "wakeup_bytes"
@@ -149,9 +144,7 @@ type firstbytesSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type firstbytesProgramSpecs struct {
-	TcFbConnect4 *ebpf.ProgramSpec `ebpf:"tc_fb_connect4"`
-	TcFbConnect6 *ebpf.ProgramSpec `ebpf:"tc_fb_connect6"`
-	TcFbEgress   *ebpf.ProgramSpec `ebpf:"tc_fb_egress"`
+	TcFbEgress *ebpf.ProgramSpec `ebpf:"tc_fb_egress"`
 }
 
 // firstbytesMapSpecs contains maps before they are loaded into the kernel.
@@ -166,7 +159,6 @@ type firstbytesMapSpecs struct {
 	Counters     *ebpf.MapSpec `ebpf:"counters"`
 	Events       *ebpf.MapSpec `ebpf:"events"`
 	FbScratch    *ebpf.MapSpec `ebpf:"fb_scratch"`
-	FbSocks      *ebpf.MapSpec `ebpf:"fb_socks"`
 	OutcomeSocks *ebpf.MapSpec `ebpf:"outcome_socks"`
 }
 
@@ -176,6 +168,8 @@ type firstbytesMapSpecs struct {
 type firstbytesVariableSpecs struct {
 	AggEnabled           *ebpf.VariableSpec `ebpf:"agg_enabled"`
 	AggOutcomes          *ebpf.VariableSpec `ebpf:"agg_outcomes"`
+	FbEnabled            *ebpf.VariableSpec `ebpf:"fb_enabled"`
+	FbMaxSegs            *ebpf.VariableSpec `ebpf:"fb_max_segs"`
 	MaxBytes             *ebpf.VariableSpec `ebpf:"max_bytes"`
 	TcFirstBytesEventBtf *ebpf.VariableSpec `ebpf:"tc_first_bytes_event_btf"`
 	WakeupBytes          *ebpf.VariableSpec `ebpf:"wakeup_bytes"`
@@ -209,7 +203,6 @@ type firstbytesMaps struct {
 	Counters     *ebpf.Map `ebpf:"counters"`
 	Events       *ebpf.Map `ebpf:"events"`
 	FbScratch    *ebpf.Map `ebpf:"fb_scratch"`
-	FbSocks      *ebpf.Map `ebpf:"fb_socks"`
 	OutcomeSocks *ebpf.Map `ebpf:"outcome_socks"`
 }
 
@@ -223,7 +216,6 @@ func (m *firstbytesMaps) Close() error {
 		m.Counters,
 		m.Events,
 		m.FbScratch,
-		m.FbSocks,
 		m.OutcomeSocks,
 	)
 }
@@ -234,6 +226,8 @@ func (m *firstbytesMaps) Close() error {
 type firstbytesVariables struct {
 	AggEnabled           *ebpf.Variable `ebpf:"agg_enabled"`
 	AggOutcomes          *ebpf.Variable `ebpf:"agg_outcomes"`
+	FbEnabled            *ebpf.Variable `ebpf:"fb_enabled"`
+	FbMaxSegs            *ebpf.Variable `ebpf:"fb_max_segs"`
 	MaxBytes             *ebpf.Variable `ebpf:"max_bytes"`
 	TcFirstBytesEventBtf *ebpf.Variable `ebpf:"tc_first_bytes_event_btf"`
 	WakeupBytes          *ebpf.Variable `ebpf:"wakeup_bytes"`
@@ -243,15 +237,11 @@ type firstbytesVariables struct {
 //
 // It can be passed to loadFirstbytesObjects or ebpf.CollectionSpec.LoadAndAssign.
 type firstbytesPrograms struct {
-	TcFbConnect4 *ebpf.Program `ebpf:"tc_fb_connect4"`
-	TcFbConnect6 *ebpf.Program `ebpf:"tc_fb_connect6"`
-	TcFbEgress   *ebpf.Program `ebpf:"tc_fb_egress"`
+	TcFbEgress *ebpf.Program `ebpf:"tc_fb_egress"`
 }
 
 func (p *firstbytesPrograms) Close() error {
 	return _FirstbytesClose(
-		p.TcFbConnect4,
-		p.TcFbConnect6,
 		p.TcFbEgress,
 	)
 }

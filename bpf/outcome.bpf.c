@@ -23,6 +23,10 @@
  *   while the program ran for another socket), counted as the program's
  *   recursion misses.
  *
+ * - With first bytes on, an established socket's entry stays until its
+ *   capture ends (firstbytes.bpf.c); destroyed before that, it gets the
+ *   capture's closed record here.
+ *
  * Both run in every attach mode: they are independent of the connect hook.
  */
 #include <linux/bpf.h>
@@ -76,15 +80,27 @@ int tc_outcome_state(struct bpf_raw_tracepoint_args *ctx)
 	if (oldstate != TCP_SYN_SENT && oldstate != TCP_SYN_RECV)
 		return 0;
 	t = bpf_map_lookup_elem(&outcome_socks, &key);
-	if (!t)
-		return 0;
-	track = *t;
-	/* Whoever deletes the entry reports it: never twice. */
-	if (bpf_map_delete_elem(&outcome_socks, &key))
+	if (!t || (t->fb & TC_FB_OUTCOME_SENT))
 		return 0;
 	sock = BPF_CORE_READ(sk, sk_socket);
 	if (sock)
 		sock_state = BPF_CORE_READ(sock, state);
+	/*
+	 * An established socket whose first bytes are wanted keeps its entry
+	 * for the capture (firstbytes.bpf.c), which deletes it. Its state
+	 * changes, its packets and its destruction are serialized by the
+	 * socket's lock.
+	 */
+	if (newstate == TCP_ESTABLISHED && (t->fb & TC_FB_WANTED)) {
+		t->fb |= TC_FB_OUTCOME_SENT;
+		tc_outcome_report(t, TC_OUTCOME_STATE, oldstate, newstate, sock_state,
+				BPF_CORE_READ(sk, sk_err), BPF_CORE_READ(sk, sk_err_soft));
+		return 0;
+	}
+	track = *t;
+	/* Whoever deletes the entry reports it: never twice. */
+	if (bpf_map_delete_elem(&outcome_socks, &key))
+		return 0;
 	tc_outcome_report(&track, TC_OUTCOME_STATE, oldstate, newstate, sock_state,
 			BPF_CORE_READ(sk, sk_err), BPF_CORE_READ(sk, sk_err_soft));
 	return 0;
@@ -105,6 +121,12 @@ int tc_outcome_destroy(struct bpf_raw_tracepoint_args *ctx)
 	track = *t;
 	if (bpf_map_delete_elem(&outcome_socks, &key))
 		return 0;
+	/* Established, its first bytes still wanted: that capture ends here. */
+	if (track.fb & TC_FB_OUTCOME_SENT) {
+		if (track.fb & TC_FB_WANTED)
+			tc_fb_closed(&track);
+		return 0;
+	}
 	if (BPF_CORE_READ(tp, write_seq))
 		why = TC_OUTCOME_MISSED;
 	tc_outcome_report(&track, why, TCP_CLOSE, TCP_CLOSE, 0xff, 0, 0);

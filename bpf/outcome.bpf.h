@@ -11,18 +11,36 @@
 #include "common.bpf.h"
 #include "aggregate.bpf.h"
 
+/* Set by the loader: capture the first bytes of each reported connect (firstbytes.bpf.c). */
+const volatile __u32 fb_enabled = 0;
+
+/* Bits of tc_outcome_track.fb. */
+enum tc_fb_track {
+	TC_FB_WANTED = 1 << 0,      /* its first bytes are still to be captured */
+	TC_FB_OUTCOME_SENT = 1 << 1, /* its outcome went out; the entry stays for the capture */
+};
+
 /*
  * The connect a followed socket belongs to: its record (tid, connect_ts_ns),
  * or, for a connect aggregation counted instead of reporting it (agg set),
- * its key and window generation, where its outcome is counted.
+ * its key and window generation, where its outcome is counted. With first
+ * bytes on, a reported connect's entry also holds its capture's state: an
+ * established socket stays here (TC_FB_OUTCOME_SENT) until the capture has
+ * its bytes or the socket closes, so that following a socket's first bytes
+ * costs no state of its own (firstbytes.bpf.c).
  */
 struct tc_outcome_track {
 	__u64 connect_ts_ns;
 	__u32 tid;
 	__u32 agg_gen;
 	__u8 agg;
-	__u8 _pad[7];
+	__u8 fb;             /* enum tc_fb_track */
+	__u8 _pad[6];
 	struct tc_agg_key key;
+	__u32 fb_base_seq;   /* sequence number of the first byte sent */
+	__u32 fb_captured;   /* bytes copied so far */
+	__u32 fb_want;       /* bytes to copy in all; 0 until the first segment */
+	__u32 _pad2;
 };
 
 /*
@@ -127,6 +145,30 @@ static __always_inline void tc_outcome_emit(const struct tc_outcome_track *t, __
 	tc_submit(o);
 }
 
+/*
+ * The capture of t's first bytes ends before it has them (the socket closed,
+ * or its entry is reused): say so with a header-only record (TC_FB_CLOSED)
+ * so that the receiver stops waiting for them.
+ */
+static __always_inline void tc_fb_closed(const struct tc_outcome_track *t)
+{
+	struct tc_first_bytes_event *e;
+
+	e = bpf_ringbuf_reserve(&events, __builtin_offsetof(struct tc_first_bytes_event, payload), 0);
+	if (!e) {
+		tc_count(TC_LOST_FIRST_BYTES);
+		return;
+	}
+	e->type = TC_EVENT_FIRST_BYTES;
+	e->flags = TC_FB_CLOSED;
+	e->len = 0;
+	e->tid = t->tid;
+	e->connect_ts_ns = t->connect_ts_ns;
+	e->offset = t->fb_captured;
+	e->want = t->fb_want;
+	tc_submit(e);
+}
+
 /* Report what became of followed connect t: its outcome record, or its count when aggregated. */
 static __always_inline void tc_outcome_report(const struct tc_outcome_track *t, __u8 why,
 					      __u8 oldstate, __u8 newstate, __u8 sock_state,
@@ -158,16 +200,28 @@ static __always_inline int tc_outcome_follow(__u64 sk, const struct tc_outcome_t
 	if (old) {
 		struct tc_outcome_track prev = *old;
 
-		if (bpf_map_delete_elem(&outcome_socks, &sk) == 0)
-			tc_outcome_report(&prev, TC_OUTCOME_RECONNECT, TCP_CLOSE, TCP_CLOSE, 0xff, 0, 0);
+		if (bpf_map_delete_elem(&outcome_socks, &sk) == 0) {
+			/*
+			 * An entry whose outcome went out waits only for first
+			 * bytes (a socket disconnected with AF_UNSPEC and
+			 * connected again): that capture ends here.
+			 */
+			if (prev.fb & TC_FB_OUTCOME_SENT) {
+				if (prev.fb & TC_FB_WANTED)
+					tc_fb_closed(&prev);
+			} else {
+				tc_outcome_report(&prev, TC_OUTCOME_RECONNECT, TCP_CLOSE, TCP_CLOSE, 0xff, 0, 0);
+			}
+		}
 	}
 	return bpf_map_update_elem(&outcome_socks, &sk, t, BPF_ANY) == 0;
 }
 
-/* Follow socket sk for the connect record (tid, ts_ns). */
+/* Follow socket sk for the connect record (tid, ts_ns), and its first bytes when they are captured. */
 static __always_inline int tc_outcome_track(__u64 sk, __u32 tid, __u64 ts_ns)
 {
-	struct tc_outcome_track t = { .connect_ts_ns = ts_ns, .tid = tid };
+	struct tc_outcome_track t = { .connect_ts_ns = ts_ns, .tid = tid,
+				      .fb = fb_enabled ? TC_FB_WANTED : 0 };
 
 	return tc_outcome_follow(sk, &t);
 }

@@ -86,8 +86,13 @@ type outcomeTcOutcomeTrack struct {
 	Tid         uint32
 	AggGen      uint32
 	Agg         uint8
-	Pad         [7]uint8
+	Fb          uint8
+	Pad         [6]uint8
 	Key         outcomeTcAggKey
+	FbBaseSeq   uint32
+	FbCaptured  uint32
+	FbWant      uint32
+	Pad2        uint32
 }
 
 // Names of all BPF objects in the ELF.
@@ -106,6 +111,7 @@ const (
 	outcomeProgTcOutcomeState   = "tc_outcome_state"
 	outcomeVarAggEnabled        = "agg_enabled"
 	outcomeVarAggOutcomes       = "agg_outcomes"
+	outcomeVarFbEnabled         = "fb_enabled"
 	outcomeVarTcOutcomeEventBtf = "tc_outcome_event_btf"
 	outcomeVarTcOutcomeKindBtf  = "tc_outcome_kind_btf"
 	outcomeVarWakeupBytes       = "wakeup_bytes"
@@ -177,6 +183,7 @@ type outcomeMapSpecs struct {
 type outcomeVariableSpecs struct {
 	AggEnabled        *ebpf.VariableSpec `ebpf:"agg_enabled"`
 	AggOutcomes       *ebpf.VariableSpec `ebpf:"agg_outcomes"`
+	FbEnabled         *ebpf.VariableSpec `ebpf:"fb_enabled"`
 	TcOutcomeEventBtf *ebpf.VariableSpec `ebpf:"tc_outcome_event_btf"`
 	TcOutcomeKindBtf  *ebpf.VariableSpec `ebpf:"tc_outcome_kind_btf"`
 	WakeupBytes       *ebpf.VariableSpec `ebpf:"wakeup_bytes"`
@@ -231,6 +238,7 @@ func (m *outcomeMaps) Close() error {
 type outcomeVariables struct {
 	AggEnabled        *ebpf.Variable `ebpf:"agg_enabled"`
 	AggOutcomes       *ebpf.Variable `ebpf:"agg_outcomes"`
+	FbEnabled         *ebpf.Variable `ebpf:"fb_enabled"`
 	TcOutcomeEventBtf *ebpf.Variable `ebpf:"tc_outcome_event_btf"`
 	TcOutcomeKindBtf  *ebpf.Variable `ebpf:"tc_outcome_kind_btf"`
 	WakeupBytes       *ebpf.Variable `ebpf:"wakeup_bytes"`

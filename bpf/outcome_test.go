@@ -236,9 +236,11 @@ func readOutcome(t *testing.T, p *Probe, dst netip.AddrPort, timeout time.Durati
 
 // TestProbeOutcome makes connects that end each way, from the test process
 // (blocking, non-blocking, io_uring) and from clients no one here wrote, and
-// checks the kernel's outcome record for each, in the attach mode under test.
+// checks the kernel's outcome record for each, in the attach mode under test,
+// with first bytes on as the receiver's default has them (an established
+// socket's entry stays for its capture; TestOutcomeEntriesLeave checks both).
 func TestProbeOutcome(t *testing.T) {
-	p := openForTest(t, Options{Outcome: true})
+	p := openForTest(t, Options{Outcome: true, FirstBytes: true})
 	defer p.Close()
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
