@@ -370,7 +370,7 @@ func TestProbeFirstBytesSplit(t *testing.T) {
 	checkHello(t, got, s)
 }
 
-// discardListener listens on 127.0.0.1, accepts one connection and reads it
+// discardListener listens on 127.0.0.1, accepts connections and reads each
 // to its end, until the test ends; it returns the address to dial.
 func discardListener(t testing.TB) string {
 	t.Helper()
@@ -380,12 +380,16 @@ func discardListener(t testing.TB) string {
 	}
 	t.Cleanup(func() { ln.Close() })
 	go func() {
-		c, err := ln.Accept()
-		if err != nil {
-			return
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				_, _ = io.Copy(io.Discard, c)
+				c.Close()
+			}()
 		}
-		_, _ = io.Copy(io.Discard, c)
-		c.Close()
 	}()
 	return ln.Addr().String()
 }

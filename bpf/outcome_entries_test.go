@@ -1,7 +1,6 @@
 package bpf
 
 import (
-	"io"
 	"net"
 	"net/netip"
 	"testing"
@@ -12,30 +11,6 @@ import (
 
 	"github.com/tcpconnect/tcpconnect/internal/event"
 )
-
-// readingListener accepts on 127.0.0.1 and reads each connection to its
-// end until the test ends; it returns its address.
-func readingListener(t *testing.T) netip.AddrPort {
-	t.Helper()
-	ln, err := net.Listen("tcp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				_, _ = io.Copy(io.Discard, c)
-				c.Close()
-			}()
-		}
-	}()
-	return ln.Addr().(*net.TCPAddr).AddrPort()
-}
 
 // outcomeEntries counts the sockets outcome_socks follows.
 func outcomeEntries(t *testing.T, p *Probe) int {
@@ -53,39 +28,78 @@ func outcomeEntries(t *testing.T, p *Probe) int {
 	return n
 }
 
-// waitOutcome reads the ring until the connect to dst has its outcome
-// record, and returns its kind.
-func waitOutcome(t *testing.T, p *Probe, dst netip.AddrPort) event.Kind {
-	t.Helper()
-	var conn *event.Connect
-	outcomes := map[waitKey]event.Kind{}
-	for end := time.Now().Add(5 * time.Second); time.Now().Before(end); {
-		drainRound(t, p, 50*time.Millisecond, func(raw []byte) {
-			switch event.Type(raw) {
-			case event.TypeConnect:
-				var c event.Connect
-				if err := event.DecodeConnect(raw, &c); err != nil {
-					t.Fatal(err)
-				}
-				if c.Dst == dst.Addr() && c.DstPort == dst.Port() {
-					conn = &c
-				}
-			case event.TypeOutcome:
-				var o event.Outcome
-				if err := event.DecodeOutcome(raw, &o); err != nil {
-					t.Fatal(err)
-				}
-				outcomes[waitKey{o.TID, o.ConnectBootNs}] = o.Kind
-			}
-		})
-		if conn != nil {
-			if k, ok := outcomes[waitKey{conn.TID, conn.BootTimeNs}]; ok {
-				return k
-			}
+// ringLog is what the ring said of the connects to one port: their connect
+// records, and the outcome and closed first-bytes record of each.
+type ringLog struct {
+	port     uint16
+	conns    []event.Connect
+	outcomes map[waitKey]event.Kind
+	closed   map[waitKey]uint32 // the closed record's offset
+}
+
+func newRingLog(port uint16) *ringLog {
+	return &ringLog{port: port, outcomes: map[waitKey]event.Kind{}, closed: map[waitKey]uint32{}}
+}
+
+// add decodes one ring record into l.
+func (l *ringLog) add(t *testing.T, raw []byte) {
+	switch event.Type(raw) {
+	case event.TypeConnect:
+		var c event.Connect
+		if err := event.DecodeConnect(raw, &c); err != nil {
+			t.Fatal(err)
+		}
+		if c.DstPort == l.port {
+			l.conns = append(l.conns, c)
+		}
+	case event.TypeOutcome:
+		var o event.Outcome
+		if err := event.DecodeOutcome(raw, &o); err != nil {
+			t.Fatal(err)
+		}
+		l.outcomes[waitKey{o.TID, o.ConnectBootNs}] = o.Kind
+	case event.TypeFirstBytes:
+		var f event.FirstBytes
+		if err := event.DecodeFirstBytes(raw, &f); err != nil {
+			t.Fatal(err)
+		}
+		if f.Closed {
+			l.closed[waitKey{f.TID, f.ConnectBootNs}] = f.Offset
 		}
 	}
-	t.Fatalf("no outcome record for the connect to %s (connect record seen: %v)", dst, conn != nil)
-	return 0
+}
+
+// key is the outcome key of the i-th connect record.
+func (l *ringLog) key(i int) waitKey { return waitKey{l.conns[i].TID, l.conns[i].BootTimeNs} }
+
+// readUntil reads the ring into l until done says so, for at most 5 s.
+func (l *ringLog) readUntil(t *testing.T, p *Probe, done func() bool) {
+	t.Helper()
+	for end := time.Now().Add(5 * time.Second); time.Now().Before(end) && !done(); {
+		drainRound(t, p, 50*time.Millisecond, func(raw []byte) { l.add(t, raw) })
+	}
+}
+
+// waitOutcome reads the ring until the connect to dst's port has its
+// outcome record, and returns its kind.
+func waitOutcome(t *testing.T, p *Probe, dst netip.AddrPort) event.Kind {
+	t.Helper()
+	l := newRingLog(dst.Port())
+	l.readUntil(t, p, func() bool {
+		if len(l.conns) == 0 {
+			return false
+		}
+		_, ok := l.outcomes[l.key(0)]
+		return ok
+	})
+	if len(l.conns) != 1 {
+		t.Fatalf("%d connect records to %s, want 1", len(l.conns), dst)
+	}
+	k, ok := l.outcomes[l.key(0)]
+	if !ok {
+		t.Fatalf("no outcome record for the connect to %s", dst)
+	}
+	return k
 }
 
 // TestOutcomeEntriesLeave: an established socket's outcome_socks entry
@@ -96,7 +110,7 @@ func waitOutcome(t *testing.T, p *Probe, dst netip.AddrPort) event.Kind {
 func TestOutcomeEntriesLeave(t *testing.T) {
 	for _, fb := range []bool{false, true} {
 		t.Run(map[bool]string{false: "first_bytes_off", true: "first_bytes_on"}[fb], func(t *testing.T) {
-			dst := readingListener(t)
+			dst := netip.MustParseAddrPort(discardListener(t))
 			refusedLn, err := net.Listen("tcp4", "127.0.0.1:0")
 			if err != nil {
 				t.Fatal(err)
@@ -160,7 +174,7 @@ func TestOutcomeEntriesLeave(t *testing.T) {
 // would end it the same way), and the second connect is followed to its own
 // outcome, its capture still open.
 func TestFirstBytesReconnect(t *testing.T) {
-	dst := readingListener(t)
+	dst := netip.MustParseAddrPort(discardListener(t))
 	p := openForTest(t, Options{Outcome: true, FirstBytes: true, Filter: Filter{IncludePorts: []uint16{dst.Port()}}})
 	defer p.Close()
 	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
@@ -179,48 +193,19 @@ func TestFirstBytesReconnect(t *testing.T) {
 	if err := unix.Connect(fd, sa); err != nil {
 		t.Fatalf("second connect: %v", err)
 	}
-	var conns []event.Connect
-	outcomes := map[waitKey]event.Kind{}
-	closed := map[waitKey]uint32{}
-	for end := time.Now().Add(5 * time.Second); time.Now().Before(end) && !(len(conns) == 2 && len(outcomes) == 2 && len(closed) == 1); {
-		drainRound(t, p, 50*time.Millisecond, func(raw []byte) {
-			switch event.Type(raw) {
-			case event.TypeConnect:
-				var c event.Connect
-				if err := event.DecodeConnect(raw, &c); err != nil {
-					t.Fatal(err)
-				}
-				if c.DstPort == dst.Port() {
-					conns = append(conns, c)
-				}
-			case event.TypeOutcome:
-				var o event.Outcome
-				if err := event.DecodeOutcome(raw, &o); err != nil {
-					t.Fatal(err)
-				}
-				outcomes[waitKey{o.TID, o.ConnectBootNs}] = o.Kind
-			case event.TypeFirstBytes:
-				var f event.FirstBytes
-				if err := event.DecodeFirstBytes(raw, &f); err != nil {
-					t.Fatal(err)
-				}
-				if f.Closed {
-					closed[waitKey{f.TID, f.ConnectBootNs}] = f.Offset
-				}
-			}
-		})
+	l := newRingLog(dst.Port())
+	l.readUntil(t, p, func() bool { return len(l.conns) == 2 && len(l.outcomes) == 2 && len(l.closed) == 1 })
+	if len(l.conns) != 2 {
+		t.Fatalf("%d connect records, want 2", len(l.conns))
 	}
-	if len(conns) != 2 {
-		t.Fatalf("%d connect records, want 2", len(conns))
+	first, second := l.key(0), l.key(1)
+	if l.outcomes[first] != event.KindEstablished || l.outcomes[second] != event.KindEstablished {
+		t.Fatalf("outcomes %s and %s, want established twice", l.outcomes[first], l.outcomes[second])
 	}
-	first, second := waitKey{conns[0].TID, conns[0].BootTimeNs}, waitKey{conns[1].TID, conns[1].BootTimeNs}
-	if outcomes[first] != event.KindEstablished || outcomes[second] != event.KindEstablished {
-		t.Fatalf("outcomes %s and %s, want established twice", outcomes[first], outcomes[second])
-	}
-	if off, ok := closed[first]; !ok || off != 0 {
+	if off, ok := l.closed[first]; !ok || off != 0 {
 		t.Fatalf("first connect's closed record: %v at offset %d, want one at 0", ok, off)
 	}
-	if _, ok := closed[second]; ok {
+	if _, ok := l.closed[second]; ok {
 		t.Fatal("the second connect, still open, has a closed record")
 	}
 }
